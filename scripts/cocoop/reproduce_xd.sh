@@ -1,0 +1,9 @@
+#!/bin/bash
+# CoCoOp: ImageNet training, then every cross-dataset target, seeds 1-3.
+# Usage: bash scripts/cocoop/reproduce_xd.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-CoCoOp}
+CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_reproduce "$@"

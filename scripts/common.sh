@@ -1,0 +1,332 @@
+# shellcheck shell=bash
+# Shared logic of the CoOp-family run scripts (sourced, not run).
+#
+# Each scripts/<method>/<job>.sh sets TRAINER, CFG and SHOTS (all overridable
+# from the environment), sources this file and calls one job function:
+#
+#   b2n_train DATASET SEED        train on the base classes
+#   b2n_test DATASET SEED         evaluate that model on the new classes
+#   b2n_all DATASET SEED          both, then the Base / Novel / HM table
+#   b2n_reproduce                 b2n_train + b2n_test over DATASETS x SEEDS
+#   xd_train SEED                 train on ImageNet (all classes)
+#   xd_test DATASET SEED          evaluate the ImageNet model on DATASET
+#   xd_reproduce                  xd_train + xd_test over XD_DATASETS x SEEDS
+#   few_shot DATASET SHOTS [SEED] train and test on DATASET (all classes)
+#
+# Environment (defaults in brackets):
+#   DATA [./data]        dataset root (train.py --root)
+#   OUTPUT [output]      root of the output tree
+#   CFG                  config name under configs/trainers/$CFG_DIR, or a path
+#                        to a .yaml file (its base name is the run-dir name)
+#   CFG_DIR [$TRAINER]   config folder (the zero-shot CLIP uses CoOp's)
+#   DATASET_CFG_DIR [configs/datasets]  folder of the DATASET.yaml files
+#   SHOTS [16]           shots per class
+#   BACKBONE             sets MODEL.BACKBONE.NAME (e.g. a CLIP checkpoint path)
+#   OPTS                 extra KEY VALUE pairs for train.py (shell-quoted);
+#                        extra arguments after a job's own are added too
+#   LOADEP               epoch to evaluate [OPTIM.MAX_EPOCH of the config]
+#   ZERO_SHOT [0]        1: no training, every job only evaluates
+#   PYTHON [python]      interpreter; TRAINPY [train.py] the script it runs
+#   DATASETS, SEEDS      loops of the reproduce jobs [11 datasets, 1 2 3]
+#   XD_DATASETS          targets of xd_reproduce [10 datasets + 4 ImageNet variants]
+#
+# The scripts cd to the repository root first, as the originals do: relative
+# paths in DATA, OUTPUT, CFG and TRAINPY are relative to it.
+# A run whose result already exists is skipped; an unfinished train run is
+# started again in its folder and resumes from the checkpoints there.
+
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+METHOD_DIR="$(cd "$(dirname "$0")" && pwd)"
+cd "$ROOT_DIR" || exit 1
+
+DATA=${DATA:-./data}
+OUTPUT=${OUTPUT:-output}
+SHOTS=${SHOTS:-16}
+CFG_DIR=${CFG_DIR:-$TRAINER}
+DATASET_CFG_DIR=${DATASET_CFG_DIR:-configs/datasets}
+ZERO_SHOT=${ZERO_SHOT:-0}
+PYTHON=${PYTHON:-python}
+TRAINPY=${TRAINPY:-train.py}
+BASE2NEW_DATASETS="imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
+XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101 imagenetv2 imagenet_sketch imagenet_a imagenet_r"
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# need_args COUNT USAGE ARGS...: stop with the usage line if too few arguments.
+need_args() {
+    local count=$1 usage=$2
+    shift 2
+    if [ "$#" -lt "$count" ]; then
+        die "usage: bash ${0#"$ROOT_DIR"/} $usage"
+    fi
+}
+
+# resolve_config: set CONFIG_FILE and CFG_NAME from CFG, or stop clearly.
+resolve_config() {
+    [ -n "$TRAINER" ] || die "TRAINER is not set"
+    [ -n "$CFG" ] || die "CFG is not set: give a config name from configs/trainers/$CFG_DIR/"
+    if [[ "$CFG" == *.yaml ]]; then
+        CONFIG_FILE=$CFG
+        CFG_NAME=$(basename "$CFG" .yaml)
+    else
+        CONFIG_FILE=configs/trainers/$CFG_DIR/$CFG.yaml
+        CFG_NAME=$CFG
+    fi
+    if [ ! -f "$CONFIG_FILE" ]; then
+        die "config file $CONFIG_FILE not found (CFG=$CFG). Available in configs/trainers/$CFG_DIR: $(cd "configs/trainers/$CFG_DIR" 2>/dev/null && ls -- *.yaml 2>/dev/null | sed 's/\.yaml$//' | tr '\n' ' ')"
+    fi
+}
+
+# dataset_config NAME: the dataset YAML for a config name, or stop clearly.
+dataset_config() {
+    local file=$DATASET_CFG_DIR/$1.yaml
+    if [ ! -f "$file" ]; then
+        die "dataset config $file not found (DATASET=$1). Valid names: $(cd "$DATASET_CFG_DIR" 2>/dev/null && ls -- *.yaml 2>/dev/null | sed 's/\.yaml$//' | tr '\n' ' ')"
+    fi
+    echo "$file"
+}
+
+# collect_opts EXTRA...: USER_OPTS = BACKBONE, then OPTS, then EXTRA.
+collect_opts() {
+    USER_OPTS=()
+    if [ -n "$BACKBONE" ]; then
+        USER_OPTS+=(MODEL.BACKBONE.NAME "$BACKBONE")
+    fi
+    if [ -n "$OPTS" ]; then
+        local parsed
+        eval "parsed=($OPTS)" || die "cannot parse OPTS='$OPTS' (use shell quoting)"
+        USER_OPTS+=("${parsed[@]}")
+    fi
+    USER_OPTS+=("$@")
+}
+
+# final_epoch DATASET_YAML: the epoch a test loads (LOADEP, else the last
+# OPTIM.MAX_EPOCH among the YAMLs and USER_OPTS, else Dassl's default 10).
+final_epoch() {
+    if [ -n "$LOADEP" ]; then
+        echo "$LOADEP"
+        return
+    fi
+    local epoch i
+    epoch=$("$PYTHON" -c '
+import sys, yaml
+epoch = 10
+for path in sys.argv[1:]:
+    with open(path) as f:
+        node = (yaml.safe_load(f) or {}).get("OPTIM") or {}
+    epoch = node.get("MAX_EPOCH", epoch)
+print(epoch)' "$1" "$CONFIG_FILE") || die "cannot read OPTIM.MAX_EPOCH from $CONFIG_FILE"
+    for ((i = 0; i + 1 < ${#USER_OPTS[@]}; i += 2)); do
+        if [ "${USER_OPTS[i]}" = OPTIM.MAX_EPOCH ]; then
+            epoch=${USER_OPTS[i + 1]}
+        fi
+    done
+    echo "$epoch"
+}
+
+# has_result DIR: a log file in DIR holds the evaluator's accuracy line.
+has_result() {
+    grep -qs '^\* accuracy:' "$1"/log.txt*
+}
+
+# has_checkpoint DIR EPOCH: DIR/<model>/model.pth.tar-EPOCH exists.
+has_checkpoint() {
+    compgen -G "$1/*/model.pth.tar-$2" >/dev/null
+}
+
+skip_msg() {
+    echo "The results exist at $1, skipping"
+}
+
+# train_py DATASET_YAML OUTPUT_DIR ARGS...: run train.py with the common flags;
+# ARGS are extra flags and the job's KEY VALUE pairs, USER_OPTS come last.
+train_py() {
+    local dataset_yaml=$1 out_dir=$2
+    shift 2
+    echo "Run this job and save the output to $out_dir"
+    "$PYTHON" "$TRAINPY" \
+        --root "$DATA" \
+        --seed "$SEED" \
+        --trainer "$TRAINER" \
+        --dataset-config-file "$dataset_yaml" \
+        --config-file "$CONFIG_FILE" \
+        --output-dir "$out_dir" \
+        "$@" "${USER_OPTS[@]}"
+}
+
+# train_or_eval DATASET_YAML DIR KEY VALUE...: one run that ends with a test:
+# a training run (resumed when unfinished) or, with ZERO_SHOT=1, an evaluation.
+train_or_eval() {
+    local dataset_yaml=$1 dir=$2 epoch
+    shift 2
+    if [ "$ZERO_SHOT" = 1 ]; then
+        if has_result "$dir"; then skip_msg "$dir"; return 0; fi
+        train_py "$dataset_yaml" "$dir" --eval-only "$@"
+    else
+        epoch=$(final_epoch "$dataset_yaml") || exit 1
+        if has_checkpoint "$dir" "$epoch" && has_result "$dir"; then
+            skip_msg "$dir"
+            return 0
+        fi
+        train_py "$dataset_yaml" "$dir" "$@"
+    fi
+}
+
+# eval_model DATASET_YAML DIR MODEL_DIR TRAIN_HINT KEY VALUE...: evaluate the
+# checkpoint of MODEL_DIR at the final epoch (zero-shot: the frozen model).
+eval_model() {
+    local dataset_yaml=$1 dir=$2 model_dir=$3 hint=$4 epoch
+    shift 4
+    if has_result "$dir"; then skip_msg "$dir"; return 0; fi
+    if [ "$ZERO_SHOT" = 1 ]; then
+        train_py "$dataset_yaml" "$dir" --eval-only "$@"
+        return
+    fi
+    epoch=$(final_epoch "$dataset_yaml") || exit 1
+    if ! has_checkpoint "$model_dir" "$epoch"; then
+        die "no checkpoint model.pth.tar-$epoch in $model_dir/*/: run $hint first (or set LOADEP to the epoch that was saved)"
+    fi
+    train_py "$dataset_yaml" "$dir" --model-dir "$model_dir" --load-epoch "$epoch" --eval-only "$@"
+}
+
+b2n_dir() {  # b2n_dir PHASE DATASET SEED
+    echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG_NAME/seed$3"
+}
+
+b2n_train() {
+    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
+    local dataset=$1 dataset_yaml
+    SEED=$2
+    shift 2
+    resolve_config
+    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    collect_opts "$@"
+    train_or_eval "$dataset_yaml" "$(b2n_dir train_base "$dataset" "$SEED")" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base
+}
+
+b2n_test() {
+    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
+    local dataset=$1 dataset_yaml
+    SEED=$2
+    shift 2
+    resolve_config
+    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    collect_opts "$@"
+    eval_model "$dataset_yaml" "$(b2n_dir test_new "$dataset" "$SEED")" \
+        "$(b2n_dir train_base "$dataset" "$SEED")" \
+        "bash ${METHOD_DIR#"$ROOT_DIR"/}/base2new_train.sh $dataset $SEED" \
+        DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new
+}
+
+# results_table ROOT ARGS...: print the results table of ROOT, filtered by ARGS.
+results_table() {
+    "$PYTHON" scripts/results.py "$@" --trainer "$TRAINER" --cfg "$CFG_NAME" --shots "$SHOTS"
+}
+
+b2n_all() {
+    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
+    b2n_train "$@" || exit 1
+    b2n_test "$@" || exit 1
+    results_table "$OUTPUT/base2new" --setting base2new --dataset "$1" --seed "$2"
+}
+
+# run_job JOB ARGS...: one job in a subshell, so that a failure is reported
+# and the loop goes on; FAILED collects the failed jobs.
+run_job() {
+    if ! ("$@"); then
+        FAILED+=("$*")
+        return 1
+    fi
+}
+
+report_failed() {
+    if [ "${#FAILED[@]}" -gt 0 ]; then
+        echo "error: ${#FAILED[@]} job(s) failed:" >&2
+        printf '  %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
+}
+
+b2n_reproduce() {
+    local dataset seed
+    FAILED=()
+    resolve_config
+    for dataset in ${DATASETS:-$BASE2NEW_DATASETS}; do
+        for seed in ${SEEDS:-1 2 3}; do
+            run_job b2n_train "$dataset" "$seed" "$@" &&
+                run_job b2n_test "$dataset" "$seed" "$@"
+        done
+    done
+    results_table "$OUTPUT/base2new" --setting base2new
+    report_failed
+}
+
+xd_source_dir() {  # xd_source_dir SEED
+    echo "$OUTPUT/imagenet/$TRAINER/${CFG_NAME}_${SHOTS}shots/seed$1"
+}
+
+xd_train() {
+    need_args 1 "SEED [KEY VALUE ...]" "$@"
+    local dataset_yaml
+    SEED=$1
+    shift
+    resolve_config
+    dataset_yaml=$(dataset_config imagenet) || exit 1
+    collect_opts "$@"
+    train_or_eval "$dataset_yaml" "$(xd_source_dir "$SEED")" DATASET.NUM_SHOTS "$SHOTS"
+}
+
+xd_test() {
+    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
+    local dataset=$1 dataset_yaml
+    SEED=$2
+    shift 2
+    resolve_config
+    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    collect_opts "$@"
+    eval_model "$dataset_yaml" \
+        "$OUTPUT/evaluation/$TRAINER/${CFG_NAME}_${SHOTS}shots/$dataset/seed$SEED" \
+        "$(xd_source_dir "$SEED")" \
+        "bash ${METHOD_DIR#"$ROOT_DIR"/}/xd_train.sh $SEED"
+}
+
+xd_reproduce() {
+    local dataset seed
+    FAILED=()
+    resolve_config
+    for seed in ${SEEDS:-1 2 3}; do
+        run_job xd_train "$seed" "$@" || continue
+        for dataset in ${XD_DATASETS:-$XD_TARGETS}; do
+            run_job xd_test "$dataset" "$seed" "$@"
+        done
+    done
+    results_table "$OUTPUT" --setting cross-dataset
+    report_failed
+}
+
+# few_shot DATASET SHOTS [SEED]: all classes, SHOTS per class; without SEED,
+# seeds 1 2 3. FS_SUBDIR (a run-dir level under the config, e.g. CoOp's
+# nctx16_cscFalse_ctpend) and FS_OPTS (method KEY VALUE pairs) are optional.
+few_shot() {
+    need_args 2 "DATASET SHOTS [SEED] [KEY VALUE ...]" "$@"
+    local dataset=$1 dataset_yaml seeds dir
+    SHOTS=$2
+    shift 2
+    seeds=${SEEDS:-1 2 3}
+    if [ "$#" -gt 0 ]; then
+        seeds=$1
+        shift
+    fi
+    resolve_config
+    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    collect_opts "$@"
+    for SEED in $seeds; do
+        dir=$OUTPUT/$dataset/$TRAINER/${CFG_NAME}_${SHOTS}shots${FS_SUBDIR:+/$FS_SUBDIR}/seed$SEED
+        train_or_eval "$dataset_yaml" "$dir" DATASET.NUM_SHOTS "$SHOTS" "${FS_OPTS[@]}" || exit 1
+    done
+    results_table "$OUTPUT/$dataset" --setting few-shot
+}

@@ -1,0 +1,9 @@
+#!/bin/bash
+# CoOp: train on the base classes, test on the new ones, print Base / Novel / HM.
+# Usage: bash scripts/coop/base2new.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-CoOp}
+CFG=${CFG:-vit_b16_ctxv1}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_all "$@"

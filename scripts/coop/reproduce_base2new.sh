@@ -1,0 +1,9 @@
+#!/bin/bash
+# CoOp: base-to-novel runs on the 11 datasets x seeds 1-3, then the table.
+# Usage: bash scripts/coop/reproduce_base2new.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-CoOp}
+CFG=${CFG:-vit_b16_ctxv1}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_reproduce "$@"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# CoOp: ImageNet training, then every cross-dataset target, seeds 1-3.
+# Usage: bash scripts/coop/reproduce_xd.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-CoOp}
+CFG=${CFG:-vit_b16_ep50_ctxv1}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_reproduce "$@"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# CoOp: train on ImageNet, all classes, 16 shots (cross-dataset source).
+# Usage: bash scripts/coop/xd_train.sh SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-CoOp}
+CFG=${CFG:-vit_b16_ep50_ctxv1}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_train "$@"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# PromptSRC: ImageNet training, then every cross-dataset target, seeds 1-3.
+# Usage: bash scripts/promptsrc/reproduce_xd.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-PromptSRC}
+CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_reproduce "$@"

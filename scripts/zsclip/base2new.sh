@@ -1,0 +1,11 @@
+#!/bin/bash
+# ZeroshotCLIP: zero-shot accuracy on the base and new classes, print Base / Novel / HM.
+# Usage: bash scripts/zsclip/base2new.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ZeroshotCLIP}
+CFG=${CFG:-vit_b16}
+SHOTS=${SHOTS:-16}
+CFG_DIR=${CFG_DIR:-CoOp}  # the zero-shot CLIP uses CoOp's configs
+ZERO_SHOT=${ZERO_SHOT:-1}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_all "$@"

@@ -1,0 +1,11 @@
+#!/bin/bash
+# ZeroshotCLIP: ImageNet and every cross-dataset target, seeds 1-3.
+# Usage: bash scripts/zsclip/reproduce_xd.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ZeroshotCLIP}
+CFG=${CFG:-vit_b16}
+SHOTS=${SHOTS:-16}
+CFG_DIR=${CFG_DIR:-CoOp}  # the zero-shot CLIP uses CoOp's configs
+ZERO_SHOT=${ZERO_SHOT:-1}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_reproduce "$@"

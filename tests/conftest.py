@@ -1,0 +1,14 @@
+import os
+
+import pytest
+
+# Tests run on the CPU, offline, on whichever engine the environment selects.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory):
+    """Path to a tiny CLIP state dict, loadable as MODEL.BACKBONE.NAME."""
+    from tests.tiny_clip import write_tiny_clip
+
+    return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")

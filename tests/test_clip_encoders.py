@@ -1,0 +1,179 @@
+"""Prompted CLIP encoders: exact with prompts off; prompts, deep prompts,
+token dropping and attention recording on the stock modules (tiny CLIP)."""
+import pytest
+import torch
+from clip import clip as clip_api
+from clip.model import convert_weights
+
+from engine.errors import ConfigError
+from tests.tiny_clip import build_tiny_clip
+from trainers.clip_loader import load_clip
+from trainers.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,
+                                        record_attention)
+
+TEXTS = ["a photo of a cat.", "a very small dog", "x"]
+
+
+@pytest.fixture(scope="module")
+def clip_model(tiny_clip_path):
+    return load_clip(tiny_clip_path)  # frozen, as the trainers get it
+
+
+@pytest.fixture
+def images():
+    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def test_text_encoder_without_prompts_is_encode_text(clip_model):
+    encoder = PromptedTextEncoder(clip_model)
+    tokens = clip_api.tokenize(TEXTS)
+    with torch.no_grad():
+        expected = clip_model.encode_text(tokens)
+        assert torch.allclose(encoder.encode_text(tokens), expected, atol=1e-6)
+        # the same through embeddings + EOT indices
+        out = encoder.encode(encoder.embed_tokens(tokens), tokens.argmax(-1))
+        assert torch.allclose(out.features, expected, atol=1e-6)
+
+
+def test_image_encoder_without_prompts_is_encode_image(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    with torch.no_grad():
+        assert torch.allclose(encoder(images), clip_model.encode_image(images), atol=1e-6)
+
+
+def test_fp16_weights_match_stock_encoders():
+    model = build_tiny_clip(seed=2)
+    convert_weights(model)
+    tokens = clip_api.tokenize(TEXTS)
+    image = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        text = PromptedTextEncoder(model).encode_text(tokens)
+        img = PromptedImageEncoder(model)(image)
+        assert text.dtype == img.dtype == torch.float16
+        assert torch.equal(text, model.encode_text(tokens))
+        assert torch.equal(img, model.encode_image(image))
+
+
+def test_keeping_every_patch_is_a_no_op_and_dropping_changes(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    n = encoder.num_patches
+    with torch.no_grad():
+        full = encoder(images)
+        keep_all = torch.arange(n).repeat(3, 1)
+        assert torch.allclose(encoder(images, keep_index=keep_all), full, atol=1e-6)
+        keep_half = torch.arange(0, n, 2).repeat(3, 1)
+        out = encoder.encode(images, keep_index=keep_half, return_tokens=True)
+        assert out.tokens.shape == (3, 1 + n // 2, encoder.width)
+        assert not torch.allclose(out.features, full)
+
+
+def test_token_dropping_gathers_after_positions(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    keep = torch.tensor([[3, 0], [5, 7], [1, 1]])
+    with torch.no_grad():
+        tokens = encoder.embed(images)
+        kept = encoder.embed(images, keep_index=keep)
+    assert torch.equal(kept[:, 0], tokens[:, 0])  # CLS kept
+    for b in range(3):
+        assert torch.equal(kept[b, 1:], tokens[b, 1 + keep[b]])
+
+
+def test_text_prompts_change_output_and_only_they_get_gradients(clip_model):
+    encoder = PromptedTextEncoder(clip_model)
+    tokens = clip_api.tokenize(["X X cat.", "X X dog."])
+    base = encoder.embed_tokens(tokens).detach()
+    ctx = torch.zeros(2, encoder.width, requires_grad=True)
+    deep = [torch.randn(2, encoder.width, requires_grad=True)]
+    prompts = torch.cat([base[:, :1], ctx.unsqueeze(0).expand(2, -1, -1), base[:, 3:]], dim=1)
+    out = encoder(prompts, tokens, deep_prompts=deep)
+    with torch.no_grad():
+        plain = encoder(prompts, tokens)
+    assert not torch.allclose(out, plain)
+    out.sum().backward()
+    assert ctx.grad.abs().sum() > 0 and deep[0].grad.abs().sum() > 0
+    assert all(p.grad is None for p in clip_model.parameters())
+
+
+def test_deep_text_prompt_replaces_the_context_tokens(clip_model):
+    encoder = PromptedTextEncoder(clip_model)
+    tokens = clip_api.tokenize(["X X X cat."])
+    prompts = encoder.embed_tokens(tokens)
+    deep = torch.randn(3, encoder.width)
+    with torch.no_grad():
+        states = encoder.encode(prompts, tokens, deep_prompts=[deep], hidden_states=True)
+    assert len(states.hidden_states) == encoder.num_layers + 1
+    assert torch.equal(states.hidden_states[1][0, 1:4], deep)
+    # positions 0 and 4.. keep the running tokens of block 0's output
+    block0 = encoder.run_block(0, encoder.embed(prompts)).permute(1, 0, 2)
+    assert torch.allclose(states.hidden_states[1][0, 4:], block0[0, 4:])
+
+
+def test_deep_prompts_from_a_callable_see_the_layer_tokens(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    shallow = torch.zeros(2, encoder.width)
+    seen = []
+
+    def from_tokens(layer, tokens):
+        seen.append((layer, tokens.shape))
+        return tokens[:, :2].mean(dim=1, keepdim=True).expand(-1, 2, -1)
+
+    with torch.no_grad():
+        out = encoder(images, shallow, from_tokens)
+        fixed = encoder(images, shallow)
+    assert seen == [(1, (3, 1 + encoder.num_patches + 2, encoder.width))]
+    assert not torch.allclose(out, fixed)
+
+
+def test_vision_prompts_get_gradients_and_change_features(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    shallow = torch.zeros(2, encoder.width, requires_grad=True)
+    deep = [torch.randn(2, encoder.width, requires_grad=True)]
+    out = encoder.encode(images, shallow, deep, return_tokens=True)
+    assert out.tokens.shape == (3, 1 + encoder.num_patches + 2, encoder.width)
+    with torch.no_grad():
+        assert not torch.allclose(out.features, clip_model.encode_image(images))
+    out.features.pow(2).sum().backward()
+    assert shallow.grad.abs().sum() > 0 and deep[0].grad.abs().sum() > 0
+    assert all(p.grad is None for p in clip_model.parameters())
+    # per-image prompts [B, n, W] are accepted too
+    with torch.no_grad():
+        per_image = encoder(images, shallow.detach().expand(3, -1, -1))
+        assert torch.allclose(per_image, encoder(images, shallow.detach()), atol=1e-6)
+
+
+def test_project_tokens_gives_the_pooled_feature(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    with torch.no_grad():
+        out = encoder.encode(images, return_tokens=True)
+        assert torch.allclose(encoder.project(out.tokens[:, 0]), out.features, atol=1e-6)
+
+
+def test_record_attention_from_stock_modules(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    with torch.no_grad(), record_attention(encoder.blocks) as maps:
+        out = encoder(images)
+    n = 1 + encoder.num_patches
+    assert sorted(maps) == [0, 1]
+    assert maps[0].shape == (3, n, n)
+    assert torch.allclose(maps[1].sum(-1), torch.ones(3, n), atol=1e-5)
+    with torch.no_grad():  # hooks removed, the output is unchanged
+        assert torch.allclose(encoder(images), out, atol=1e-6)
+    text = PromptedTextEncoder(clip_model)
+    with torch.no_grad(), record_attention(text.blocks, average_heads=False) as maps:
+        text.encode_text(clip_api.tokenize(["a cat"]))
+    causal = maps[0][0, 0]  # [L, L] of the single head
+    assert torch.all(causal.triu(1) == 0)
+
+
+def test_bad_prompt_shapes_and_resnet_are_reported(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    with pytest.raises(ValueError, match="vision prompt"):
+        encoder(images, torch.zeros(2, encoder.width + 1))
+    with pytest.raises(ValueError, match="deep vision prompts need"):
+        encoder(images, None, [torch.zeros(2, encoder.width)])
+
+    class FakeResNetCLIP:
+        visual = torch.nn.Conv2d(3, 8, 3)
+
+    with pytest.raises(ConfigError, match="ViT"):
+        PromptedImageEncoder(FakeResNetCLIP()).encode(images, torch.zeros(1, 8))

@@ -1,0 +1,326 @@
+"""The CoOp-family run scripts: syntax, run dirs, train.py flags, skipping, resuming.
+
+train.py is replaced by a stub (``TRAINPY``) that records its arguments and
+writes what a real run leaves behind (a Dassl log with the evaluator block and,
+for training runs, the final checkpoint). The real end-to-end runs are the
+integration tests' job.
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = sorted(glob.glob(os.path.join(REPO, "scripts", "**", "*.sh"), recursive=True))
+METHODS = ["coop", "cocoop", "ivlp", "maple", "promptsrc", "zsclip"]
+JOBS = ["base2new_train.sh", "base2new_test.sh", "base2new.sh", "reproduce_base2new.sh",
+        "xd_train.sh", "xd_test.sh", "reproduce_xd.sh"]
+
+STUB_TRAIN = textwrap.dedent('''\
+    """Stand-in for train.py: record argv, write a Dassl-like run dir."""
+    import json, os, sys, time
+    import yaml
+
+    argv = sys.argv[1:]
+    with open(os.environ["STUB_CALLS"], "a") as f:
+        f.write(json.dumps(argv) + "\\n")
+    if os.environ.get("STUB_FAIL"):
+        sys.exit(3)
+    flags = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("--"):
+        if argv[i] in ("--eval-only", "--no-train"):
+            flags[argv[i]] = True
+            i += 1
+        else:
+            flags[argv[i]] = argv[i + 1]
+            i += 2
+    opts = dict(zip(argv[i::2], argv[i + 1::2]))
+    out = flags["--output-dir"]
+    os.makedirs(out, exist_ok=True)
+    log = os.path.join(out, "log.txt")
+    if os.path.exists(log):
+        log += time.strftime("-%Y-%m-%d-%H-%M-%S")
+    seed = int(flags["--seed"])
+    split = opts.get("DATASET.SUBSAMPLE_CLASSES", "all")
+    acc = {"base": 80.0, "new": 70.0}.get(split, 60.0) + seed
+    lines = ["epoch [1/1] batch [1/1] loss 1.0000"]
+    if "--eval-only" not in flags:
+        with open(flags["--config-file"]) as f:
+            epoch = (yaml.safe_load(f).get("OPTIM") or {}).get("MAX_EPOCH", 10)
+        epoch = int(opts.get("OPTIM.MAX_EPOCH", epoch))
+        os.makedirs(os.path.join(out, "prompt_learner"), exist_ok=True)
+        open(os.path.join(out, "prompt_learner", "model.pth.tar-%d" % epoch), "w").close()
+    lines += ["=> result", "* total: 100", "* correct: %d" % acc, "* accuracy: %.1f%%" % acc,
+              "* error: %.1f%%" % (100 - acc), "* macro_f1: %.1f%%" % acc]
+    with open(log, "w") as f:
+        f.write("\\n".join(lines) + "\\n")
+''')
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: os.path.relpath(p, REPO))
+def test_script_syntax(script):
+    proc = subprocess.run(["bash", "-n", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_method_has_every_job():
+    for method in METHODS:
+        for job in JOBS:
+            assert os.path.isfile(os.path.join(REPO, "scripts", method, job)), (method, job)
+    for method in ("coop", "promptsrc"):
+        assert os.path.isfile(os.path.join(REPO, "scripts", method, "few_shot.sh"))
+
+
+def test_default_configs_exist():
+    """Each script's default CFG names a shipped config file."""
+    for script in SCRIPTS:
+        with open(script) as f:
+            text = f.read()
+        cfg_dir = re.search(r"CFG_DIR=\$\{CFG_DIR:-(\w+)\}", text)
+        trainer = re.search(r"TRAINER=\$\{TRAINER:-(\w+)\}", text)
+        for cfg in re.findall(r"CFG=(?:\$\{CFG:-)?([\w+.]+)\}?", text):
+            if cfg.startswith("$"):
+                continue
+            folder = cfg_dir.group(1) if cfg_dir else trainer.group(1)
+            path = os.path.join(REPO, "configs", "trainers", folder, cfg + ".yaml")
+            assert os.path.isfile(path), "{}: {}".format(script, path)
+
+
+@pytest.fixture
+def env(tmp_path):
+    """Environment for the scripts: stub train.py, tmp dataset configs and output."""
+    stub = tmp_path / "stub_train.py"
+    stub.write_text(STUB_TRAIN)
+    ds_dir = tmp_path / "dataset_configs"
+    ds_dir.mkdir()
+    for name in ("caltech101", "dtd", "imagenet", "oxford_pets"):
+        (ds_dir / (name + ".yaml")).write_text('DATASET:\n  NAME: "{}"\n'.format(name))
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
+                            "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA")}
+    environ.update(
+        PYTHON=sys.executable, TRAINPY=str(stub), STUB_CALLS=str(tmp_path / "calls.jsonl"),
+        DATASET_CFG_DIR=str(ds_dir), DATA=str(tmp_path / "data"),
+        OUTPUT=str(tmp_path / "output"))
+    return environ
+
+
+def run_script(env, script, *args, **extra_env):
+    e = dict(env)
+    e.update({k: str(v) for k, v in extra_env.items()})
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", script)] + [str(a) for a in args],
+                          capture_output=True, text=True, env=e, cwd=REPO, timeout=120)
+
+
+def calls(env):
+    path = env["STUB_CALLS"]
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def flag(argv, name):
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def opts_of(argv):
+    """The trailing KEY VALUE pairs, as a list of pairs (order kept)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("--"):
+        i += 1 if argv[i] in ("--eval-only", "--no-train") else 2
+    rest = argv[i:]
+    return list(zip(rest[0::2], rest[1::2]))
+
+
+PSRC_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
+
+
+def test_base2new_runs_train_then_test_then_prints_the_table(env):
+    out = env["OUTPUT"]
+    proc = run_script(env, "promptsrc/base2new.sh", "caltech101", 1,
+                      BACKBONE="tiny_clip.pt", OPTS='INPUT.SIZE "(32, 32)" DATALOADER.NUM_WORKERS 0')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train, test = calls(env)
+    common = "caltech101/shots_16/PromptSRC/{}/seed1".format(PSRC_CFG)
+    train_dir = os.path.join(out, "base2new", "train_base", common)
+    test_dir = os.path.join(out, "base2new", "test_new", common)
+    assert train[:12] == [
+        "--root", env["DATA"], "--seed", "1", "--trainer", "PromptSRC",
+        "--dataset-config-file", os.path.join(env["DATASET_CFG_DIR"], "caltech101.yaml"),
+        "--config-file", "configs/trainers/PromptSRC/{}.yaml".format(PSRC_CFG),
+        "--output-dir", train_dir]
+    assert "--eval-only" not in train and "--model-dir" not in train
+    assert opts_of(train) == [("DATASET.NUM_SHOTS", "16"), ("DATASET.SUBSAMPLE_CLASSES", "base"),
+                              ("MODEL.BACKBONE.NAME", "tiny_clip.pt"), ("INPUT.SIZE", "(32, 32)"),
+                              ("DATALOADER.NUM_WORKERS", "0")]
+    assert flag(test, "--output-dir") == test_dir
+    assert flag(test, "--model-dir") == train_dir
+    assert flag(test, "--load-epoch") == "20"  # OPTIM.MAX_EPOCH of the config
+    assert "--eval-only" in test
+    assert ("DATASET.SUBSAMPLE_CLASSES", "new") in opts_of(test)
+    # the table: Base 81 (seed 1), Novel 71, HM = 2*81*71/152
+    assert "Base-to-novel: PromptSRC / {} / 16 shots".format(PSRC_CFG) in proc.stdout
+    row = [ln for ln in proc.stdout.splitlines() if ln.startswith("caltech101")][0]
+    assert row.split()[1:8] == ["81.00", "±", "0.00", "71.00", "±", "0.00",
+                                "{:.2f}".format(2 * 81 * 71 / 152.0)]
+
+    # run again: both results exist, nothing is run
+    proc = run_script(env, "promptsrc/base2new.sh", "caltech101", 1,
+                      BACKBONE="tiny_clip.pt", OPTS='INPUT.SIZE "(32, 32)" DATALOADER.NUM_WORKERS 0')
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls(env)) == 2
+    assert "The results exist at {}, skipping".format(train_dir) in proc.stdout
+    assert "The results exist at {}, skipping".format(test_dir) in proc.stdout
+    assert "Oops" not in proc.stdout
+
+
+def test_unfinished_train_run_is_run_again_in_its_dir(env):
+    train_dir = os.path.join(env["OUTPUT"], "base2new", "train_base", "dtd", "shots_16", "MaPLe",
+                             "vit_b16_c2_ep5_batch4_2ctx", "seed2")
+    os.makedirs(os.path.join(train_dir, "prompt_learner"))
+    with open(os.path.join(train_dir, "log.txt"), "w") as f:
+        f.write("epoch [1/5] batch [1/1] loss 1.0\n")
+    open(os.path.join(train_dir, "prompt_learner", "model.pth.tar-1"), "w").close()
+    proc = run_script(env, "maple/base2new_train.sh", "dtd", 2)
+    assert proc.returncode == 0, proc.stderr
+    (argv,) = calls(env)
+    assert flag(argv, "--output-dir") == train_dir
+    assert os.path.isfile(os.path.join(train_dir, "prompt_learner", "model.pth.tar-5"))
+    assert os.path.isfile(os.path.join(train_dir, "log.txt"))
+    assert len(glob.glob(os.path.join(train_dir, "log.txt-*"))) == 1  # the stub's new log
+
+
+def test_test_without_a_trained_model_says_what_to_run(env):
+    proc = run_script(env, "cocoop/base2new_test.sh", "dtd", 1)
+    assert proc.returncode != 0
+    assert calls(env) == []
+    assert "model.pth.tar-10" in proc.stderr
+    assert "bash scripts/cocoop/base2new_train.sh dtd 1" in proc.stderr
+
+
+def test_max_epoch_override_sets_the_load_epoch_and_cfg_may_be_a_yaml_path(env, tmp_path):
+    tiny = tmp_path / "tiny_ivlp.yaml"
+    tiny.write_text("OPTIM:\n  MAX_EPOCH: 3\nTRAINER:\n  IVLP:\n    N_CTX_TEXT: 2\n")
+    proc = run_script(env, "ivlp/base2new.sh", "dtd", 3, "OPTIM.MAX_EPOCH", 1, CFG=tiny)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train, test = calls(env)
+    assert flag(train, "--config-file") == str(tiny)
+    assert flag(train, "--output-dir").endswith(
+        os.path.join("train_base", "dtd", "shots_16", "IVLP", "tiny_ivlp", "seed3"))
+    assert opts_of(train)[-1] == ("OPTIM.MAX_EPOCH", "1")  # extra arguments come last
+    assert flag(test, "--load-epoch") == "1"
+    # without the override: the YAML's MAX_EPOCH; SHOTS from the environment
+    proc = run_script(env, "ivlp/base2new.sh", "caltech101", 1, CFG=tiny, SHOTS=4)
+    assert proc.returncode == 0, proc.stderr
+    train, test = calls(env)[2:]
+    assert "/shots_4/" in flag(train, "--output-dir")
+    assert ("DATASET.NUM_SHOTS", "4") in opts_of(train)
+    assert flag(test, "--load-epoch") == "3"
+
+
+def test_cross_dataset_dirs_and_flags(env):
+    out = env["OUTPUT"]
+    cfg = "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"
+    proc = run_script(env, "maple/xd_train.sh", 1)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_script(env, "maple/xd_test.sh", "oxford_pets", 1)
+    assert proc.returncode == 0, proc.stderr
+    train, test = calls(env)
+    source = os.path.join(out, "imagenet", "MaPLe", cfg + "_16shots", "seed1")
+    assert flag(train, "--output-dir") == source
+    assert flag(train, "--dataset-config-file").endswith("imagenet.yaml")
+    assert opts_of(train) == [("DATASET.NUM_SHOTS", "16")]  # all classes
+    assert flag(test, "--output-dir") == os.path.join(out, "evaluation", "MaPLe", cfg + "_16shots",
+                                                      "oxford_pets", "seed1")
+    assert flag(test, "--model-dir") == source
+    assert flag(test, "--load-epoch") == "2"
+    assert "--eval-only" in test and opts_of(test) == []
+    # the results tool reads this layout back
+    proc = subprocess.run([sys.executable, "scripts/results.py", out], cwd=REPO,
+                          capture_output=True, text=True)
+    assert "imagenet (source)" in proc.stdout and "oxford_pets" in proc.stdout
+
+
+def test_zero_shot_clip_only_evaluates(env):
+    proc = run_script(env, "zsclip/base2new.sh", "dtd", 1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    base, new = calls(env)
+    for argv in (base, new):
+        assert flag(argv, "--trainer") == "ZeroshotCLIP"
+        assert flag(argv, "--config-file") == "configs/trainers/CoOp/vit_b16.yaml"
+        assert "--eval-only" in argv and "--model-dir" not in argv
+    assert "/base2new/train_base/dtd/shots_16/ZeroshotCLIP/vit_b16/seed1" in flag(base, "--output-dir")
+    assert ("DATASET.SUBSAMPLE_CLASSES", "new") in opts_of(new)
+    assert "Base-to-novel: ZeroshotCLIP" in proc.stdout
+
+
+def test_coop_few_shot_layout_and_schedule(env):
+    proc = run_script(env, "coop/few_shot.sh", "caltech101", 1, 2)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_script(env, "coop/few_shot.sh", "caltech101", 8, 2, NCTX=4)
+    assert proc.returncode == 0, proc.stderr
+    one, eight = calls(env)
+    assert flag(one, "--output-dir") == os.path.join(
+        env["OUTPUT"], "caltech101", "CoOp", "vit_b16_ep50_1shots", "nctx16_cscFalse_ctpend", "seed2")
+    assert flag(one, "--config-file") == "configs/trainers/CoOp/vit_b16_ep50.yaml"
+    assert opts_of(one) == [("DATASET.NUM_SHOTS", "1"), ("TRAINER.COOP.N_CTX", "16"),
+                            ("TRAINER.COOP.CSC", "False"),
+                            ("TRAINER.COOP.CLASS_TOKEN_POSITION", "end")]
+    assert flag(eight, "--config-file") == "configs/trainers/CoOp/vit_b16.yaml"
+    assert "nctx4_cscFalse_ctpend" in flag(eight, "--output-dir")
+    assert "Few-shot accuracy" in proc.stdout
+
+
+def test_promptsrc_few_shot_gpa_for_fine_grained_datasets(env):
+    proc = run_script(env, "promptsrc/few_shot.sh", "dtd", 4, 1)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_script(env, "promptsrc/few_shot.sh", "caltech101", 4, 1)
+    assert proc.returncode == 0, proc.stderr
+    dtd, cal = calls(env)
+    assert ("TRAINER.PROMPTSRC.GPA_MEAN", "45") in opts_of(dtd)
+    assert ("TRAINER.PROMPTSRC.GPA_STD", "5") in opts_of(dtd)
+    assert not any(k.startswith("TRAINER.PROMPTSRC") for k, _ in opts_of(cal))
+    assert flag(cal, "--output-dir").endswith(
+        os.path.join("caltech101", "PromptSRC", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot_4shots", "seed1"))
+
+
+def test_reproduce_base2new_loops_and_reports(env):
+    proc = run_script(env, "cocoop/reproduce_base2new.sh", DATASETS="caltech101 dtd", SEEDS="1 2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    argvs = calls(env)
+    assert len(argvs) == 8
+    runs = [(flag(a, "--dataset-config-file").rsplit("/", 1)[-1], flag(a, "--seed"),
+             "--eval-only" in a) for a in argvs]
+    assert runs[:4] == [("caltech101.yaml", "1", False), ("caltech101.yaml", "1", True),
+                        ("caltech101.yaml", "2", False), ("caltech101.yaml", "2", True)]
+    # Base 81/82 -> 81.5 ± 0.5, Novel 71/72 -> 71.5 ± 0.5 for both datasets
+    assert "81.50 ± 0.50" in proc.stdout and "71.50 ± 0.50" in proc.stdout
+    assert "Average (2 datasets)" in proc.stdout
+
+
+def test_reproduce_goes_on_after_a_failure_and_reports_it(env):
+    proc = run_script(env, "ivlp/reproduce_base2new.sh", DATASETS="dtd", SEEDS="1", STUB_FAIL=1)
+    assert proc.returncode != 0
+    assert len(calls(env)) == 1  # the test is not run after a failed training
+    assert "1 job(s) failed" in proc.stderr and "b2n_train dtd 1" in proc.stderr
+
+
+def test_bad_arguments_give_one_clear_error(env):
+    proc = run_script(env, "coop/base2new_train.sh", "caltech101")
+    assert proc.returncode != 0
+    assert "usage: bash scripts/coop/base2new_train.sh DATASET SEED" in proc.stderr
+    proc = run_script(env, "coop/base2new_train.sh", "caltech_101", 1)
+    assert proc.returncode != 0
+    assert "caltech_101.yaml not found" in proc.stderr and "caltech101" in proc.stderr
+    proc = run_script(env, "maple/base2new_train.sh", "dtd", 1, CFG="vit_b16_nope")
+    assert proc.returncode != 0
+    assert "configs/trainers/MaPLe/vit_b16_nope.yaml not found" in proc.stderr
+    assert "vit_b16_c2_ep5_batch4_2ctx" in proc.stderr
+    assert calls(env) == []

@@ -1,0 +1,285 @@
+"""CLIP text / image encoders with prompt tokens, built on the stock CLIP modules.
+
+Both encoders keep references to the modules of a ``clip.model.CLIP`` and run
+its ``ResidualAttentionBlock``s one by one, so prompt tokens can be inserted or
+replaced between blocks without copying CLIP's block code. With no prompts they
+compute exactly ``clip_model.encode_text`` / ``clip_model.encode_image``.
+
+Prompt conventions (IVLP / MaPLe / PromptSRC):
+
+- text: the ``n`` context tokens sit right after SOS (positions ``1..n``); a
+  deep prompt for layer ``i >= 1`` replaces them before block ``i``.
+- image (ViT only): shallow prompts are appended after ``[CLS, patches]``
+  (after the positional embedding, before ``ln_pre``); a deep prompt for layer
+  ``i >= 1`` replaces the last ``n`` tokens before block ``i``.
+
+``deep_prompts`` is either a sequence (entry ``i - 1`` is layer ``i``'s prompt,
+``None`` keeps the running tokens) or a callable ``fn(layer, tokens) -> prompt
+or None`` receiving the block input in batch-first layout (for prompts computed
+from that layer's tokens). A prompt is ``[n, width]`` (shared) or
+``[batch, n, width]``. The building steps (``embed``, ``run_block``, ``pool``)
+are public so that a method can drive both encoders layer by layer.
+"""
+import contextlib
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from engine.errors import ConfigError
+
+
+@dataclass
+class EncoderOutput:
+    """``features``: projected pooled features [N, D] (not normalised);
+    ``tokens``: last block's output [N, L, W] (batch first) when asked;
+    ``hidden_states``: each block's input [N, L, W] (after prompt insertion),
+    then the last block's output, when asked."""
+
+    features: torch.Tensor
+    tokens: Optional[torch.Tensor] = None
+    hidden_states: Optional[List[torch.Tensor]] = None
+
+
+def _layer_prompt(deep_prompts, layer, x_lnd):
+    """The prompt to insert before block ``layer`` (None: keep the tokens)."""
+    if deep_prompts is None or layer == 0:
+        return None
+    if callable(deep_prompts):
+        return deep_prompts(layer, x_lnd.permute(1, 0, 2))
+    if layer - 1 < len(deep_prompts):
+        return deep_prompts[layer - 1]
+    return None
+
+
+def _batched(prompt, batch, width, dtype, what):
+    """``prompt`` as [batch, n, width] in ``dtype`` (no copy when shared)."""
+    if prompt.dim() == 2:
+        prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
+    if prompt.dim() != 3 or prompt.shape[0] != batch or prompt.shape[-1] != width:
+        raise ValueError("{} must be [n, {}] or [{}, n, {}], got {}".format(
+            what, width, batch, width, tuple(prompt.shape)))
+    return prompt.to(dtype)
+
+
+class PromptedTextEncoder(nn.Module):
+    """CLIP's text transformer taking token embeddings (with learnable context)."""
+
+    def __init__(self, clip_model):
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.blocks = clip_model.transformer.resblocks
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+
+    @property
+    def dtype(self):
+        return self.text_projection.dtype
+
+    @property
+    def width(self):
+        return self.ln_final.weight.shape[0]
+
+    @property
+    def num_layers(self):
+        return len(self.blocks)
+
+    def embed_tokens(self, tokenized):
+        """Token embeddings [N, 77, width] of tokenized text, in CLIP's dtype."""
+        return self.token_embedding(tokenized).to(self.dtype)
+
+    def embed(self, prompts):
+        """Prompt embeddings [N, L, W] -> block input [L, N, W] (positions added)."""
+        x = prompts.to(self.dtype) + self.positional_embedding.to(self.dtype)
+        return x.permute(1, 0, 2)
+
+    def insert_prompt(self, x, prompt, start=1):
+        """Replace the ``n`` tokens from ``start`` of ``x`` [L, N, W] by ``prompt``."""
+        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep text prompt")
+        n = prompt.shape[1]
+        return torch.cat([x[:start], prompt.permute(1, 0, 2), x[start + n:]], dim=0)
+
+    def run_block(self, layer, x):
+        return self.blocks[layer](x)
+
+    def pool(self, x, eot_index):
+        """Block output [L, N, W] -> projected EOT features [N, D]."""
+        x = self.ln_final(x.permute(1, 0, 2)).to(self.dtype)
+        return x[torch.arange(x.shape[0], device=x.device), eot_index] @ self.text_projection
+
+    @staticmethod
+    def eot_index(tokenized_prompts):
+        """EOT positions: the argmax of each tokenized row (a 1-D tensor is taken as is)."""
+        if tokenized_prompts.dim() == 1:
+            return tokenized_prompts
+        return tokenized_prompts.argmax(dim=-1)
+
+    def encode(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1,
+               return_tokens=False, hidden_states=False):
+        """Encode prompt embeddings [N, L, W]; ``tokenized_prompts`` [N, L] (or
+        EOT indices [N]) selects the pooled token. Returns :class:`EncoderOutput`."""
+        x = self.embed(prompts)
+        states = [] if hidden_states else None
+        for layer in range(self.num_layers):
+            prompt = _layer_prompt(deep_prompts, layer, x)
+            if prompt is not None:
+                x = self.insert_prompt(x, prompt, ctx_start)
+            if states is not None:
+                states.append(x.permute(1, 0, 2))
+            x = self.run_block(layer, x)
+        tokens = x.permute(1, 0, 2)
+        if states is not None:
+            states.append(tokens)
+        features = self.pool(x, self.eot_index(tokenized_prompts))
+        return EncoderOutput(features, tokens if return_tokens else None, states)
+
+    def forward(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1):
+        return self.encode(prompts, tokenized_prompts, deep_prompts, ctx_start).features
+
+    def encode_text(self, tokenized):
+        """Frozen-CLIP text features of tokenized text (== ``clip_model.encode_text``)."""
+        return self.forward(self.embed_tokens(tokenized), tokenized)
+
+
+class PromptedImageEncoder(nn.Module):
+    """CLIP's image encoder with optional vision prompts and patch-token dropping."""
+
+    def __init__(self, clip_model):
+        super().__init__()
+        self.visual = clip_model.visual
+
+    @property
+    def is_vit(self):
+        return hasattr(self.visual, "transformer") and hasattr(self.visual, "class_embedding")
+
+    @property
+    def dtype(self):
+        return self.visual.conv1.weight.dtype
+
+    @property
+    def width(self):
+        return self.visual.conv1.out_channels
+
+    @property
+    def output_dim(self):
+        return self.visual.output_dim
+
+    @property
+    def blocks(self):
+        return self.visual.transformer.resblocks
+
+    @property
+    def num_layers(self):
+        return len(self.blocks) if self.is_vit else 0
+
+    @property
+    def num_patches(self):
+        return self.visual.positional_embedding.shape[0] - 1
+
+    def embed(self, image, keep_index=None):
+        """Images -> [CLS, patches] tokens [B, 1 + P, W] with positions added.
+
+        ``keep_index`` [B, K] (patch indices in ``0..P-1``) keeps only those
+        patch tokens (after the positional embedding; CLS is always kept).
+        """
+        v = self.visual
+        x = v.conv1(image.to(self.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = v.class_embedding.to(x.dtype) + torch.zeros(
+            x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
+        x = torch.cat([cls, x], dim=1) + v.positional_embedding.to(x.dtype)
+        if keep_index is not None:
+            if keep_index.dim() != 2 or keep_index.shape[0] != x.shape[0]:
+                raise ValueError("keep_index must be [batch, K], got {}".format(
+                    tuple(keep_index.shape)))
+            index = keep_index.to(x.device).long().unsqueeze(-1).expand(-1, -1, x.shape[-1])
+            x = torch.cat([x[:, :1], torch.gather(x[:, 1:], 1, index)], dim=1)
+        return x
+
+    def append_prompts(self, x, prompts):
+        """Append shallow prompts after the tokens of ``x`` [B, L, W]."""
+        prompts = _batched(prompts, x.shape[0], x.shape[-1], x.dtype, "vision prompt")
+        return torch.cat([x, prompts], dim=1)
+
+    def replace_prompts(self, x, prompt):
+        """Replace the last ``n`` tokens of ``x`` [L, B, W] by ``prompt``."""
+        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep vision prompt")
+        return torch.cat([x[:x.shape[0] - prompt.shape[1]], prompt.permute(1, 0, 2)], dim=0)
+
+    def run_block(self, layer, x):
+        return self.blocks[layer](x)
+
+    def pool(self, x):
+        """Block output [L, B, W] -> projected CLS feature [B, D]."""
+        return self.project(x[0])
+
+    def project(self, tokens):
+        """``ln_post`` then ``proj`` of any tokens [..., W] (dense features)."""
+        x = self.visual.ln_post(tokens)
+        if self.visual.proj is not None:
+            x = x @ self.visual.proj
+        return x
+
+    def encode(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None,
+               return_tokens=False, hidden_states=False):
+        """Encode images [B, 3, H, W]; returns :class:`EncoderOutput`."""
+        extras = (shallow_prompts, deep_prompts, keep_index)
+        if not self.is_vit:
+            if any(e is not None for e in extras) or return_tokens or hidden_states:
+                raise ConfigError(
+                    "Vision prompts, token dropping and token outputs need a ViT CLIP; "
+                    "MODEL.BACKBONE.NAME is a ResNet CLIP. Use a ViT backbone (e.g. "
+                    "ViT-B/16) or a text-only trainer (CoOp, CoCoOp).")
+            return EncoderOutput(self.visual(image.to(self.dtype)))
+        if deep_prompts is not None and shallow_prompts is None:
+            raise ValueError("deep vision prompts need shallow vision prompts")
+        x = self.embed(image, keep_index)
+        if shallow_prompts is not None:
+            x = self.append_prompts(x, shallow_prompts)
+        x = self.visual.ln_pre(x).permute(1, 0, 2)
+        states = [] if hidden_states else None
+        for layer in range(self.num_layers):
+            prompt = _layer_prompt(deep_prompts, layer, x)
+            if prompt is not None:
+                x = self.replace_prompts(x, prompt)
+            if states is not None:
+                states.append(x.permute(1, 0, 2))
+            x = self.run_block(layer, x)
+        tokens = x.permute(1, 0, 2)
+        if states is not None:
+            states.append(tokens)
+        return EncoderOutput(self.pool(x), tokens if return_tokens else None, states)
+
+    def forward(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None):
+        return self.encode(image, shallow_prompts, deep_prompts, keep_index).features
+
+
+@contextlib.contextmanager
+def record_attention(blocks, average_heads=True):
+    """Record the attention maps of stock CLIP blocks while the context is open.
+
+    Yields a dict ``{block index: weights}``, weights ``[N, L, L]`` (or
+    ``[N, heads, L, L]`` with ``average_heads=False``), filled by forward
+    hooks that ask the stock ``nn.MultiheadAttention`` for ``need_weights``.
+    """
+    maps = {}
+    handles = []
+
+    def ask_weights(module, args, kwargs):
+        kwargs["need_weights"] = True
+        kwargs["average_attn_weights"] = average_heads
+        return args, kwargs
+
+    for index, block in enumerate(blocks):
+        def keep(module, args, kwargs, output, index=index):
+            maps[index] = output[1]
+
+        handles.append(block.attn.register_forward_pre_hook(ask_weights, with_kwargs=True))
+        handles.append(block.attn.register_forward_hook(keep, with_kwargs=True))
+    try:
+        yield maps
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,28 @@
+"""PromptSRC: self-regulating prompts (Khattak et al., "Self-regulating
+Prompts: Foundational Model Adaptation without Forgetting", ICCV 2023)."""
+from engine import TRAINER_REGISTRY
+
+from .config import add_trainer_keys
+from .self_regulating_trainer import SelfRegulatingTrainer
+
+
+def extend_cfg(cfg):
+    add_trainer_keys(cfg, "PROMPTSRC", {
+        "N_CTX_VISION": 4,  # number of context vectors at the vision branch
+        "N_CTX_TEXT": 4,  # number of context vectors at the language branch
+        "CTX_INIT": "a photo of a",  # initialization words
+        "PREC": "fp16",  # fp16, fp32, amp (or bf16)
+        "PROMPT_DEPTH_VISION": 9,  # 0: no vision prompts
+        "PROMPT_DEPTH_TEXT": 9,  # >= 1
+        "TEXT_LOSS_WEIGHT": 25,
+        "IMAGE_LOSS_WEIGHT": 10,
+        "GPA_MEAN": 15,
+        "GPA_STD": 1,
+    })
+
+
+@TRAINER_REGISTRY.register()
+class PromptSRC(SelfRegulatingTrainer):
+    """Prompting with Self-regulating Constraints."""
+
+    cfg_key = "PROMPTSRC"
