@@ -1,0 +1,32 @@
+"""The README's first lines are the two set-up commands, and CI runs the second."""
+import os
+import re
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_commands():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = re.search(r"```bash\n(.*?)```", text, re.S)
+    assert block, "README.md must start with a bash block of the two commands"
+    assert text.index(block.group(0)) < 200, "the commands must be the README's first lines"
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_has_install_and_test_commands():
+    install, test = readme_commands()
+    assert install.startswith("pip install -e .") and "scripts/" in install
+    assert "pytest" in test
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    _, test = readme_commands()
+    ci = open(os.path.join(ROOT, ".ci", "run")).read().splitlines()
+    commands = [line for line in ci if line.strip() and not line.lstrip().startswith("#")]
+    assert commands[-1].strip() == test
+
+
+def test_first_command_scripts_exist():
+    install, _ = readme_commands()
+    script = re.search(r"bash (scripts/\S+\.sh)", install).group(1)
+    assert os.path.isfile(os.path.join(ROOT, script))
