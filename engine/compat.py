@@ -19,6 +19,11 @@ torch / numpy actually has the breakage, and applying twice changes nothing.
     ``.autoaugment`` (SubPolicy: imagenet/cifar10/svhn policies) use
     ``np.int``, removed in numpy 2. Those two modules get a numpy proxy whose
     ``int`` is Python's ``int`` (numpy itself is not modified).
+(d) ``read_image_errors`` -- Dassl's ``DatasetWrapper`` reads images with
+    ``dassl.utils.read_image``, which lets PIL's error out (a traceback, from
+    a DataLoader worker too). ``dassl.data.data_manager`` gets the built-in
+    ``read_image`` (same result; a corrupt or missing image raises a
+    ``UserInputError`` naming the file). Applied whatever the versions.
 """
 import sys
 import types
@@ -51,6 +56,7 @@ def needed_patches():
         needed.append("checkpoint_weights_only")
     if not hasattr(numpy, "int"):
         needed.append("numpy_int")
+    needed.append("read_image_errors")
     return needed
 
 
@@ -126,10 +132,23 @@ def _patch_numpy_int():
     return changed
 
 
+# ---- (d) image read errors -----------------------------------------------
+def _patch_read_image():
+    from engine.builtin.utils.io import read_image
+
+    from dassl.data import data_manager
+
+    if data_manager.read_image is read_image:
+        return False
+    data_manager.read_image = read_image
+    return True
+
+
 _PATCHERS = {
     "warmup_verbose": _patch_warmup_verbose,
     "checkpoint_weights_only": _patch_load_checkpoint,
     "numpy_int": _patch_numpy_int,
+    "read_image_errors": _patch_read_image,
 }
 
 

@@ -13,7 +13,10 @@ Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
 - cross-dataset: ``evaluation/TRAINER/CFG_Kshots[/...]/DATASET/seedS``, with the
   ImageNet source run ``imagenet/TRAINER/CFG_Kshots/seedS`` when present;
 - few-shot: ``DATASET/TRAINER/CFG_Kshots[/...]/seedS`` (extra levels such as
-  CoOp's ``nctx16_cscFalse_ctpend`` become part of the config name).
+  CoOp's ``nctx16_cscFalse_ctpend`` become part of the config name);
+- domain generalization (GuiDG's scripts): ``dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS``,
+  one column per target domain and their average; the step-1 experts
+  (``.../GuiDGExpert/CFG/expert_DOMAIN[_for_TARGET]/seedS``) are not counted.
 
 A run's result is the last ``* accuracy: X%`` line of its newest log file that
 has one (Dassl writes ``log.txt``, then ``log.txt-<timestamp>`` when the run
@@ -33,7 +36,7 @@ import sys
 from collections import OrderedDict, defaultdict, namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from published_results import PUBLISHED_BASE2NEW  # noqa: E402
+from published_results import PUBLISHED_BASE2NEW, PUBLISHED_DG  # noqa: E402
 
 # The 11 base-to-novel datasets (config names) in the papers' order, then the
 # ImageNet variants of the domain-generalization setting.
@@ -43,7 +46,7 @@ BASE2NEW_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars",
 IMAGENET_VARIANTS = ["imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r"]
 XD_SOURCE = "imagenet"
 
-SETTINGS = ("base2new", "cross-dataset", "few-shot")
+SETTINGS = ("base2new", "cross-dataset", "few-shot", "dg")
 BASE2NEW_PHASES = ("train_base", "test_base", "test_new")
 
 ACCURACY_RE = re.compile(r"^\* accuracy: ([0-9]+(?:\.[0-9]+)?)%\s*$")
@@ -107,6 +110,12 @@ def classify_run_dir(run_dir):
     if not seed_match:
         return None
     seed = int(seed_match.group(1))
+    # dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS (phase = the target domain)
+    if len(parts) >= 7 and parts[-7] == "dg" and SHOTS_DIR_RE.match(parts[-5]):
+        setting = "dg-expert" if parts[-2].startswith("expert_") else "dg"
+        return dict(setting=setting, phase=parts[-2], dataset=parts[-6],
+                    shots=int(SHOTS_DIR_RE.match(parts[-5]).group(1)),
+                    trainer=parts[-4], cfg=parts[-3], seed=seed)
     # {phase}/DATASET/shots_K/TRAINER/CFG/seedS
     if len(parts) >= 6 and parts[-6] in BASE2NEW_PHASES and SHOTS_DIR_RE.match(parts[-4]):
         return dict(setting="base2new", phase=parts[-6], dataset=parts[-5],
@@ -312,6 +321,54 @@ def summarize_accuracy(runs, setting):
     return AccTable(setting, keys, rows, averages)
 
 
+DGTable = namedtuple("DGTable", "dataset domains rows")  # rows: (label, [(mean, std, n)])
+
+
+def summarize_dg(runs):
+    """One ``DGTable`` per DG dataset: a row per (trainer, cfg, shots), a column
+    per target domain (published order when known) and the average of the
+    targets' means (only when every column has a result)."""
+    accs = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for run in runs:
+        if run.setting == "dg":
+            accs[run.dataset][group_key(run)][run.phase][run.seed] = run.accuracy
+    tables = []
+    for dataset in sorted(accs):
+        seen = sorted({t for per_key in accs[dataset].values() for t in per_key})
+        known = PUBLISHED_DG[dataset].domains if dataset in PUBLISHED_DG else []
+        domains = [d for d in known if d in seen] + [d for d in seen if d not in known]
+        rows = []
+        for key in sorted(accs[dataset]):
+            cells = [mean_std(accs[dataset][key][d].values()) + (len(accs[dataset][key][d]),)
+                     for d in domains]
+            means = [c[0] for c in cells]
+            average = sum(means) / len(means) if None not in means else None
+            rows.append((group_label(key), cells + [(average, None, 0)]))
+        tables.append(DGTable(dataset, domains, rows))
+    return tables
+
+
+def published_dg_rows(table):
+    """Published rows of ``table.dataset`` on its domains (None when unknown)."""
+    pub = PUBLISHED_DG.get(table.dataset)
+    if pub is None:
+        return []
+    out = []
+    for name, values in pub.rows.items():
+        cells = [values[pub.domains.index(d)] if d in pub.domains else None
+                 for d in table.domains]
+        average = values[-1] if set(table.domains) == set(pub.domains) else None
+        out.append(("{} (published)".format(name), cells + [average]))
+    return out
+
+
+def dg_headers(table):
+    pub = PUBLISHED_DG.get(table.dataset)
+    names = [pub.labels[pub.domains.index(d)] if pub and d in pub.domains else d
+             for d in table.domains]
+    return ["Method"] + names + ["Avg."]
+
+
 # ------------------------------------------------------------- formatting
 
 def fmt(value, std=None):
@@ -343,7 +400,7 @@ def published_rows(tables):
     return rows
 
 
-def render_tables(tables, acc_tables, published, fmt_name):
+def render_tables(tables, acc_tables, published, fmt_name, dg_tables=()):
     """The text of the table or markdown report."""
     from tabulate import tabulate
 
@@ -375,6 +432,13 @@ def render_tables(tables, acc_tables, published, fmt_name):
             rows.append([row.dataset] + [fmt(m, s) for m, s, _ in row.values.values()])
         section(("Cross-dataset" if table.setting == "cross-dataset" else "Few-shot")
                 + " accuracy (%)", headers, rows)
+    for table in dg_tables:
+        rows = [[label] + [fmt(m, s) for m, s, _ in cells] for label, cells in table.rows]
+        if published:
+            rows += [[label] + [fmt(v) for v in values]
+                     for label, values in published_dg_rows(table)]
+        section("Domain generalization: {} (accuracy % on each target domain)".format(
+            table.dataset), dg_headers(table), rows)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -386,7 +450,7 @@ def _num(value):
     return "" if value is None else "{:.2f}".format(value)
 
 
-def render_csv(tables, acc_tables, published):
+def render_csv(tables, acc_tables, published, dg_tables=()):
     """One flat CSV of every row (averages have ``dataset`` = their label)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -413,6 +477,16 @@ def render_csv(tables, acc_tables, published):
                                      shots=shots, dataset=row.dataset,
                                      seeds=n if row in table.rows else "",
                                      accuracy=_num(mean), accuracy_std=_num(std)))
+    for table in dg_tables:
+        for label, cells in table.rows:
+            trainer, cfg, shots = [p.strip() for p in label.split(" / ")]
+            for domain, (mean, std, n) in zip(table.domains + ["Avg."], cells):
+                if mean is not None:
+                    writer.writerow(dict(setting="dg", trainer=trainer, cfg=cfg,
+                                         shots=shots.split()[0],
+                                         dataset="{}:{}".format(table.dataset, domain),
+                                         seeds=n or "", accuracy=_num(mean),
+                                         accuracy_std=_num(std)))
     return buf.getvalue()
 
 
@@ -512,10 +586,12 @@ def report(args):
                     row.novel_seeds or "none"))
     acc_tables = [t for t in (summarize_accuracy(runs, "cross-dataset"),
                               summarize_accuracy(runs, "few-shot")) if t is not None]
+    dg_tables = summarize_dg(runs)
     if args.format == "csv":
-        sys.stdout.write(render_csv(tables, acc_tables, args.published))
+        sys.stdout.write(render_csv(tables, acc_tables, args.published, dg_tables))
     else:
-        sys.stdout.write(render_tables(tables, acc_tables, args.published, args.format))
+        sys.stdout.write(render_tables(tables, acc_tables, args.published, args.format,
+                                       dg_tables))
     if args.plot:
         plot_results(args.plot, tables, acc_tables, args.published)
         print("Saved the plot to {}".format(args.plot), file=sys.stderr)

@@ -1,0 +1,193 @@
+"""Pool splits and few-shot draws of the GuiDG domain-generalization datasets.
+
+GuiDG (spec section 4.2) splits every domain once, per class, into
+pool A (expert training, step 1), pool B (guided fine-tuning, step 2) and a
+held-out test part, then draws K shots per class from each pool. Both are
+cached on disk and never overwritten:
+
+- ``<cache_dir>/<domain>.json``: the pools in CoOp's split-file format,
+  ``{"train": pool A, "val": pool B, "test": test}`` (paths relative to the
+  dataset folder);
+- ``<cache_dir>/shot_{K}-seed_{SEED}/<domain>.pkl``: ``{"train": K-shot pool A,
+  "val": K-shot pool B}``.
+
+Every random draw uses its own ``random.Random`` seeded from the split seed
+(or the few-shot seed) and the domain name, so the result does not depend on
+which run created a cache first or in which order domains are read.
+"""
+import os
+import random
+from collections import OrderedDict, defaultdict
+
+from engine import Datum, read_json
+from engine.errors import ConfigError, UserInputError
+
+from .splits import read_datum_pickle, save_split, write_pickle_once
+
+#: config key naming the pool a run trains on (the other pool is its val set)
+POOL_KEY = "DATASET.DG_TRAIN_POOL"
+POOLS = ("A", "B")
+#: seed of the one-off pool split (the original code splits with seed 0)
+SPLIT_SEED = 0
+
+
+def train_pool(cfg):
+    """The pool the run trains on: ``"A"`` (experts) or ``"B"`` (step 2, default)."""
+    value = cfg.DATASET.get("DG_TRAIN_POOL", "B")
+    if value not in POOLS:
+        raise ConfigError("{} = {!r} is not valid: use A (domain experts, step 1) or B "
+                          "(guided fine-tuning, step 2).".format(POOL_KEY, value))
+    return value
+
+
+def domain_rng(seed, domain, purpose):
+    """A private RNG for one (seed, domain, purpose)."""
+    return random.Random("{}|{}|{}".format(purpose, seed, domain))
+
+
+def group_by_label(items):
+    """``OrderedDict`` label -> items, labels sorted, items in input order."""
+    groups = defaultdict(list)
+    for item in items:
+        groups[item.label].append(item)
+    return OrderedDict(sorted(groups.items()))
+
+
+def split_pools(items, fractions, rng):
+    """Split ``items`` per class into ``(pool A, pool B, test)``.
+
+    ``fractions = (a, b)``: ``round(n * a)`` images of a class go to pool A,
+    ``round(n * b)`` to pool B and the rest to test (``a + b == 1`` leaves no
+    test part, as ImageNet-DG's 50/50 source split).
+    """
+    pool_a, pool_b, test = [], [], []
+    for group in group_by_label(items).values():
+        group = list(group)
+        rng.shuffle(group)
+        n_a = int(round(len(group) * fractions[0]))
+        n_b = min(int(round(len(group) * fractions[1])), len(group) - n_a)
+        pool_a += group[:n_a]
+        pool_b += group[n_a:n_a + n_b]
+        test += group[n_a + n_b:]
+    return pool_a, pool_b, test
+
+
+def draw_shots(items, num_shots, rng):
+    """At most ``num_shots`` random items per class (all of a smaller class)."""
+    out = []
+    for group in group_by_label(items).values():
+        out += group if len(group) <= num_shots else rng.sample(group, num_shots)
+    return out
+
+
+def with_domain(items, domain, relabel=None):
+    """Copies of ``items`` with domain label ``domain`` (and labels mapped by
+    ``relabel``, dropping items whose label it lacks)."""
+    out = []
+    for item in items:
+        label = item.label
+        if relabel is not None:
+            if label not in relabel:
+                continue
+            label = relabel[label]
+        out.append(Datum(impath=item.impath, label=label, domain=domain,
+                         classname=item.classname))
+    return out
+
+
+def _read_pool_file(path, base_dir):
+    """``(A, B, test)`` from a pool file, with a clear error if it is unusable."""
+    try:
+        split = read_json(path)
+        if not isinstance(split, dict):
+            raise ValueError("not a JSON object")
+        out = []
+        for key in ("train", "val", "test"):
+            items = []
+            for relpath, label, classname in split[key]:
+                impath = os.path.join(base_dir, relpath)
+                if not os.path.isfile(impath):
+                    raise ValueError("it lists {}, which does not exist".format(impath))
+                items.append(Datum(impath=impath, label=int(label), classname=classname))
+            out.append(items)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserInputError(
+            "Pool split file {} is unusable ({}). Delete it; it is rebuilt on the next "
+            "run (delete the shot_*-seed_* folders beside it too).".format(path, err)) from None
+    return tuple(out)
+
+
+def load_pools(cache_dir, domain, base_dir, list_items, fractions):
+    """Pool A / pool B / test of ``domain``, read from its cache or made and cached.
+
+    ``list_items()`` returns every Datum of the domain (called only when the
+    cache does not exist). Paths in the cache are relative to ``base_dir``.
+    """
+    path = os.path.join(cache_dir, "{}.json".format(domain))
+    if os.path.isfile(path):
+        print("Reading the pools of {} from {}".format(domain, path))
+        return _read_pool_file(path, base_dir)
+    items = list_items()
+    pools = split_pools(items, fractions, domain_rng(SPLIT_SEED, domain, "pools"))
+    tmp = "{}.{}.tmp".format(path, os.getpid())
+    try:
+        save_split(*pools, tmp, base_dir)
+        try:
+            os.link(tmp, path)  # never overwrite a split another run wrote meanwhile
+        except FileExistsError:
+            return _read_pool_file(path, base_dir)
+        except OSError:
+            if not os.path.exists(path):
+                os.replace(tmp, path)
+    except OSError as err:
+        print("Note: could not write the pool split {} ({}); continuing without it."
+              .format(path, err))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return pools
+
+
+def load_shots(cache_dir, domain, pool_a, pool_b, num_shots, seed, key=""):
+    """``(K-shot pool A, K-shot pool B)`` of ``domain``, cached per (K, seed).
+
+    ``num_shots < 1`` returns the full pools. ``key`` adds a sub-folder (the
+    ImageNet-DG target, whose class set the pools were restricted to).
+    """
+    if num_shots < 1:
+        return pool_a, pool_b
+    folder = os.path.join(cache_dir, "shot_{}-seed_{}".format(num_shots, seed), key)
+    path = os.path.join(folder, "{}.pkl".format(domain))
+    if os.path.isfile(path):
+        print("Loading the {}-shot pools of {} from {}".format(num_shots, domain, path))
+        data = read_datum_pickle(path, ("train", "val"))
+        return data["train"], data["val"]
+    shots_a = draw_shots(pool_a, num_shots, domain_rng(seed, domain, "shots-A"))
+    shots_b = draw_shots(pool_b, num_shots, domain_rng(seed, domain, "shots-B"))
+    if write_pickle_once(path, {"train": shots_a, "val": shots_b}):
+        print("Saved the {}-shot pools of {} to {}".format(num_shots, domain, path))
+    return shots_a, shots_b
+
+
+def check_domains(dataset, sources, targets):
+    """Non-empty source / target lists naming known domains, else ConfigError."""
+    for key, names in (("DATASET.SOURCE_DOMAINS", sources),
+                       ("DATASET.TARGET_DOMAINS", targets)):
+        if not names:
+            raise ConfigError("{} is empty for {}: choose from {} (e.g. --source-domains "
+                              "{} --target-domains {}).".format(
+                                  key, type(dataset).__name__, list(dataset.domains),
+                                  " ".join(dataset.domains[1:]), dataset.domains[0]))
+        for name in names:
+            if name not in dataset.domains:
+                raise ConfigError("{}: {!r} is not a domain of {}; choose from {}.".format(
+                    key, name, type(dataset).__name__, list(dataset.domains)))
+    overlap = sorted(set(sources) & set(targets))
+    if overlap and train_pool_is_b(dataset):
+        print("Note: {} are both source and target domains; the target test split is "
+              "disjoint from the pools, but this is not a domain-generalization run."
+              .format(overlap))
+
+
+def train_pool_is_b(dataset):
+    return getattr(dataset, "pool", "B") == "B"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# DiSa: train on the base classes of DATASET (16 shots per class).
+# Usage: bash scripts/disa/base2new_train.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-DiSa}
+CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_train "$@"

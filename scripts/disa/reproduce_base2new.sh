@@ -1,0 +1,9 @@
+#!/bin/bash
+# DiSa: base-to-novel runs on the 11 datasets x seeds 1-3, then the table.
+# Usage: bash scripts/disa/reproduce_base2new.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-DiSa}
+CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_reproduce "$@"

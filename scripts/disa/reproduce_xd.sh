@@ -1,0 +1,9 @@
+#!/bin/bash
+# DiSa: ImageNet training, then every cross-dataset target, seeds 1-3.
+# Usage: bash scripts/disa/reproduce_xd.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-DiSa}
+CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_reproduce "$@"

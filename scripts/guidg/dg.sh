@@ -1,0 +1,16 @@
+#!/bin/bash
+# GuiDG on a DomainBed dataset: experts of the source domains (step 1, when
+# missing), guided fine-tuning (step 2) and the test on TARGET_DOMAIN.
+# Usage: bash scripts/guidg/dg.sh DATASET TARGET_DOMAIN SEED [KEY VALUE ...]
+#   e.g. bash scripts/guidg/dg.sh pacs sketch 1
+# Baselines alone: TRAINER=CLIPood (or ERMWiSEFT, UEOWiSEFT) bash scripts/guidg/dg.sh ...
+# Other baselines plugged in: CFG=vit_b16_erm_wf or CFG=vit_b16_ueo_wf (GuiDG configs)
+# Environment overrides: see scripts/guidg/dg_common.sh and scripts/common.sh.
+TRAINER=${TRAINER:-GuiDG}
+CFG=${CFG:-vit_b16_clipood}
+CFG_DIR=${CFG_DIR:-GuiDG}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+source "$ROOT_DIR/scripts/guidg/dg_common.sh"
+dg_run "$@"
+"$PYTHON" scripts/results.py "$OUTPUT/dg/$1" --setting dg --published --dataset "$1"

@@ -1,0 +1,128 @@
+# shellcheck shell=bash
+# GuiDG's two-step domain-generalization jobs (sourced after ../common.sh).
+#
+#   dg_run DATASET TARGET SEED [KEY VALUE ...]
+#       step 1: train the missing experts of the source domains (an expert
+#               whose model-best.pth.tar exists is reused);
+#       step 2: guided fine-tuning on the sources, then the test on TARGET.
+#       With TRAINER=CLIPood / ERMWiSEFT / UEOWiSEFT the baseline runs alone
+#       (no experts).
+#   dg_loo DATASET SEED [KEY VALUE ...]: dg_run for every target domain, then the table.
+#
+# Environment (defaults in brackets; see also scripts/common.sh):
+#   TRAINER [GuiDG]  CFG [vit_b16_clipood]  CFG_DIR [GuiDG]
+#   EXPERT_CFG [vit_b16_c16_ep31]  config of the experts (configs/trainers/GuiDGExpert/)
+#   EXPERT_OPTS      extra KEY VALUE pairs for the expert runs only (shell-quoted)
+#   DOMAINS          the dataset's domains [its full list]; sources = DOMAINS - TARGET
+#   SOURCES          the source domains [DOMAINS - TARGET]
+#   EXPERT_PER_TARGET [0]  1: experts depend on the target (ImageNet-DG's class sets)
+#
+# Run folders:
+#   experts  $OUTPUT/dg/DATASET/shots_K/GuiDGExpert/EXPERT_CFG/expert_DOMAIN[_for_TARGET]/seedS
+#   step 2   $OUTPUT/dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS
+
+EXPERT_TRAINER=GuiDGExpert
+EXPERT_CFG=${EXPERT_CFG:-vit_b16_c16_ep31}
+EXPERT_PER_TARGET=${EXPERT_PER_TARGET:-0}
+
+# dg_domains DATASET: the domains of a DG dataset (config name), or DOMAINS.
+dg_domains() {
+    if [ -n "$DOMAINS" ]; then echo "$DOMAINS"; return; fi
+    case $1 in
+        pacs) echo "art_painting cartoon photo sketch" ;;
+        vlcs) echo "Caltech101 LabelMe SUN09 VOC2007" ;;
+        office_home) echo "Art Clipart Product Real_World" ;;
+        terra_incognita) echo "location_100 location_38 location_43 location_46" ;;
+        domainnet) echo "clipart infograph painting quickdraw real sketch" ;;
+        imagenet_dg) echo "imagenet_train imagenet_sketch imagenetv2 imagenet_a imagenet_val imagenet_r" ;;
+        *) die "$1 is not a DG dataset: use pacs, vlcs, office_home, terra_incognita, domainnet or imagenet_dg" ;;
+    esac
+}
+
+# py_list A B ...: the Python list literal ['A', 'B'] for a yacs option.
+py_list() {
+    local out="" item
+    for item in "$@"; do out+="${out:+, }'$item'"; done
+    echo "[$out]"
+}
+
+expert_dir() {  # expert_dir DATASET DOMAIN SEED TARGET
+    local name=expert_$2
+    if [ "$EXPERT_PER_TARGET" = 1 ]; then name+=_for_$4; fi
+    echo "$OUTPUT/dg/$1/shots_$SHOTS/$EXPERT_TRAINER/$EXPERT_CFG/$name/seed$3"
+}
+
+dg_dir() {  # dg_dir DATASET TARGET SEED
+    echo "$OUTPUT/dg/$1/shots_$SHOTS/$TRAINER/$CFG_NAME/$2/seed$3"
+}
+
+# train_expert DATASET_YAML DATASET DOMAIN SEED TARGET: step 1 for one domain.
+train_expert() {
+    local dataset_yaml=$1 dataset=$2 domain=$3 seed=$4 target=$5 dir test_domain
+    dir=$(expert_dir "$dataset" "$domain" "$seed" "$target")
+    if [ -f "$dir/prompt_learner/model-best.pth.tar" ]; then
+        echo "Reusing the expert of $domain at $dir"
+        return 0
+    fi
+    test_domain=$domain
+    if [ "$EXPERT_PER_TARGET" = 1 ]; then test_domain=$target; fi
+    local expert_config=configs/trainers/$EXPERT_TRAINER/$EXPERT_CFG.yaml
+    [ -f "$expert_config" ] || die "expert config $expert_config not found (EXPERT_CFG=$EXPERT_CFG)"
+    local extra=()
+    if [ -n "$EXPERT_OPTS" ]; then
+        eval "extra=($EXPERT_OPTS)" || die "cannot parse EXPERT_OPTS='$EXPERT_OPTS'"
+    fi
+    echo "Step 1: training the expert of $domain in $dir"
+    "$PYTHON" "$TRAINPY" --root "$DATA" --seed "$seed" --trainer "$EXPERT_TRAINER" \
+        --dataset-config-file "$dataset_yaml" --config-file "$expert_config" \
+        --output-dir "$dir" \
+        DATASET.SOURCE_DOMAINS "$(py_list "$domain")" \
+        DATASET.TARGET_DOMAINS "$(py_list "$test_domain")" \
+        DATASET.DG_TRAIN_POOL A DATASET.NUM_SHOTS "$SHOTS" \
+        "${USER_OPTS[@]}" "${extra[@]}" || return 1
+}
+
+dg_run() {
+    need_args 3 "DATASET TARGET SEED [KEY VALUE ...]" "$@"
+    local dataset=$1 target=$2 dataset_yaml domain sources=() found=0 step2=()
+    SEED=$3
+    shift 3
+    resolve_config
+    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    collect_opts "$@"
+    for domain in $(dg_domains "$dataset"); do
+        if [ "$domain" = "$target" ]; then found=1; continue; fi
+        sources+=("$domain")
+    done
+    if [ -n "$SOURCES" ]; then read -r -a sources <<< "$SOURCES"; fi
+    [ "$found" = 1 ] || die "$target is not a domain of $dataset: use one of $(dg_domains "$dataset")"
+    step2=(DATASET.SOURCE_DOMAINS "$(py_list "${sources[@]}")"
+           DATASET.TARGET_DOMAINS "$(py_list "$target")"
+           DATASET.DG_TRAIN_POOL B DATASET.NUM_SHOTS "$SHOTS")
+    if [ "$TRAINER" = GuiDG ]; then
+        for domain in "${sources[@]}"; do
+            train_expert "$dataset_yaml" "$dataset" "$domain" "$SEED" "$target" || exit 1
+        done
+        local template
+        template=$(expert_dir "$dataset" "{domain}" "$SEED" "$target")
+        step2+=(TRAINER.GUIDG.EXPERT_DIR "$template")
+    fi
+    echo "Step 2: $TRAINER on ${sources[*]} -> $target"
+    train_or_eval "$dataset_yaml" "$(dg_dir "$dataset" "$target" "$SEED")" "${step2[@]}" || exit 1
+}
+
+dg_table() {  # dg_table DATASET
+    "$PYTHON" scripts/results.py "$OUTPUT/dg/$1" --setting dg --published
+}
+
+dg_loo() {
+    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
+    local dataset=$1 seed=$2 target
+    shift 2
+    FAILED=()
+    for target in $(dg_domains "$dataset"); do
+        run_job dg_run "$dataset" "$target" "$seed" "$@"
+    done
+    dg_table "$dataset"
+    report_failed
+}

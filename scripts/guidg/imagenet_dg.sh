@@ -1,0 +1,27 @@
+#!/bin/bash
+# GuiDG on ImageNet-DG: sources ImageNet train, ImageNet-Sketch, ImageNet-V2;
+# TARGET one of imagenet_a, imagenet_val, imagenet_r (the sources keep the
+# target's classes, so each target has its own 3 experts).
+# Usage: bash scripts/guidg/imagenet_dg.sh TARGET SEED [KEY VALUE ...]
+# As the original scripts: 12 images per source domain in a step-2 batch;
+# expert batch 8 for the 1,000-class imagenet_val task.
+TRAINER=${TRAINER:-GuiDG}
+CFG=${CFG:-vit_b16_clipood}
+CFG_DIR=${CFG_DIR:-GuiDG}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+source "$ROOT_DIR/scripts/guidg/dg_common.sh"
+need_args 2 "TARGET SEED [KEY VALUE ...]" "$@"
+case $1 in
+    imagenet_a|imagenet_val|imagenet_r) ;;
+    *) die "TARGET must be imagenet_a, imagenet_val or imagenet_r (got $1)" ;;
+esac
+EXPERT_PER_TARGET=1
+DOMAINS="imagenet_train imagenet_sketch imagenetv2 $1"
+if [ "$1" = imagenet_val ] && [ -z "$EXPERT_OPTS" ]; then
+    EXPERT_OPTS="DATALOADER.TRAIN_X.BATCH_SIZE 8"
+fi
+TARGET=$1
+shift
+dg_run imagenet_dg "$TARGET" "$@" TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12
+"$PYTHON" scripts/results.py "$OUTPUT/dg/imagenet_dg" --setting dg

@@ -1,0 +1,9 @@
+#!/bin/bash
+# ISP: train on the base classes, test on the new ones, print Base / Novel / HM.
+# Usage: bash scripts/isp/base2new.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ISP}
+CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_all "$@"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# ISP: evaluate the base-class model on the new classes of DATASET.
+# Usage: bash scripts/isp/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ISP}
+CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_test "$@"

@@ -1,0 +1,9 @@
+#!/bin/bash
+# ISP: base-to-novel runs on the 11 datasets x seeds 1-3, then the table.
+# Usage: bash scripts/isp/reproduce_base2new.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ISP}
+CFG=${CFG:-vit_b16_c2_ep5_batch4_2+2ctx}
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_reproduce "$@"

@@ -1,0 +1,128 @@
+"""GuiDG trainers on the tiny CLIP and a tiny PACS: the step-2 loss decreases,
+a missing expert is a clear error, and scripts/guidg/dg.sh runs both steps
+and ends with the evaluator block (experts reused on a second run)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import datasets  # noqa: F401
+import trainers
+from engine import build_trainer, get_cfg_default, save_checkpoint
+from engine.errors import MissingFileError
+from tests.dg_layouts import write_domainbed
+from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    return write_domainbed(tmp_path_factory.mktemp("dg"), "PACS", n_classes=3, n_per_class=10,
+                           domains=["art_painting", "cartoon", "photo"])
+
+
+def write_expert(run_dir, n_ctx=4, width=64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    ctx = 0.02 * torch.randn(n_ctx, width, generator=gen)
+    save_checkpoint({"state_dict": {"ctx": ctx}, "epoch": 1, "optimizer": None,
+                     "scheduler": None, "val_result": 50.0},
+                    os.path.join(run_dir, "prompt_learner"), is_best=False,
+                    model_name="model-best.pth.tar")
+
+
+def make_cfg(name, pacs, clip_path, output_dir, opts=()):
+    cfg = get_cfg_default()
+    datasets.extend_cfg(cfg)
+    trainers.extend_cfg(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", "vit_b16_clipood.yaml"))
+    cfg.TRAINER.NAME = name
+    cfg.DATASET.NAME = "PACS"
+    cfg.DATASET.ROOT = pacs.root
+    cfg.DATASET.SOURCE_DOMAINS = ["art_painting", "cartoon"]
+    cfg.DATASET.TARGET_DOMAINS = ["photo"]
+    cfg.DATASET.NUM_SHOTS = 2
+    cfg.SEED = 1
+    cfg.OUTPUT_DIR = str(output_dir)
+    cfg.MODEL.BACKBONE.NAME = clip_path
+    cfg.INPUT.SIZE = (32, 32)
+    cfg.INPUT.TRANSFORMS = ("normalize",)
+    cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_MEAN), list(CLIP_PIXEL_STD)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.OPTIM.LR = 1e-4
+    cfg.OPTIM.MAX_EPOCH = 1
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("GuiDG", ["TRAINER.GUIDG.BASELINE", "clipood"]),
+    ("GuiDG", ["TRAINER.GUIDG.BASELINE", "ueo", "TRAINER.GUIDG.WEIGHTING", "sample"]),
+    ("CLIPood", []),
+])
+def test_step2_loss_decreases_and_weights_are_a_simplex(name, opts, pacs, tiny_clip_path,
+                                                         tmp_path):
+    experts = tmp_path / "experts"
+    for seed, domain in enumerate(["art_painting", "cartoon"]):
+        write_expert(str(experts / ("expert_" + domain)), seed=seed)
+    opts = list(opts) + ["TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}"),
+                         "TRAINER.{}.BATCH_PER_DOMAIN".format(name.upper()), "3"]
+    torch.manual_seed(0)
+    trainer = build_trainer(make_cfg(name, pacs, tiny_clip_path, tmp_path / "out", opts))
+    model = trainer.model
+    assert model.num_classifiers == (2 if name == "GuiDG" else 1)
+    batch = next(iter(trainer.train_loader_x))
+    assert batch["domain"].tolist() == [0, 0, 0, 1, 1, 1]
+    trainer.batch_idx, trainer.num_batches = 0, 1000
+    losses = [trainer.forward_backward(batch)["loss"] for _ in range(6)]
+    assert losses[-1] < losses[0]
+    features = model.features(batch["img"])
+    weights = model.weights(features)
+    assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+    if name != "GuiDG" or "ueo" not in opts:
+        assert int(trainer.eval_encoder.num_updates) == 6  # BMA after every step
+    logits = trainer.model_inference(batch["img"])
+    assert logits.shape == (6, 3)
+
+
+def test_missing_expert_is_a_clear_error(pacs, tiny_clip_path, tmp_path):
+    cfg = make_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out",
+                   ["TRAINER.GUIDG.EXPERT_DIR", str(tmp_path / "none_{domain}")])
+    with pytest.raises(MissingFileError, match="No expert prompt for source domain 'art_painting'"):
+        build_trainer(cfg)
+
+
+def test_dg_script_runs_both_steps_and_reuses_experts(pacs, tiny_clip_path, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRAINER", "CFG", "CFG_DIR", "OPTS", "EXPERT_OPTS", "SOURCES", "LOADEP")}
+    env.update(
+        PYTHON=sys.executable, DATA=pacs.root, OUTPUT=str(tmp_path / "output"), SHOTS="2",
+        DOMAINS="art_painting cartoon photo", BACKBONE=tiny_clip_path,
+        OPTS="INPUT.SIZE '(32, 32)' DATALOADER.NUM_WORKERS 0 OPTIM.MAX_EPOCH 1 "
+             "TRAINER.GUIDG.BATCH_PER_DOMAIN 2 TRAINER.GUIDG.ITERS_PER_EPOCH 2",
+        EXPERT_OPTS="TRAINER.COOP.N_CTX 4 DATALOADER.TRAIN_X.BATCH_SIZE 4 OPTIM.MAX_EPOCH 2")
+    cmd = ["bash", os.path.join(REPO, "scripts", "guidg", "dg.sh"), "pacs", "photo", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "output" / "dg" / "pacs" / "shots_2"
+    for domain in ("art_painting", "cartoon"):
+        expert = out / "GuiDGExpert" / "vit_b16_c16_ep31" / ("expert_" + domain) / "seed1"
+        assert (expert / "prompt_learner" / "model-best.pth.tar").is_file()
+    run = out / "GuiDG" / "vit_b16_clipood" / "photo" / "seed1"
+    log = (run / "log.txt").read_text()
+    tail = log[log.rindex("=> result"):].splitlines()
+    assert [line.split(":")[0] for line in tail[:6]] == [
+        "=> result", "* total", "* correct", "* accuracy", "* error", "* macro_f1"]
+    assert "* total: 6" in tail  # 20% of 10 images x 3 classes of the target
+    assert "Expert of cartoon" in log
+    assert (run / "model" / "model.pth.tar-1").is_file()
+    assert (run / "eval_encoder" / "model.pth.tar-1").is_file()
+    assert "Domain generalization: pacs" in proc.stdout and "CLIPood + GuiDG (published)" in proc.stdout
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("Reusing the expert of") == 2
+    assert "The results exist at" in again.stdout

@@ -1,0 +1,183 @@
+"""GuiDG building blocks on hand-made tensors: CMAttn, MMS, UEO, expert
+weighting, BMA, WiSE-FT and the per-domain batch sampler."""
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainers.guidg_averaging import AveragedEncoder, bma_weight, interpolate_state_dicts
+from trainers.guidg_cmattn import CMAttn, batch_weights, mix_expert_logits
+from trainers.guidg_losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
+                                   ueo_regularizer)
+from trainers.guidg_sampler import DomainBalancedBatchSampler
+
+
+def unit(*shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(*shape, generator=gen), dim=-1)
+
+
+# ------------------------------------------------------------------ CMAttn
+
+def test_cmattn_shapes_and_simplex():
+    torch.manual_seed(0)
+    attn = CMAttn(feature_dim=16, num_classes=5, num_heads=4)
+    weights = attn(unit(6, 16), unit(3, 5, 16, seed=1))
+    assert weights.shape == (6, 3)
+    assert torch.allclose(weights.sum(-1), torch.ones(6), atol=1e-6)
+    assert (weights > 0).all()
+    # 4 x (16*16 + 16) + 4 x (5 + 1) parameters, as in the paper's sizing
+    assert sum(p.numel() for p in attn.parameters()) == 4 * (16 * 16 + 16) + 4 * (5 + 1)
+    # cosine scores without temperature: max / min weight <= e^2 per head
+    assert (weights.max(-1).values / weights.min(-1).values <= math.exp(2) + 1e-4).all()
+    assert batch_weights(weights, "batch").shape == (3,)
+    assert batch_weights(weights, "sample") is weights
+
+
+def test_cmattn_does_not_backpropagate_into_features():
+    attn = CMAttn(8, 3, num_heads=2)
+    features = unit(4, 8).requires_grad_(True)
+    experts = unit(2, 3, 8, seed=1).requires_grad_(True)
+    attn(features, experts).sum().backward()
+    assert features.grad is None and experts.grad is None
+    assert attn.queries[0].weight.grad is not None
+
+
+def test_cmattn_moves_weight_to_the_expert_with_the_lower_loss():
+    torch.manual_seed(0)
+    attn = CMAttn(16, 5, num_heads=4)
+    features, experts = unit(12, 16), unit(3, 5, 16, seed=1)
+    losses = torch.tensor([2.0, 0.5, 1.5])  # expert 1 fits the data best
+    optim = torch.optim.Adam(attn.parameters(), lr=1e-2)
+    start = batch_weights(attn(features, experts), "batch").detach()
+    for _ in range(40):
+        w = batch_weights(attn(features, experts), "batch")
+        loss = (w * losses).sum()  # dL/dw_i = loss_i, as in GuiDG's objective
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    end = batch_weights(attn(features, experts), "batch").detach()
+    assert end.argmax() == 1 and end[1] > start[1] + 0.1
+    assert end[0] < start[0]
+
+
+def test_mix_expert_logits():
+    logits = torch.arange(12.0).reshape(1, 3, 4)
+    w = torch.tensor([0.5, 0.25, 0.25])
+    expected = 0.5 * logits[0, 0] + 0.25 * logits[0, 1] + 0.25 * logits[0, 2]
+    assert torch.allclose(mix_expert_logits(logits, w)[0], expected)
+    assert torch.allclose(mix_expert_logits(logits, w.unsqueeze(0))[0], expected)
+
+
+# -------------------------------------------------------------------- losses
+
+def test_mms_logits_formula():
+    f, text = unit(4, 8), unit(5, 8, seed=1)
+    labels = torch.tensor([0, 3, 3, 1])
+    tau, lam = 100.0, 0.3
+    got = mms_logits(f, text, labels, tau, lam)
+    for b in range(4):
+        for c in range(5):
+            want = tau * (f[b] @ text[c] - lam * text[labels[b]] @ text[c])
+            assert got[b, c].item() == pytest.approx(want.item(), rel=1e-5, abs=1e-4)
+    # equals tau * [S(I, T_c) + lambda (1 - S(T_y, T_c))] up to a per-row constant
+    paper = tau * (f @ text.t() + lam * (1 - text[labels] @ text.t()))
+    assert torch.allclose(F.log_softmax(got, -1), F.log_softmax(paper, -1), atol=1e-4)
+    # no margin: plain CLIP logits
+    assert torch.allclose(mms_logits(f, text, labels, tau, 0.0), tau * f @ text.t())
+
+
+def test_ueo_regularizer_by_hand():
+    same = torch.zeros(3, 4)  # uniform predictions: H(p) = H(mean p) = log 4
+    assert ueo_regularizer(same).item() == pytest.approx(0.0, abs=1e-6)
+    confident = torch.eye(4) * 50  # confident and diverse: 0 - log 4
+    assert ueo_regularizer(confident).item() == pytest.approx(-math.log(4), abs=1e-4)
+
+
+def test_expert_weighted_loss_batch_and_sample():
+    logits = torch.randn(2, 3, 4)
+    labels = torch.tensor([1, 2])
+    ce = per_expert_cross_entropy(logits, labels)
+    for b in range(2):
+        for i in range(3):
+            want = F.cross_entropy(logits[b, i:i + 1], labels[b:b + 1])
+            assert ce[b, i].item() == pytest.approx(want.item(), rel=1e-5)
+    w = torch.tensor([0.2, 0.3, 0.5])
+    assert expert_weighted_loss(ce, w).item() == pytest.approx(
+        sum(w[i] * ce[:, i].mean() for i in range(3)).item(), rel=1e-5)
+    ws = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    assert expert_weighted_loss(ce, ws).item() == pytest.approx(
+        ((ce[0, 0] + ce[1, 2]) / 2).item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------- averaging
+
+def beta_pdf(x, beta):
+    norm = math.gamma(beta) ** 2 / math.gamma(2 * beta)
+    return x ** (beta - 1) * (1 - x) ** (beta - 1) / norm
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+def test_bma_weights_follow_the_beta_pdf(beta):
+    total = 6
+    for step in range(total):
+        x = (step + 0.5) / (total + 1)
+        assert bma_weight(step, total, beta) == pytest.approx(beta_pdf(x, beta), rel=1e-6)
+
+
+def test_bma_average_of_a_weight_sequence():
+    net = nn.Linear(2, 1)
+    avg = AveragedEncoder(net)
+    total, beta = 5, 0.5
+    thetas = []
+    for step in range(total):
+        with torch.no_grad():
+            net.weight.fill_(float(step + 1))
+        thetas.append(float(step + 1))
+        avg.bma_update(net, total, beta)
+    alphas = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total)]
+    want = sum(a * th for a, th in zip(alphas, thetas)) / sum(alphas)
+    assert avg.module.weight[0, 0].item() == pytest.approx(want, rel=1e-5)
+    assert int(avg.num_updates) == total
+    assert float(avg.weight_sum) == pytest.approx(sum(alphas), rel=1e-6)
+    # the running state is in the state dict (resumable)
+    assert {"weight_sum", "num_updates"} <= set(avg.state_dict())
+
+
+def test_wise_ft_interpolates_on_a_separate_copy():
+    zero_shot = nn.Linear(3, 2)
+    with torch.no_grad():
+        zero_shot.weight.fill_(1.0)
+        zero_shot.bias.fill_(-1.0)
+    zs_state = {k: v.clone() for k, v in zero_shot.state_dict().items()}
+    tuned = nn.Linear(3, 2)
+    with torch.no_grad():
+        tuned.weight.fill_(3.0)
+        tuned.bias.fill_(1.0)
+    mixed = interpolate_state_dicts(zs_state, tuned.state_dict(), 0.25)
+    assert torch.allclose(mixed["weight"], torch.full((2, 3), 0.75 * 1 + 0.25 * 3))
+    evaluated = AveragedEncoder(tuned)
+    evaluated.wise_ft(zs_state, tuned, 0.5)
+    assert torch.allclose(evaluated.module.weight, torch.full((2, 3), 2.0))
+    assert torch.allclose(evaluated.module.bias, torch.zeros(2))
+    assert torch.allclose(tuned.weight, torch.full((2, 3), 3.0))  # training weights untouched
+
+
+# ------------------------------------------------------------------- sampler
+
+def test_domain_balanced_batches():
+    data = [SimpleNamespace(label=i % 2, domain=d)
+            for d, n in ((0, 5), (1, 9), (2, 3)) for i in range(n)]
+    random.seed(0)
+    sampler = DomainBalancedBatchSampler(data, per_domain=2, num_batches=7)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 7
+    for batch in batches:
+        domains = [data[i].domain for i in batch]
+        assert domains == [0, 0, 1, 1, 2, 2]
+    # one pass of the smallest domain by default
+    assert len(DomainBalancedBatchSampler(data, per_domain=1)) == 3

@@ -1,0 +1,227 @@
+"""The ISP trainer on the tiny CLIP: what trains, the probed loss, a few steps
+lowering the loss, checkpoints, and a real ``scripts/isp/base2new.sh`` run
+(train, test, table, skip, resume)."""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import trainers
+from engine import DATASET_REGISTRY, DatasetBase, Datum, build_trainer, get_cfg_default
+from engine.errors import ConfigError
+from tests.dataset_layouts import write_dataset
+from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from trainers.isp_losses import weighted_cross_entropy
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = "TinyTwoClassISP"
+CLASSNAMES = ["red_square", "blue_circle"]
+
+
+@DATASET_REGISTRY.register()
+class TinyTwoClassISP(DatasetBase):
+    """4 reddish and 4 bluish 32 px images under DATASET.ROOT."""
+
+    def __init__(self, cfg):
+        items = [Datum(impath=os.path.join(cfg.DATASET.ROOT, "{}_{}.png".format(name, i)),
+                       label=label, classname=name)
+                 for label, name in enumerate(CLASSNAMES) for i in range(4)]
+        super().__init__(train_x=items, val=items[::2], test=items)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("isp_two_class")
+    gen = torch.Generator().manual_seed(0)
+    for name, color in zip(CLASSNAMES, [(220, 40, 40), (40, 40, 220)]):
+        for i in range(4):
+            noise = torch.randint(-25, 25, (32, 32, 3), generator=gen)
+            pixels = (torch.tensor(color).view(1, 1, 3) + noise).clamp(0, 255).byte()
+            Image.fromarray(pixels.numpy()).save(root / "{}_{}.png".format(name, i))
+    return str(root)
+
+
+@pytest.fixture
+def build(tiny_clip_path, data_root, tmp_path):
+    def _build(*opts):
+        cfg = get_cfg_default()
+        trainers.extend_cfg(cfg)
+        cfg.TRAINER.NAME = "ISP"
+        cfg.DATASET.NAME = DATASET
+        cfg.DATASET.ROOT = data_root
+        cfg.OUTPUT_DIR = str(tmp_path / "out")
+        cfg.MODEL.BACKBONE.NAME = tiny_clip_path
+        cfg.INPUT.SIZE = (32, 32)
+        cfg.INPUT.TRANSFORMS = ("normalize",)
+        cfg.INPUT.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
+        cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_STD)
+        cfg.DATALOADER.NUM_WORKERS = 0
+        cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
+        cfg.DATALOADER.TEST.BATCH_SIZE = 4
+        cfg.OPTIM.NAME = "sgd"
+        cfg.OPTIM.LR = 2e-4
+        cfg.OPTIM.MAX_EPOCH = 1
+        cfg.TRAINER.ISP.PROMPT_DEPTH_TEXT = 2
+        cfg.TRAINER.ISP.PROMPT_DEPTH_VISION = 2
+        cfg.merge_from_list(list(opts))
+        cfg.freeze()
+        torch.manual_seed(0)
+        return build_trainer(cfg)
+    return _build
+
+
+def first_batch(trainer):
+    trainer.batch_idx, trainer.num_batches = 0, 1000  # no LR step in between
+    return next(iter(trainer.train_loader_x))
+
+
+def test_only_the_prompt_learner_trains_and_steps_lower_the_loss(build):
+    trainer = build()
+    assert trainer.get_model_names() == ["prompt_learner"]
+    learner = trainer.model.prompt_learner
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert all(n.startswith("prompt_learner.") for n in trainable)
+    assert {"prompt_learner.ctx", "prompt_learner.vision_ctx",
+            "prompt_learner.self_text.blocks.0.gate",
+            "prompt_learner.cross.to_vision.1.gate"} <= trainable
+    assert all(p.dtype == torch.float32 for p in learner.parameters())
+    assert trainer.gate_values() == [0.0] * len(trainer.gate_values())
+    batch = first_batch(trainer)
+    summaries = [trainer.forward_backward(batch) for _ in range(5)]
+    losses = [s["loss"] for s in summaries]
+    assert losses[-1] < losses[0], losses
+    assert {"loss_ce", "loss_text", "loss_image", "loss_kl", "probe_w_max"} <= set(summaries[0])
+    assert any(v != 0.0 for v in trainer.gate_values())  # the modules leave the IVLP start
+    frozen = [p for p in trainer.model.parameters() if not p.requires_grad]
+    assert frozen and all(p.grad is None for p in frozen)
+
+
+def test_probe_weights_come_from_the_frozen_model_without_a_graph(build):
+    trainer = build()
+    batch = first_batch(trainer)
+    images, labels = trainer.parse_batch_train(batch)
+    output = trainer.model.forward_features(images)
+    assert output.logits.requires_grad
+    frozen_logits = trainer.model.zero_shot(images)
+    assert not frozen_logits.requires_grad
+    weights = trainer.probe(labels, output.logits, frozen_logits)
+    assert not weights.requires_grad and weights.grad_fn is None
+    assert weights.mean().item() == pytest.approx(1.0)
+    d = 1 - F.softmax(frozen_logits, dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
+    assert torch.allclose(weights, (1 + d) / (1 + d).mean(), atol=1e-6)
+    order = torch.argsort(d)
+    assert torch.all(weights[order][1:] >= weights[order][:-1])  # harder: larger weight
+    # the loss uses them
+    ce = weighted_cross_entropy(output.logits, labels, weights)
+    loss, summary = trainer.compute_loss(images, labels)
+    assert summary["loss_ce"] == pytest.approx(ce.item(), rel=1e-5)
+
+
+def test_all_extras_off_is_plain_cross_entropy(build):
+    trainer = build("TRAINER.ISP.PROBE", False, "TRAINER.ISP.TEXT_LOSS_WEIGHT", 0.0,
+                    "TRAINER.ISP.IMAGE_LOSS_WEIGHT", 0.0, "TRAINER.ISP.KL_LOSS_WEIGHT", 0.0)
+    assert not trainer.needs_frozen_forward()
+    images, labels = trainer.parse_batch_train(first_batch(trainer))
+    loss, summary = trainer.compute_loss(images, labels)
+    expected = F.cross_entropy(trainer.model(images), labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert summary["loss_text"] == summary["loss_image"] == summary["loss_kl"] == 0.0
+
+
+def test_checkpoint_round_trip(build, tmp_path):
+    trainer = build()
+    trainer.forward_backward(first_batch(trainer))
+    trainer.save_model(0, str(tmp_path / "ckpt"))
+    images = next(iter(trainer.test_loader))["img"]
+    with torch.no_grad():
+        expected = trainer.model_inference(images)
+    fresh = build()
+    fresh.load_model(str(tmp_path / "ckpt"), epoch=1)
+    with torch.no_grad():
+        assert torch.allclose(fresh.model_inference(images), expected, atol=1e-6)
+
+
+def test_bad_key_is_a_config_error(build):
+    with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE_SOURCE = 'teacher'"):
+        build("TRAINER.ISP.PROBE_SOURCE", "teacher")
+
+
+# -- the run script, end to end on a tiny Caltech101 ---------------------------------------
+TINY_YAML = """\
+DATALOADER:
+  TRAIN_X:
+    BATCH_SIZE: 4
+  TEST:
+    BATCH_SIZE: 8
+  NUM_WORKERS: 0
+INPUT:
+  SIZE: (32, 32)
+  INTERPOLATION: "bicubic"
+  PIXEL_MEAN: [0.48145466, 0.4578275, 0.40821073]
+  PIXEL_STD: [0.26862954, 0.26130258, 0.27577711]
+  TRANSFORMS: ["normalize"]
+OPTIM:
+  NAME: "sgd"
+  LR: 0.01
+  MAX_EPOCH: 2
+  LR_SCHEDULER: "cosine"
+TRAIN:
+  PRINT_FREQ: 1
+  CHECKPOINT_FREQ: 1
+TRAINER:
+  ISP:
+    N_CTX_VISION: 2
+    N_CTX_TEXT: 2
+    PREC: "fp32"
+    PROMPT_DEPTH_VISION: 2
+    PROMPT_DEPTH_TEXT: 2
+"""
+
+
+def run_base2new(env, job="base2new.sh"):
+    return subprocess.run(["bash", "scripts/isp/" + job, "caltech101", "1"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_base2new_script_trains_tests_skips_and_resumes(tmp_path, tiny_clip_path):
+    data = tmp_path / "data"
+    write_dataset(str(data), "caltech101", n_classes=4, n_per_class=8)
+    cfg_file = tmp_path / "isp_tiny.yaml"
+    cfg_file.write_text(TINY_YAML)
+    out = tmp_path / "output"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRAINER", "CFG_DIR", "SHOTS", "OPTS", "LOADEP", "ZERO_SHOT",
+                        "TRAINPY", "DATASET_CFG_DIR")}
+    env.update(CFG=str(cfg_file), BACKBONE=tiny_clip_path, DATA=str(data), OUTPUT=str(out),
+               PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore")
+    proc = run_base2new(env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = "caltech101/shots_16/ISP/isp_tiny/seed1"
+    train_dir = out / "base2new" / "train_base" / run
+    test_dir = out / "base2new" / "test_new" / run
+    assert (train_dir / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert "* accuracy:" in (test_dir / "log.txt").read_text()
+    assert "Base-to-novel: ISP / isp_tiny / 16 shots" in proc.stdout
+    assert any(line.startswith("caltech101") for line in proc.stdout.splitlines())
+
+    # everything exists: the second run skips both jobs
+    proc = run_base2new(env)
+    assert proc.returncode == 0, proc.stderr
+    assert "The results exist at {}, skipping".format(train_dir) in proc.stdout
+    assert "The results exist at {}, skipping".format(test_dir) in proc.stdout
+
+    # an interrupted training run (epoch 1 saved only) resumes in its folder
+    os.remove(str(train_dir / "prompt_learner" / "model.pth.tar-2"))
+    (train_dir / "prompt_learner" / "checkpoint").write_text("model.pth.tar-1\n")
+    proc = run_base2new(env, "base2new_train.sh")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Previous epoch: 1" in proc.stdout
+    assert "epoch [2/2]" in proc.stdout and "epoch [1/2]" not in proc.stdout
+    assert (train_dir / "prompt_learner" / "model.pth.tar-2").is_file()
+    assert len(glob.glob(str(train_dir / "log.txt*"))) == 2

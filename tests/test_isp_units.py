@@ -1,0 +1,238 @@
+"""ISP's building blocks on hand-made tensors and the tiny CLIP: the gated
+structural modules, the sample-probing formulas, and the zero-gate
+equivalence with IVLP."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import trainers
+from engine import get_cfg_default
+from engine.errors import ConfigError
+from tests.tiny_clip import build_tiny_clip
+from trainers.isp import check_isp_keys
+from trainers.isp_learner import ISPPromptLearner, isp_learner
+from trainers.isp_losses import (probe_weights, sample_difficulty, true_class_probability,
+                                 weighted_cross_entropy)
+from trainers.isp_modules import (CrossStructuralPrompts, GatedPromptAttention,
+                                  PromptAttention, SelfStructuralPrompts)
+from trainers.prompt_learners import ivlp_learner
+from trainers.prompted_clip import PromptedCLIP
+
+CLASSNAMES = ["cat", "golden retriever", "red sports car"]
+
+
+def isp_node(**overrides):
+    cfg = get_cfg_default()
+    trainers.extend_cfg(cfg)
+    node = cfg.TRAINER.ISP
+    node.PROMPT_DEPTH_TEXT = node.PROMPT_DEPTH_VISION = 2
+    for key, value in overrides.items():
+        node[key] = value
+    return node
+
+
+# -- modules -------------------------------------------------------------------
+def test_prompt_attention_shapes_across_widths():
+    attn = PromptAttention(query_width=48, key_width=80, width=32, heads=4)
+    out = attn(torch.randn(3, 2, 48), torch.randn(3, 7, 80))
+    assert out.shape == (3, 2, 48)
+
+
+def test_zero_gate_is_identity_and_still_learns():
+    torch.manual_seed(0)
+    block = GatedPromptAttention(16, 16, width=8, heads=2)
+    prompt = torch.randn(2, 16, requires_grad=True)
+    tokens = torch.randn(5, 9, 16)
+    out = block(prompt, tokens)
+    assert out.shape == (5, 2, 16)
+    assert torch.equal(out, prompt.unsqueeze(0).expand(5, -1, -1))
+    out.pow(2).sum().backward()
+    assert block.gate.grad is not None and block.gate.grad.abs().item() > 0
+    assert block.attn.query.weight.grad.abs().sum().item() == 0  # gated off at start
+
+
+def test_ignored_tokens_do_not_reach_the_prompts():
+    torch.manual_seed(0)
+    block = GatedPromptAttention(16, 16, width=8)
+    with torch.no_grad():
+        block.gate.fill_(1.0)
+    prompt, tokens = torch.randn(3, 2, 16), torch.randn(3, 6, 16)
+    ignore = torch.zeros(3, 6, dtype=torch.bool)
+    ignore[:, 4:] = True
+    changed = tokens.clone()
+    changed[:, 4:] += 10.0
+    assert torch.allclose(block(prompt, tokens, ignore), block(prompt, changed, ignore))
+    assert not torch.allclose(block(prompt, tokens), block(prompt, changed))
+
+
+def test_self_structural_prompts_are_per_sequence():
+    module = SelfStructuralPrompts(token_width=32, num_layers=3, width=16, heads=2)
+    assert len(module.blocks) == 3
+    with torch.no_grad():
+        module.blocks[1].gate.fill_(1.0)
+    prompt = torch.randn(4, 32)
+    out = module(1, prompt, torch.randn(5, 10, 32))
+    assert out.shape == (5, 4, 32)
+    assert not torch.allclose(out[0], out[1])  # each sequence gets its own prompt
+
+
+def test_cross_structural_attention_exchanges_between_widths():
+    torch.manual_seed(0)
+    module = CrossStructuralPrompts(text_width=32, vision_width=48, num_layers=2, width=16)
+    text = [torch.randn(2, 32) for _ in range(3)]
+    vision = [torch.randn(3, 48) for _ in range(3)]
+    new_text, new_vision = module(text, vision)
+    assert all(torch.equal(a, b) for a, b in zip(new_text + new_vision, text + vision))
+    for gate in module.gate_parameters():
+        gate.data.fill_(0.5)
+    new_text, new_vision = module(text, vision)
+    assert [t.shape for t in new_text] == [(2, 32)] * 3
+    assert [v.shape for v in new_vision] == [(3, 48)] * 3
+    assert not torch.allclose(new_text[0], text[0]) and not torch.allclose(new_vision[1], vision[1])
+    assert torch.equal(new_text[2], text[2]) and torch.equal(new_vision[2], vision[2])  # layer 2
+
+
+def test_cross_structural_linear_mode_is_gated_maple_coupling():
+    torch.manual_seed(0)
+    module = CrossStructuralPrompts(32, 48, num_layers=2, mode="linear")
+    text = [torch.randn(2, 32) for _ in range(2)]
+    vision = [torch.randn(2, 48) for _ in range(2)]
+    module.gates.data = torch.tensor([0.0, 0.25])
+    new_text, new_vision = module(text, vision)
+    assert all(torch.equal(a, b) for a, b in zip(new_text, text))
+    assert torch.equal(new_vision[0], vision[0])
+    expected = vision[1] + 0.25 * (text[1] @ module.coupling[1].weight.t() + module.coupling[1].bias)
+    assert torch.allclose(new_vision[1], expected, atol=1e-6)
+
+
+def test_module_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="cross_attention, linear"):
+        CrossStructuralPrompts(32, 48, 2, mode="graph")
+    with pytest.raises(ConfigError, match="multiple of the number of heads"):
+        PromptAttention(16, 16, width=30, heads=4)
+
+
+# -- sample probing ------------------------------------------------------------------
+def test_difficulty_from_true_class_probability_by_hand():
+    labels = torch.tensor([0, 1])
+    frozen = torch.log(torch.tensor([[0.8, 0.2], [0.9, 0.1]]))
+    prompted = torch.log(torch.tensor([[0.5, 0.5], [0.4, 0.6]])).requires_grad_()
+    assert torch.allclose(true_class_probability(frozen, labels), torch.tensor([0.8, 0.1]))
+    d = sample_difficulty(labels, frozen, prompted, "frozen")
+    assert torch.allclose(d, torch.tensor([0.2, 0.9]))
+    assert torch.allclose(sample_difficulty(labels, frozen, prompted, "prompted"),
+                          torch.tensor([0.5, 0.4]))
+    product = sample_difficulty(labels, frozen, prompted, "product")
+    assert torch.allclose(product, torch.tensor([1 - 0.8 * 0.5, 1 - 0.1 * 0.6]))
+    assert not product.requires_grad and product.grad_fn is None
+
+
+def test_probe_weights_by_hand():
+    d = torch.tensor([0.0, 0.5, 1.0])
+    linear = probe_weights(d, "linear", alpha=1.0)
+    assert torch.allclose(linear, torch.tensor([2 / 3, 1.0, 4 / 3]))
+    assert torch.allclose(probe_weights(d, "linear", alpha=2.0), torch.tensor([0.5, 1.0, 1.5]))
+    soft = probe_weights(d, "softmax", temperature=0.5)
+    e = torch.exp(d / 0.5)
+    assert torch.allclose(soft, 3 * e / e.sum())
+    for w in (linear, soft):
+        assert w.mean().item() == pytest.approx(1.0)
+        assert w[0] < w[1] < w[2]
+    assert torch.allclose(probe_weights(torch.full((4,), 0.3)), torch.ones(4))
+    assert torch.equal(probe_weights(d, alpha=0.0), torch.ones(3))
+
+
+def test_weighted_cross_entropy_by_hand():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    labels = torch.tensor([0, 0])
+    ce = -F.log_softmax(logits.detach(), dim=1)[:, 0]
+    assert torch.allclose(weighted_cross_entropy(logits, labels), ce.mean())
+    weights = torch.tensor([0.5, 1.5])
+    loss = weighted_cross_entropy(logits, labels, weights)
+    assert loss.item() == pytest.approx((0.5 * ce[0] + 1.5 * ce[1]).item() / 2, rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None
+
+
+# -- the learner on the tiny CLIP -------------------------------------------------------
+@pytest.fixture(scope="module")
+def clip_model():
+    return build_tiny_clip()
+
+
+def models(clip_model, **overrides):
+    node = isp_node(**overrides)
+    torch.manual_seed(0)
+    isp = PromptedCLIP(clip_model, isp_learner(clip_model, CLASSNAMES, node))
+    torch.manual_seed(0)
+    base = PromptedCLIP(clip_model, ivlp_learner(clip_model, CLASSNAMES, node))
+    result = isp.prompt_learner.load_state_dict(base.prompt_learner.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    return isp, base
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"CROSS_MODE": "linear"},
+    {"SELF_STRUCT": False},
+    {"CROSS_STRUCT": False, "N_CTX_VISION": 0, "PROMPT_DEPTH_VISION": 0},
+], ids=["default", "linear", "cross_only", "text_only"])
+def test_zero_gates_give_ivlps_logits(clip_model, overrides):
+    isp, base = models(clip_model, **overrides)
+    learner = isp.prompt_learner
+    gates = learner.gate_parameters()
+    assert gates and all(torch.count_nonzero(g) == 0 for g in gates)
+    images = torch.randn(3, 3, 32, 32)
+    out, ref = isp.forward_features(images), base.forward_features(images)
+    assert out.logits.shape == (3, len(CLASSNAMES))
+    assert torch.allclose(out.logits, ref.logits, atol=1e-6, rtol=0)
+    assert torch.allclose(out.text_features, ref.text_features, atol=1e-6, rtol=0)
+    # the modules are wired in: open gates change the logits
+    with torch.no_grad():
+        for gate in gates:
+            gate.fill_(0.5)
+    assert not torch.allclose(isp(images), ref.logits, atol=1e-3)
+
+
+def test_learner_modules_and_prompt_shapes(clip_model):
+    node = isp_node()
+    learner = isp_learner(clip_model, CLASSNAMES, node)
+    assert isinstance(learner, ISPPromptLearner)
+    assert len(learner.self_text.blocks) == len(learner.self_vision.blocks) == 1
+    assert learner.cross.num_layers == 2
+    prompts = learner()
+    assert prompts.text.shape == (3, 77, 64) and prompts.vision.shape == (2, 64)
+    assert callable(prompts.text_deep) and callable(prompts.vision_deep)
+    tokens = torch.randn(3, 77, 64)
+    assert prompts.text_deep(1, tokens).shape == (3, 2, 64)  # one prompt per class
+    assert prompts.text_deep(2, tokens) is None  # past the prompt depth
+    vision_tokens = torch.randn(5, 1 + 16 + 2, 64)
+    assert prompts.vision_deep(1, vision_tokens).shape == (5, 2, 64)  # one per image
+    # frozen text tokens: SOS and everything after the context, padding after EOT ignored
+    eot = learner.tokenized_prompts.argmax(dim=-1)
+    index = learner.frozen_text_index
+    assert index[0] == 0 and index[1] == 1 + learner.n_ctx and len(index) == 77 - learner.n_ctx
+    for row, e in zip(learner.frozen_text_padding, eot):
+        assert torch.equal(row, index > e)
+    off = isp_learner(clip_model, CLASSNAMES, isp_node(SELF_STRUCT=False, CROSS_STRUCT=False))
+    assert off.self_text is None and off.cross is None and isinstance(off().text_deep, list)
+
+
+def test_check_isp_keys_errors():
+    check_isp_keys(isp_node())
+    with pytest.raises(ConfigError, match="TRAINER.ISP.CROSS_STRUCT = True needs vision prompts"):
+        check_isp_keys(isp_node(N_CTX_VISION=0))
+    with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE_SOURCE"):
+        check_isp_keys(isp_node(PROBE_SOURCE="teacher"))
+    with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE_WEIGHTING"):
+        check_isp_keys(isp_node(PROBE_WEIGHTING="focal"))
+    with pytest.raises(ConfigError, match="TRAINER.ISP.CROSS_MODE"):
+        check_isp_keys(isp_node(CROSS_MODE="graph"))
+    with pytest.raises(ConfigError, match="PROBE_TEMPERATURE"):
+        check_isp_keys(isp_node(PROBE_TEMPERATURE=0.0))
+    with pytest.raises(ConfigError, match="SELF_WIDTH / SELF_HEADS"):
+        check_isp_keys(isp_node(SELF_HEADS=3))
+    with pytest.raises(ConfigError, match="KL_LOSS_WEIGHT"):
+        check_isp_keys(isp_node(KL_LOSS_WEIGHT=-1.0))
+    with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE = 'yes' must be True or False"):
+        check_isp_keys(isp_node(PROBE="yes"))

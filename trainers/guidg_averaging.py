@@ -1,0 +1,74 @@
+"""Weight averaging of the fine-tuned image encoder: CLIPood's Beta moving
+average and WiSE-FT.
+
+- BMA (Shu et al., CLIPood, ICML 2023, Sec. 3.3; GuiDG appendix): after step t
+  of T, ``theta_bma = (sum_{k<t} a_k * theta_bma + a_t * theta_t) / sum_{k<=t} a_k``
+  with ``a_t = Beta(beta, beta).pdf((t + 0.5) / (T + 1))``.
+- WiSE-FT (Wortsman et al., CVPR 2022, Eq. 1; GuiDG appendix Eq. 24):
+  ``theta = (1 - alpha) * theta_zero_shot + alpha * theta_fine_tuned``.
+"""
+import copy
+
+import torch
+from scipy.stats import beta as beta_dist
+from torch import nn
+
+
+def bma_weight(step, total_steps, beta):
+    """``Beta(beta, beta).pdf((step + 0.5) / (total_steps + 1))``."""
+    return float(beta_dist.pdf((step + 0.5) / (total_steps + 1), beta, beta))
+
+
+class AveragedEncoder(nn.Module):
+    """A frozen copy of an encoder that holds an average of its weights.
+
+    ``weight_sum`` and ``num_updates`` are buffers, so a checkpoint resumes the
+    running average exactly.
+    """
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.module = copy.deepcopy(encoder)
+        for param in self.module.parameters():
+            param.requires_grad_(False)
+        self.register_buffer("weight_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    @torch.no_grad()
+    def bma_update(self, encoder, total_steps, beta):
+        """Fold ``encoder``'s current weights into the Beta moving average."""
+        alpha = bma_weight(int(self.num_updates), total_steps, beta)
+        new_sum = float(self.weight_sum) + alpha
+        keep = float(self.weight_sum) / new_sum
+        for avg, cur in zip(self.module.state_dict().values(), encoder.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.mul_(keep).add_(cur.to(avg.dtype), alpha=alpha / new_sum)
+            else:
+                avg.copy_(cur)
+        self.weight_sum.fill_(new_sum)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def wise_ft(self, zero_shot_state, encoder, alpha):
+        """Set the weights to WiSE-FT's mix of ``zero_shot_state`` and ``encoder``."""
+        mixed = interpolate_state_dicts(zero_shot_state, encoder.state_dict(), alpha)
+        self.module.load_state_dict(mixed)
+        self.num_updates += 1
+
+
+def interpolate_state_dicts(zero_shot, fine_tuned, alpha):
+    """``(1 - alpha) * zero_shot + alpha * fine_tuned`` for every floating
+    tensor (others are taken from ``fine_tuned``); the two must share keys."""
+    if set(zero_shot) != set(fine_tuned):
+        raise ValueError("WiSE-FT needs two state dicts with the same keys")
+    out = {}
+    for key, tuned in fine_tuned.items():
+        base = zero_shot[key].to(tuned.device)
+        if tuned.dtype.is_floating_point:
+            out[key] = (1.0 - alpha) * base.to(tuned.dtype) + alpha * tuned
+        else:
+            out[key] = tuned.clone()
+    return out
