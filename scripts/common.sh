@@ -17,7 +17,8 @@
 #   DATA [./data]        dataset root (train.py --root)
 #   OUTPUT [output]      root of the output tree
 #   CFG                  config name under configs/trainers/$CFG_DIR, or a path
-#                        to a .yaml file (its base name is the run-dir name)
+#                        to a .yaml file (its base name is the run-dir name);
+#                        default: the script's DEFAULT_CFG (toy.yaml on DATASET toy)
 #   CFG_DIR [$TRAINER]   config folder (the zero-shot CLIP uses CoOp's)
 #   DATASET_CFG_DIR [configs/datasets]  folder of the DATASET.yaml files
 #   SHOTS [16]           shots per class
@@ -64,9 +65,18 @@ need_args() {
     fi
 }
 
-# resolve_config: set CONFIG_FILE and CFG_NAME from CFG, or stop clearly.
+# resolve_config [DATASET]: set CONFIG_FILE and CFG_NAME from CFG, or stop
+# clearly. Without CFG: the method's DEFAULT_CFG, except on the offline toy
+# world (DATASET toy), which uses configs/trainers/$CFG_DIR/toy.yaml.
 resolve_config() {
     [ -n "$TRAINER" ] || die "TRAINER is not set"
+    if [ -z "$CFG" ]; then
+        if [ "${1:-}" = toy ] && [ -f "configs/trainers/$CFG_DIR/toy.yaml" ]; then
+            CFG=toy
+        else
+            CFG=$DEFAULT_CFG
+        fi
+    fi
     [ -n "$CFG" ] || die "CFG is not set: give a config name from configs/trainers/$CFG_DIR/"
     if [[ "$CFG" == *.yaml ]]; then
         CONFIG_FILE=$CFG
@@ -201,7 +211,7 @@ b2n_train() {
     local dataset=$1 dataset_yaml
     SEED=$2
     shift 2
-    resolve_config
+    resolve_config "$dataset"
     dataset_yaml=$(dataset_config "$dataset") || exit 1
     collect_opts "$@"
     train_or_eval "$dataset_yaml" "$(b2n_dir train_base "$dataset" "$SEED")" \
@@ -213,7 +223,7 @@ b2n_test() {
     local dataset=$1 dataset_yaml
     SEED=$2
     shift 2
-    resolve_config
+    resolve_config "$dataset"
     dataset_yaml=$(dataset_config "$dataset") || exit 1
     collect_opts "$@"
     eval_model "$dataset_yaml" "$(b2n_dir test_new "$dataset" "$SEED")" \
@@ -285,7 +295,7 @@ xd_test() {
     local dataset=$1 dataset_yaml
     SEED=$2
     shift 2
-    resolve_config
+    resolve_config "$dataset"
     dataset_yaml=$(dataset_config "$dataset") || exit 1
     collect_opts "$@"
     eval_model "$dataset_yaml" \

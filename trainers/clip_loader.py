@@ -6,6 +6,7 @@ a checkpoint file: a TorchScript archive (OpenAI's ``.pt`` files) or a
 ``torch.save``'d state dict (bare, or wrapped as ``{"state_dict": ...}``).
 """
 import os
+import socket
 import urllib.error
 import warnings
 
@@ -33,11 +34,14 @@ CLIP_INPUT_RESOLUTION = {
 }
 
 DEFAULT_DOWNLOAD_ROOT = "~/.cache/clip"
+# Seconds a download may wait for the network (per connect / read), so that an
+# offline machine whose firewall drops packets fails soon instead of hanging.
+DOWNLOAD_SOCKET_TIMEOUT = 30
 
 
 def available_models():
     """OpenAI model names accepted as ``MODEL.BACKBONE.NAME``."""
-    return list(clip_api.available_models())
+    return list(clip_api.available_models()) + sorted(LOCAL_MODELS)
 
 
 def expected_checkpoint_file(name, download_root=None):
@@ -51,6 +55,9 @@ def _download(name, download_root):
     """Return the local file of OpenAI model ``name``, downloading it if needed."""
     shown = expected_checkpoint_file(name, download_root)
     root = os.path.expanduser(download_root or DEFAULT_DOWNLOAD_ROOT)
+    previous_timeout = socket.getdefaulttimeout()
+    if previous_timeout is None:
+        socket.setdefaulttimeout(DOWNLOAD_SOCKET_TIMEOUT)
     try:
         return clip_api._download(clip_api._MODELS[name], root)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
@@ -59,6 +66,8 @@ def _download(name, download_root):
             "{}. Fix: place the OpenAI checkpoint file there (e.g. copy it from a "
             "machine with internet access), or pass the path of a checkpoint file "
             "as MODEL.BACKBONE.NAME.".format(name, err, shown)) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
 
 
 def _read_checkpoint(path):
@@ -133,6 +142,16 @@ def _looks_like_path(name):
     return os.sep in name and not name.startswith(("ViT-", "RN"))
 
 
+def _toy_clip_path():
+    from toyworld import TOY_CLIP_PATH
+    return TOY_CLIP_PATH
+
+
+#: Named checkpoints shipped with the project (name -> function giving the path).
+#: ``ToyCLIP``: a small CLIP trained on the toy world (toyworld/README.md).
+LOCAL_MODELS = {"ToyCLIP": _toy_clip_path}
+
+
 def load_clip(name_or_path, device="cpu", download_root=None):
     """Return a frozen float32 ``clip.model.CLIP`` (eval mode, no gradients).
 
@@ -143,6 +162,8 @@ def load_clip(name_or_path, device="cpu", download_root=None):
     name_or_path = str(name_or_path)
     if name_or_path in clip_api._MODELS:
         path = _download(name_or_path, download_root)
+    elif name_or_path in LOCAL_MODELS:
+        path = LOCAL_MODELS[name_or_path]()
     else:
         path = os.path.expanduser(name_or_path)
         if not os.path.isfile(path):

@@ -4,7 +4,7 @@
 # Environment overrides: see scripts/common.sh. (CoCoOp's CoOp runs used
 # CFG=vit_b16_ep50_ctxv1 for imagenet.)
 TRAINER=${TRAINER:-CoOp}
-CFG=${CFG:-vit_b16_ctxv1}
+DEFAULT_CFG=vit_b16_ctxv1  # CFG overrides it
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 b2n_train "$@"

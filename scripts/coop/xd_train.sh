@@ -3,7 +3,7 @@
 # Usage: bash scripts/coop/xd_train.sh SEED [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh.
 TRAINER=${TRAINER:-CoOp}
-CFG=${CFG:-vit_b16_ep50_ctxv1}
+DEFAULT_CFG=vit_b16_ep50_ctxv1  # CFG overrides it
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 xd_train "$@"

@@ -4,7 +4,7 @@
 # Usage: bash scripts/isp/reproduce_few_shot.sh [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh; FS_SHOTS [1 2 4 8 16].
 TRAINER=${TRAINER:-ISP}
-CFG=${CFG:-vit_b16_c2_ep50_batch4_2+2ctx_few_shot}
+DEFAULT_CFG=vit_b16_c2_ep50_batch4_2+2ctx_few_shot  # CFG overrides it
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 FAILED=()
 for dataset in ${DATASETS:-$BASE2NEW_DATASETS}; do

@@ -3,7 +3,7 @@
 # Usage: bash scripts/ivlp/base2new_test.sh DATASET SEED [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh.
 TRAINER=${TRAINER:-IVLP}
-CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx}
+DEFAULT_CFG=vit_b16_c2_ep20_batch4_4+4ctx  # CFG overrides it
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 b2n_test "$@"

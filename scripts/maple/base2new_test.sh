@@ -3,7 +3,7 @@
 # Usage: bash scripts/maple/base2new_test.sh DATASET SEED [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh.
 TRAINER=${TRAINER:-MaPLe}
-CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx}
+DEFAULT_CFG=vit_b16_c2_ep5_batch4_2ctx  # CFG overrides it
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 b2n_test "$@"

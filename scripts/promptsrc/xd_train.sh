@@ -3,7 +3,7 @@
 # Usage: bash scripts/promptsrc/xd_train.sh SEED [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh.
 TRAINER=${TRAINER:-PromptSRC}
-CFG=${CFG:-vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets}
+DEFAULT_CFG=vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets  # CFG overrides it
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 xd_train "$@"

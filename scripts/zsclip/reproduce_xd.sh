@@ -3,7 +3,7 @@
 # Usage: bash scripts/zsclip/reproduce_xd.sh [KEY VALUE ...]
 # Environment overrides: see scripts/common.sh.
 TRAINER=${TRAINER:-ZeroshotCLIP}
-CFG=${CFG:-vit_b16}
+DEFAULT_CFG=vit_b16  # CFG overrides it
 SHOTS=${SHOTS:-16}
 CFG_DIR=${CFG_DIR:-CoOp}  # the zero-shot CLIP uses CoOp's configs
 ZERO_SHOT=${ZERO_SHOT:-1}

@@ -1,0 +1,67 @@
+"""Which shipped config each benchmarked trainer is built with.
+
+Base-to-novel configs (the ``base2new.sh`` defaults) for the prompt
+trainers; the DG fine-tuning trainers and GuiDG share the ERM + WiSE-FT
+file so that GuiDG is compared with plain fine-tuning of the same encoder
+under the same batch and optimizer.
+"""
+import os
+
+import datasets
+import trainers
+from engine import TRAINER_REGISTRY, get_cfg_default
+from engine.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(REPO, "configs", "trainers")
+
+TRAINER_CONFIGS = {
+    "ZeroshotCLIP": "CoOp/vit_b16.yaml",
+    "ZeroshotCLIP2": "CoOp/vit_b16.yaml",
+    "CoOp": "CoOp/vit_b16_ctxv1.yaml",
+    "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+    "IVLP": "IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+    "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "DiSa": "DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "ISP": "ISP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
+    "CLIPood": "GuiDG/vit_b16_clipood.yaml",
+    "ERMWiSEFT": "GuiDG/vit_b16_erm_wf.yaml",
+    "UEOWiSEFT": "GuiDG/vit_b16_ueo_wf.yaml",
+    "GuiDG": "GuiDG/vit_b16_erm_wf.yaml",
+}
+
+#: the default benchmark list (every baseline a ratio or target needs)
+DEFAULT_TRAINERS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa",
+                    "ISP", "ERMWiSEFT", "GuiDG")
+#: trainers that fine-tune the image encoder on per-domain batches
+DG_TRAINERS = ("CLIPood", "ERMWiSEFT", "UEOWiSEFT", "GuiDG")
+
+
+def check_trainer_names(names):
+    unknown = [n for n in names if n not in TRAINER_CONFIGS]
+    if unknown:
+        raise ConfigError("--trainers: unknown {}; choose from {}.".format(
+            ", ".join(unknown), ", ".join(TRAINER_CONFIGS)))
+    return list(names)
+
+
+def config_path(name):
+    return os.path.join(CONFIG_DIR, TRAINER_CONFIGS[name])
+
+
+def trainer_cfg(name, opts):
+    """Defaults + the trainer's shipped YAML + ``opts`` (a KEY VALUE list), frozen."""
+    cfg = get_cfg_default()
+    datasets.extend_cfg(cfg)
+    trainers.extend_cfg(cfg)
+    cfg.merge_from_file(config_path(name))
+    cfg.TRAINER.NAME = name
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg
+
+
+def precision_key(name):
+    """``TRAINER.<KEY>`` node holding this trainer's PREC (None: zero-shot)."""
+    return getattr(TRAINER_REGISTRY.get(name), "cfg_key", None)

@@ -1,0 +1,101 @@
+"""The benchmark table: absolute numbers, ratios against baselines measured
+in the same process, and the issue's targets as pass/fail columns."""
+import tabulate
+import torch
+
+from .measure import device_name, memory_kind
+
+#: trainer -> (baseline, largest allowed step-time ratio)
+STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "ISP": ("MaPLe", 1.2), "GuiDG": ("ERMWiSEFT", 1.5)}
+#: eval images/s of every prompt trainer >= this fraction of ZeroshotCLIP's
+EVAL_BASELINE, EVAL_MIN_RATIO = "ZeroshotCLIP", 0.95
+PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "ISP")
+STEP_BASELINES = ("IVLP", "PromptSRC")
+
+COLUMNS = ["trainer", "prec", "batch", "step ms", "step / IVLP", "step / PromptSRC",
+           "eval img/s", "eval / ZeroshotCLIP", "first batch extra ms", "train mem MiB",
+           "eval mem MiB", "model MiB", "step target", "eval target"]
+
+
+def _ratio(value, base):
+    if value is None or base is None or base <= 0:
+        return None
+    return value / base
+
+
+def _fmt(value, digits=2):
+    return "-" if value is None else "{:.{}f}".format(value, digits)
+
+
+def step_target(result, by_name):
+    """``(passed or None, cell text)`` of the step-time target of a trainer."""
+    if result.trainer not in STEP_TARGETS:
+        return None, "-"
+    base, limit = STEP_TARGETS[result.trainer]
+    ratio = _ratio(result.step_s, by_name[base].step_s if base in by_name else None)
+    if ratio is None:
+        return None, "n/a (run {} too)".format(base)
+    passed = ratio <= limit
+    return passed, "{} {:.3f}x (<= {}x {})".format("PASS" if passed else "FAIL", ratio, limit,
+                                                  base)
+
+
+def eval_target(result, by_name):
+    if result.trainer not in PROMPT_TRAINERS:
+        return None, "-"
+    base = by_name.get(EVAL_BASELINE)
+    ratio = _ratio(result.eval_images_per_s, base.eval_images_per_s if base else None)
+    if ratio is None:
+        return None, "n/a (run {} too)".format(EVAL_BASELINE)
+    passed = ratio >= EVAL_MIN_RATIO
+    return passed, "{} {:.3f}x (>= {}x {})".format("PASS" if passed else "FAIL", ratio,
+                                                 EVAL_MIN_RATIO, EVAL_BASELINE)
+
+
+def table_rows(results):
+    """One row (a list, in :data:`COLUMNS` order) per result."""
+    by_name = {r.trainer: r for r in results}
+    rows = []
+    for r in results:
+        step_ms = None if r.step_s is None else 1000 * r.step_s
+        bases = [by_name[b].step_s if b in by_name else None for b in STEP_BASELINES]
+        zs = by_name.get(EVAL_BASELINE)
+        rows.append([
+            r.trainer, r.precision, r.batch_size, _fmt(step_ms, 1),
+            _fmt(_ratio(r.step_s, bases[0])), _fmt(_ratio(r.step_s, bases[1])),
+            _fmt(r.eval_images_per_s, 1),
+            _fmt(_ratio(r.eval_images_per_s, zs.eval_images_per_s if zs else None)),
+            _fmt(1000 * r.text_once_s, 1), _fmt(r.train_mem_mib, 1), _fmt(r.eval_mem_mib, 1),
+            _fmt(r.model_mib, 1), step_target(r, by_name)[1], eval_target(r, by_name)[1],
+        ])
+    return rows
+
+
+def header_lines(settings, describe_backbone):
+    s = settings
+    return [
+        "device: {} ({}), {} torch CPU thread(s), torch {}".format(
+            device_name(s.device), s.device, s.threads, torch.__version__),
+        "backbone: {}".format(describe_backbone(s.backbone)),
+        "precision: {}".format(s.prec or "each config's PREC (fp32 on the CPU)"),
+        "synthetic data: {} classes; test batch {}; train batch as in each config".format(
+            s.n_classes, s.test_batch),
+        "timing: median of {} train steps after {} warm-up, {} cached test batches; "
+        "round-robin over the trainers".format(s.steps, s.warmup, s.eval_batches),
+        "memory: {} (MiB over the resident model)".format(memory_kind(s.device)),
+    ]
+
+
+def render(settings, results, describe_backbone, tablefmt="github"):
+    """Header lines and the table as one string."""
+    lines = header_lines(settings, describe_backbone)
+    table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt=tablefmt,
+                              disable_numparse=True)
+    return "\n".join(lines) + "\n\n" + table + "\n"
+
+
+def render_markdown(settings, results, describe_backbone):
+    lines = ["- " + line for line in header_lines(settings, describe_backbone)]
+    table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt="github",
+                              disable_numparse=True)
+    return "# Benchmark results\n\n" + "\n".join(lines) + "\n\n" + table + "\n"

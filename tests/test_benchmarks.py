@@ -1,0 +1,115 @@
+"""benchmarks/: the CLI builds trainers in-process and writes the table
+(functional only, no timing asserts), and the frozen-CLIP text features are
+computed once per run, not per training step or test batch."""
+import pytest
+import torch
+
+from benchmarks import run
+from benchmarks.harness import BenchSettings, Workbench
+from benchmarks.report import COLUMNS
+from engine.errors import ConfigError, MissingFileError
+from trainers.prompted_clip import text_feature_cache
+
+
+def table_rows(markdown):
+    """Rows of the first Markdown table as dicts keyed by its header."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    header, body = cells[0], cells[2:]
+    return header, [dict(zip(header, row)) for row in body]
+
+
+def test_cli_measures_two_trainers_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "results.md"
+    code = run.main(["--backbone", "tiny", "--trainers", "IVLP", "PromptSRC", "--steps", "2",
+                     "--warmup", "1", "--eval-batches", "1", "--classes", "3",
+                     "--test-batch", "4", "--workdir", str(tmp_path / "work"),
+                     "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "device: " in printed and "step / PromptSRC" in printed
+    header, rows = table_rows(out.read_text())
+    assert header == COLUMNS
+    assert [r["trainer"] for r in rows] == ["IVLP", "PromptSRC"]
+    for row in rows:
+        assert row["prec"] == "fp32" and row["batch"] == "4"  # the configs' batch size
+        for column in ("step ms", "eval img/s", "model MiB"):
+            assert float(row[column]) > 0, (column, row)
+        assert float(row["train mem MiB"]) >= 0 and float(row["eval mem MiB"]) >= 0
+    by_name = {r["trainer"]: r for r in rows}
+    assert float(by_name["IVLP"]["step / IVLP"]) == 1.0
+    assert float(by_name["PromptSRC"]["step / PromptSRC"]) == 1.0
+    assert by_name["IVLP"]["eval target"] == "n/a (run ZeroshotCLIP too)"
+    assert (tmp_path / "work" / "clip_tiny.pt").is_file()
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, capsys):
+    assert run.main(["--trainers", "NoSuchTrainer", "--backbone", "tiny",
+                     "--workdir", str(tmp_path)]) == 2
+    assert "NoSuchTrainer" in capsys.readouterr().err
+    with pytest.raises(MissingFileError, match="missing.pt"):
+        Workbench(BenchSettings(backbone=str(tmp_path / "missing.pt"), workdir=str(tmp_path)))
+    with pytest.raises(ConfigError, match="--steps"):
+        BenchSettings(steps=0).resolved()
+
+
+class TextEncoderCalls:
+    """Counts the text encoder's frozen calls (``encode_text``: the class
+    names x templates path of the teacher) and its prompted calls."""
+
+    def __init__(self, encoder):
+        self.frozen = self.prompted = 0
+        self._inside_frozen = False
+        forward, encode_text = encoder.forward, encoder.encode_text
+
+        def counting_forward(*args, **kwargs):
+            if not self._inside_frozen:
+                self.prompted += 1
+            return forward(*args, **kwargs)
+
+        def counting_encode_text(*args, **kwargs):
+            self.frozen += 1
+            self._inside_frozen = True
+            try:
+                return encode_text(*args, **kwargs)
+            finally:
+                self._inside_frozen = False
+
+        encoder.forward, encoder.encode_text = counting_forward, counting_encode_text
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    settings = BenchSettings(backbone="tiny", n_classes=3, test_batch=4,
+                             workdir=str(tmp_path_factory.mktemp("bench")))
+    with Workbench(settings) as workbench:
+        yield workbench
+
+
+@pytest.mark.parametrize("name", ["PromptSRC", "DiSa"])
+def test_frozen_text_features_once_per_run(bench, name):
+    trainer = bench.build(name)
+    teacher = trainer.model.zero_shot.text_features
+    assert teacher.shape == (3, 64)
+    calls = TextEncoderCalls(trainer.model.text_encoder)
+    if name == "DiSa":
+        prototypes = trainer.class_prototypes()  # computed by bench.build, once per run
+        computed = []
+        trainer.compute_prototypes = lambda: computed.append(1)
+    batch = bench.random_batch(4, trainer.device, seed=0)
+    trainer.batch_idx, trainer.num_batches = 0, 10 ** 9
+    for _ in range(3):
+        trainer.forward_backward(batch)
+    # one prompted text pass per step, no frozen (templates) pass
+    assert (calls.frozen, calls.prompted) == (0, 3)
+    assert trainer.model.zero_shot.text_features is teacher
+    if name == "DiSa":
+        assert computed == [] and trainer.class_prototypes() is prototypes
+
+    trainer.set_model_mode("eval")
+    images = bench.random_batch(4, trainer.device, seed=1)["img"]
+    with torch.no_grad(), text_feature_cache(trainer.model):
+        logits = [trainer.model_inference(images) for _ in range(3)]
+    # the prompted text features once per evaluation, reused by every batch
+    assert (calls.frozen, calls.prompted) == (0, 4)
+    assert logits[0].shape == (4, 3) and torch.allclose(logits[0], logits[2])
