@@ -126,6 +126,19 @@ def main(args):
         trainer.train()
 
 
+def user_error_message(err):
+    """The one-line message of a UserInputError.
+
+    An error raised in a DataLoader worker (e.g. a corrupt image) comes back
+    with the worker's traceback in its message; keep only the original message.
+    """
+    text = str(err)
+    if "Original Traceback" in text:
+        name = "{}.{}: ".format(type(err).__module__, type(err).__qualname__)
+        text = text.rsplit(name, 1)[-1]
+    return text.strip()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=str, default="", help="path to dataset")
@@ -163,5 +176,5 @@ if __name__ == "__main__":
         main(_args)
     except UserInputError as err:
         # One clear sentence instead of a traceback for bad input.
-        print("Error: {}".format(err), file=sys.stderr)
+        print("Error: {}".format(user_error_message(err)), file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,190 @@
+"""Helpers for the end-to-end tests: run the real ``train.py`` and read its logs.
+
+Every run is a subprocess from the repository root, as a user runs it. The
+tiny settings below shrink each shipped trainer YAML to the tiny CLIP
+(``tests/tiny_clip.py``: 32 px images, 2 transformer layers) and a tiny
+dataset (``tests/dataset_layouts.py``).
+"""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_PY = os.path.join(REPO, "scripts", "results.py")
+
+
+def load_results_module():
+    """``scripts/results.py`` as a module (the log parser the tools use)."""
+    spec = importlib.util.spec_from_file_location("coop_results_e2e", RESULTS_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+results = load_results_module()
+
+# Which shipped YAML each trainer runs with (the zero-shot CLIP uses CoOp's).
+TRAINER_CONFIGS = {
+    "ZeroshotCLIP": "configs/trainers/CoOp/vit_b16.yaml",
+    "ZeroshotCLIP2": "configs/trainers/CoOp/vit_b16.yaml",
+    "CoOp": "configs/trainers/CoOp/vit_b16_ctxv1.yaml",
+    "CoCoOp": "configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
+    "IVLP": "configs/trainers/IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
+    "MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+    "PromptSRC": "configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+}
+ZERO_SHOT_TRAINERS = ["ZeroshotCLIP", "ZeroshotCLIP2"]
+TRAINABLE_TRAINERS = ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"]
+
+# Opts that fit every trainer to the tiny CLIP and dataset.
+COMMON_OPTS = [
+    "INPUT.SIZE", "(32, 32)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "DATALOADER.TEST.BATCH_SIZE", "8",
+    "DATASET.NUM_SHOTS", "4",
+    "TRAIN.PRINT_FREQ", "1",
+]
+# Per-trainer opts: prompt depths within the 2 layers, a batch and an LR with
+# which the loss falls within a few epochs on the tiny model.
+TRAINER_OPTS = {
+    "ZeroshotCLIP": [],
+    "ZeroshotCLIP2": [],
+    "CoOp": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.1"],
+    "CoCoOp": ["DATALOADER.TRAIN_X.BATCH_SIZE", "2", "OPTIM.LR", "0.05"],
+    "IVLP": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.1",
+             "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2", "TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2"],
+    "MaPLe": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.1",
+              "TRAINER.MAPLE.PROMPT_DEPTH", "2"],
+    # PromptSRC: the shipped L_SCL weights (25, 10) need a small step here.
+    "PromptSRC": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.001",
+                  "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
+                  "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2",
+                  "TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.GPA_STD", "1"],
+}
+
+# Dassl's progress line: "epoch [e/E] batch [b/B] ... loss X (avg) ...".
+PROGRESS_RE = re.compile(
+    r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\] .*?\bloss ([0-9.eE+-]+) \(([0-9.eE+-]+)\)")
+# The evaluator block that ends every test log (Dassl's Classification).
+EVAL_BLOCK_RE = re.compile(
+    r"=> result\n"
+    r"\* total: (\d+)\n"
+    r"\* correct: (\d+)\n"
+    r"\* accuracy: (\d+\.\d)%\n"
+    r"\* error: (\d+\.\d)%\n"
+    r"\* macro_f1: (\d+\.\d)%\n")
+
+
+def subprocess_env(**extra):
+    """The environment of a child run: CPU only, one thread, no user overrides."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
+                        "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA",
+                        "PYTHON", "TRAINPY", "DATASET_CFG_DIR", "DATA_DOWNLOAD")}
+    env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_train_py(args, env=None, timeout=300, python=None):
+    """Run ``python train.py ARGS`` from the repository root; return the process."""
+    return subprocess.run([python or sys.executable, "train.py"] + [str(a) for a in args],
+                          cwd=REPO, env=env or subprocess_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def train_args(trainer, data_root, output_dir, clip_path, *extra, seed=1,
+               dataset_config="configs/datasets/caltech101.yaml", flags=()):
+    """The command line of one tiny run of ``trainer`` (flags first, then opts)."""
+    return (["--root", data_root, "--seed", seed, "--trainer", trainer,
+             "--dataset-config-file", dataset_config,
+             "--config-file", TRAINER_CONFIGS[trainer],
+             "--output-dir", output_dir] + list(flags)
+            + ["MODEL.BACKBONE.NAME", clip_path] + COMMON_OPTS + TRAINER_OPTS[trainer]
+            + list(extra))
+
+
+def run_all(jobs, workers=2):
+    """Run the zero-argument callables ``jobs`` (a dict name -> callable) on
+    ``workers`` threads; return name -> result, or name -> the exception."""
+    def call(fn):
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - reported by the test that needs it
+            return err
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(call, fn) for name, fn in jobs.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def describe(proc):
+    """Exit status and output of a finished process, for assertion messages."""
+    return "exit {}\n--- stdout (tail)\n{}\n--- stderr\n{}".format(
+        proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
+
+
+def log_paths(run_dir):
+    """The Dassl log files of ``run_dir``, oldest first (log.txt, log.txt-<time>...)."""
+    return results.log_files(run_dir)
+
+
+def read_log(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def progress(text):
+    """``[(epoch, batch, loss), ...]`` from the progress lines of a log."""
+    rows = []
+    for line in text.splitlines():
+        match = PROGRESS_RE.match(line)
+        if match:
+            rows.append((int(match.group(1)), int(match.group(3)), float(match.group(5))))
+    return rows
+
+
+def epoch_mean_losses(text):
+    """``{epoch: mean per-iteration loss}`` of a training log."""
+    per_epoch = {}
+    for epoch, _, loss in progress(text):
+        per_epoch.setdefault(epoch, []).append(loss)
+    return {e: sum(v) / len(v) for e, v in per_epoch.items()}
+
+
+def evaluator_block(text):
+    """``(total, correct, accuracy, error, macro_f1)`` of the last evaluator block."""
+    blocks = EVAL_BLOCK_RE.findall(text)
+    if not blocks:
+        return None
+    total, correct, acc, err, f1 = blocks[-1]
+    return int(total), int(correct), float(acc), float(err), float(f1)
+
+
+def ends_with_evaluator_block(text, allow_elapsed=True):
+    """Whether the evaluator block ends the log. After a training run Dassl
+    prints one ``Elapsed: H:MM:SS`` line after it (``allow_elapsed``)."""
+    match = None
+    for match in EVAL_BLOCK_RE.finditer(text):
+        pass
+    if match is None:
+        return False
+    rest = [line for line in text[match.end():].splitlines() if line.strip()]
+    if allow_elapsed:
+        return all(re.match(r"^Elapsed: \d+:\d\d:\d\d$", line) for line in rest)
+    return not rest
+
+
+def snapshot(folder):
+    """``{relative path: bytes}`` of every file under ``folder``."""
+    out = {}
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out

@@ -1,0 +1,54 @@
+"""The main job on the offline toy world: `bash scripts/<method>/base2new.sh toy 1`.
+
+Every base-to-novel method runs its real script on the shipped toy CLIP and
+the procedural toy dataset (written on first use), with a shortened schedule
+(1 epoch, 2 shots) so the suite stays fast; the printed table must match the
+accuracies in the two logs.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+from results import parse_accuracy  # noqa: E402
+
+METHODS = {
+    "zsclip": "ZeroshotCLIP", "coop": "CoOp", "cocoop": "CoCoOp", "ivlp": "IVLP",
+    "maple": "MaPLe", "promptsrc": "PromptSRC", "disa": "DiSa", "isp": "ISP",
+}
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    """One toy DATA folder shared by the runs (written once, on first use)."""
+    return str(tmp_path_factory.mktemp("toy_data"))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_base2new_on_the_toy_world_prints_the_table(method, toy_data, tmp_path):
+    trainer = METHODS[method]
+    env = dict(os.environ, DATA=toy_data, OUTPUT=str(tmp_path / "output"), SHOTS="2",
+               OPTS="OPTIM.MAX_EPOCH 1", PYTHON=sys.executable)
+    env.pop("CFG", None)
+    proc = subprocess.run(["bash", "scripts/{}/base2new.sh".format(method), "toy", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = {}
+    for phase in ("train_base", "test_new"):
+        run_dir = tmp_path / "output" / "base2new" / phase / "toy" / "shots_2" / trainer / "toy" / "seed1"
+        acc = parse_accuracy(str(run_dir / "log.txt"))
+        assert acc is not None, "no '* accuracy:' in {}".format(run_dir)
+        runs[phase] = acc
+    base, novel = runs["train_base"], runs["test_new"]
+    # zero-shot novel accuracy of the toy CLIP is far above chance (1/12)
+    assert novel > 3 * 100 / 12
+    row = re.search(r"^toy\s+([\d.]+) ± [\d.]+\s+([\d.]+) ± [\d.]+\s+([\d.]+)", proc.stdout, re.M)
+    assert row, proc.stdout[-2000:]
+    assert float(row.group(1)) == pytest.approx(base, abs=0.01)
+    assert float(row.group(2)) == pytest.approx(novel, abs=0.01)
+    assert float(row.group(3)) == pytest.approx(2 * base * novel / (base + novel), abs=0.01)
