@@ -3,7 +3,6 @@ Caltech101 in its real layout and a tiny CLIP (train, resume, test on the new
 classes, the table, skipping finished runs), then the saliency view."""
 import importlib.util
 import os
-import subprocess
 import sys
 
 import pytest
@@ -11,10 +10,10 @@ from PIL import Image
 
 from engine.errors import ConfigError
 from tests.dataset_layouts import write_dataset
+from tests.trainer_kit import REPO, run_script
 from trainers.disa import DiSa
 from trainers.templates import PROMPTSRC_TEMPLATES
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOTS = 4  # every training image of the tiny dataset (4 per class)
 
 TINY_CFG = """\
@@ -68,9 +67,7 @@ def setup(tmp_path_factory, tiny_clip_path):
 
 
 def run(env, *args, **extra):
-    e = dict(env, **{k: str(v) for k, v in extra.items()})
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=e,
-                          cwd=REPO, timeout=300)
+    proc = run_script(env, *args, **extra)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -6,68 +6,23 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 import trainers
-from engine import DATASET_REGISTRY, DatasetBase, Datum, build_trainer, get_cfg_default
+from engine import build_trainer, get_cfg_default
 from engine.errors import ConfigError
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from tests.trainer_kit import make_cfg, write_two_class_images
 from trainers.disa import DiSa
 from trainers.disa_losses import class_prototypes
 from trainers.templates import PROMPTSRC_TEMPLATES
 
-DATASET = "TinyTwoClassDiSa"
-CLASSNAMES = ["red_square", "blue_circle"]
-N_PER_CLASS = 4
-
-
-@DATASET_REGISTRY.register()
-class TinyTwoClassDiSa(DatasetBase):
-    """4 reddish and 4 bluish 32 px images under DATASET.ROOT."""
-
-    def __init__(self, cfg):
-        root = cfg.DATASET.ROOT
-        items = [Datum(impath=os.path.join(root, "{}_{}.png".format(name, i)), label=label,
-                       classname=name)
-                 for label, name in enumerate(CLASSNAMES) for i in range(N_PER_CLASS)]
-        super().__init__(train_x=items, val=items[::2], test=items)
+# this module's settings, after trainer_kit.make_cfg's common ones
+TEST_BATCH_SIZE = 3
+TRAINER_OPTS = ("TRAINER.DISA.GPA_MEAN", 2)
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_disa")
-    gen = torch.Generator().manual_seed(0)
-    for name, color in zip(CLASSNAMES, [(220, 40, 40), (40, 40, 220)]):
-        for i in range(N_PER_CLASS):
-            noise = torch.randint(-25, 25, (32, 32, 3), generator=gen)
-            pixels = (torch.tensor(color).view(1, 1, 3) + noise).clamp(0, 255).byte()
-            Image.fromarray(pixels.numpy()).save(root / "{}_{}.png".format(name, i))
-    return str(root)
-
-
-def make_cfg(clip_path, data_root, output_dir, opts=()):
-    cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
-    cfg.TRAINER.NAME = "DiSa"
-    cfg.DATASET.NAME = DATASET
-    cfg.DATASET.ROOT = data_root
-    cfg.OUTPUT_DIR = str(output_dir)
-    cfg.MODEL.BACKBONE.NAME = clip_path
-    cfg.INPUT.SIZE = (32, 32)
-    cfg.INPUT.TRANSFORMS = ("normalize",)
-    cfg.INPUT.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
-    cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_STD)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
-    cfg.DATALOADER.TEST.BATCH_SIZE = 3
-    cfg.OPTIM.NAME = "sgd"
-    cfg.OPTIM.LR = 2e-4
-    cfg.OPTIM.MAX_EPOCH = 2
-    cfg.TRAIN.PRINT_FREQ = 1
-    cfg.TRAINER.DISA.GPA_MEAN = 2
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
+    return write_two_class_images(tmp_path_factory.mktemp("tiny_disa"))
 
 
 @pytest.fixture
@@ -78,7 +33,8 @@ def build(tiny_clip_path, data_root, tmp_path, monkeypatch):
 
     def _build(*opts, output_dir=None):
         torch.manual_seed(0)
-        cfg = make_cfg(tiny_clip_path, data_root, output_dir or tmp_path / "out", opts)
+        cfg = make_cfg("DiSa", tiny_clip_path, data_root, output_dir or tmp_path / "out",
+                       TRAINER_OPTS + opts, test_batch_size=TEST_BATCH_SIZE)
         return build_trainer(cfg)
     return _build
 

@@ -3,73 +3,35 @@ lowering the loss, checkpoints, and a real ``scripts/isp/base2new.sh`` run
 (train, test, table, skip, resume)."""
 import glob
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-import trainers
-from engine import DATASET_REGISTRY, DatasetBase, Datum, build_trainer, get_cfg_default
+from engine import build_trainer
 from engine.errors import ConfigError
 from tests.dataset_layouts import write_dataset
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from tests.trainer_kit import make_cfg, run_script, write_two_class_images
 from trainers.isp_losses import weighted_cross_entropy
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASET = "TinyTwoClassISP"
-CLASSNAMES = ["red_square", "blue_circle"]
-
-
-@DATASET_REGISTRY.register()
-class TinyTwoClassISP(DatasetBase):
-    """4 reddish and 4 bluish 32 px images under DATASET.ROOT."""
-
-    def __init__(self, cfg):
-        items = [Datum(impath=os.path.join(cfg.DATASET.ROOT, "{}_{}.png".format(name, i)),
-                       label=label, classname=name)
-                 for label, name in enumerate(CLASSNAMES) for i in range(4)]
-        super().__init__(train_x=items, val=items[::2], test=items)
+# this module's settings, after trainer_kit.make_cfg's common ones (the
+# engine's default TRAIN.PRINT_FREQ is kept)
+TEST_BATCH_SIZE = 4
+MAX_EPOCH = 1
+TRAINER_OPTS = ("TRAINER.ISP.PROMPT_DEPTH_TEXT", 2, "TRAINER.ISP.PROMPT_DEPTH_VISION", 2)
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("isp_two_class")
-    gen = torch.Generator().manual_seed(0)
-    for name, color in zip(CLASSNAMES, [(220, 40, 40), (40, 40, 220)]):
-        for i in range(4):
-            noise = torch.randint(-25, 25, (32, 32, 3), generator=gen)
-            pixels = (torch.tensor(color).view(1, 1, 3) + noise).clamp(0, 255).byte()
-            Image.fromarray(pixels.numpy()).save(root / "{}_{}.png".format(name, i))
-    return str(root)
+    return write_two_class_images(tmp_path_factory.mktemp("isp_two_class"))
 
 
 @pytest.fixture
 def build(tiny_clip_path, data_root, tmp_path):
     def _build(*opts):
-        cfg = get_cfg_default()
-        trainers.extend_cfg(cfg)
-        cfg.TRAINER.NAME = "ISP"
-        cfg.DATASET.NAME = DATASET
-        cfg.DATASET.ROOT = data_root
-        cfg.OUTPUT_DIR = str(tmp_path / "out")
-        cfg.MODEL.BACKBONE.NAME = tiny_clip_path
-        cfg.INPUT.SIZE = (32, 32)
-        cfg.INPUT.TRANSFORMS = ("normalize",)
-        cfg.INPUT.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
-        cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_STD)
-        cfg.DATALOADER.NUM_WORKERS = 0
-        cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
-        cfg.DATALOADER.TEST.BATCH_SIZE = 4
-        cfg.OPTIM.NAME = "sgd"
-        cfg.OPTIM.LR = 2e-4
-        cfg.OPTIM.MAX_EPOCH = 1
-        cfg.TRAINER.ISP.PROMPT_DEPTH_TEXT = 2
-        cfg.TRAINER.ISP.PROMPT_DEPTH_VISION = 2
-        cfg.merge_from_list(list(opts))
-        cfg.freeze()
+        cfg = make_cfg("ISP", tiny_clip_path, data_root, tmp_path / "out", TRAINER_OPTS + opts,
+                       test_batch_size=TEST_BATCH_SIZE, max_epoch=MAX_EPOCH, print_freq=None)
         torch.manual_seed(0)
         return build_trainer(cfg)
     return _build
@@ -184,8 +146,7 @@ TRAINER:
 
 
 def run_base2new(env, job="base2new.sh"):
-    return subprocess.run(["bash", "scripts/isp/" + job, "caltech101", "1"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_script(env, "bash", "scripts/isp/" + job, "caltech101", "1")
 
 
 def test_base2new_script_trains_tests_skips_and_resumes(tmp_path, tiny_clip_path):

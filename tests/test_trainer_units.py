@@ -1,76 +1,26 @@
 """Unit tests of the CLIP prompt trainers on a tiny CLIP and a 2-class dataset
 (full ``train.py`` runs are tested elsewhere)."""
-import os
-
 import pytest
 import torch
 from clip.model import CLIP
-from PIL import Image
 
 import trainers
-from engine import DATASET_REGISTRY, DatasetBase, Datum, build_trainer, get_cfg_default
+from engine import build_trainer, get_cfg_default
 from engine.errors import ConfigError, MissingFileError, UserInputError
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+from tests.trainer_kit import CLASSNAMES, make_cfg, write_two_class_images
 from trainers.frozen_clip import class_text_features
 from trainers.precision import autocast_context, make_grad_scaler, resolve_precision
 from trainers.templates import PROMPTSRC_TEMPLATES
 
-DATASET = "TinyTwoClassTrainerUnits"
-CLASSNAMES = ["red_square", "blue_circle"]
 PROMPT_TRAINERS = ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"]
-
-
-@DATASET_REGISTRY.register()
-class TinyTwoClassTrainerUnits(DatasetBase):
-    """4 reddish and 4 bluish 32 px images under DATASET.ROOT."""
-
-    def __init__(self, cfg):
-        root = cfg.DATASET.ROOT
-        items = []
-        for label, name in enumerate(CLASSNAMES):
-            for i in range(4):
-                items.append(Datum(impath=os.path.join(root, "{}_{}.png".format(name, i)),
-                                   label=label, classname=name))
-        super().__init__(train_x=items, val=items[::2], test=items)
+# this module's settings, after trainer_kit.make_cfg's common ones
+TEST_BATCH_SIZE = 2
+TRAINER_OPTS = ("TRAINER.COOP.N_CTX", 4, "TRAINER.COCOOP.N_CTX", 4)
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_two_class")
-    gen = torch.Generator().manual_seed(0)
-    colors = [(220, 40, 40), (40, 40, 220)]
-    for name, color in zip(CLASSNAMES, colors):
-        for i in range(4):
-            noise = torch.randint(-25, 25, (32, 32, 3), generator=gen)
-            pixels = (torch.tensor(color).view(1, 1, 3) + noise).clamp(0, 255).byte()
-            Image.fromarray(pixels.numpy()).save(root / "{}_{}.png".format(name, i))
-    return str(root)
-
-
-def make_cfg(name, clip_path, data_root, output_dir, opts=()):
-    cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
-    cfg.TRAINER.NAME = name
-    cfg.DATASET.NAME = DATASET
-    cfg.DATASET.ROOT = data_root
-    cfg.OUTPUT_DIR = str(output_dir)
-    cfg.MODEL.BACKBONE.NAME = clip_path
-    cfg.INPUT.SIZE = (32, 32)
-    cfg.INPUT.TRANSFORMS = ("normalize",)
-    cfg.INPUT.PIXEL_MEAN = list(CLIP_PIXEL_MEAN)
-    cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_STD)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
-    cfg.DATALOADER.TEST.BATCH_SIZE = 2
-    cfg.OPTIM.NAME = "sgd"
-    cfg.OPTIM.LR = 2e-4  # the tiny random CLIP is steep: small steps decrease the loss
-    cfg.OPTIM.MAX_EPOCH = 2
-    cfg.TRAIN.PRINT_FREQ = 1
-    cfg.TRAINER.COOP.N_CTX = 4
-    cfg.TRAINER.COCOOP.N_CTX = 4
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
+    return write_two_class_images(tmp_path_factory.mktemp("tiny_two_class"))
 
 
 @pytest.fixture
@@ -78,7 +28,8 @@ def build(tiny_clip_path, data_root, tmp_path):
     def _build(name, *opts, clip_path=None, output_dir=None):
         torch.manual_seed(0)  # prompt initialisation
         cfg = make_cfg(name, clip_path or tiny_clip_path, data_root,
-                       output_dir or tmp_path / ("out_" + name), opts)
+                       output_dir or tmp_path / ("out_" + name), TRAINER_OPTS + opts,
+                       test_batch_size=TEST_BATCH_SIZE)
         return build_trainer(cfg)
     return _build
 
