@@ -4,7 +4,7 @@ from . import (caltech101, dtd, eurosat, fgvc_aircraft, food101, imagenet,  # no
                imagenet_a, imagenet_r, imagenet_sketch, imagenetv2, oxford_flowers,
                oxford_pets, stanford_cars, sun397, ucf101)
 from . import domainnet, imagenet_dg, office_home, pacs, terra_incognita, vlcs  # noqa: F401,E501  (GuiDG)
-from . import toy  # noqa: F401  (the offline toy world)
+from . import toy, toy_dg  # noqa: F401  (the offline toy world; its GuiDG view)
 from .splits import SUBSAMPLE_CHOICES
 
 DATASET_NAMES = (

@@ -35,8 +35,12 @@ TRAINER_CONFIGS = {
     "IVLP": "configs/trainers/IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
     "MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
     "PromptSRC": "configs/trainers/PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "DiSa": "configs/trainers/DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "ISP": "configs/trainers/ISP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
 }
 ZERO_SHOT_TRAINERS = ["ZeroshotCLIP", "ZeroshotCLIP2"]
+# The trainers of tests/test_train_e2e.py (DiSa and ISP have their own test
+# files; tests/test_backend_parity.py runs them from the tables here too).
 TRAINABLE_TRAINERS = ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"]
 
 # Opts that fit every trainer to the tiny CLIP and dataset.
@@ -63,6 +67,12 @@ TRAINER_OPTS = {
                   "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
                   "TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2",
                   "TRAINER.PROMPTSRC.GPA_MEAN", "2", "TRAINER.PROMPTSRC.GPA_STD", "1"],
+    # DiSa and ISP carry PromptSRC's L_SCL weights (25, 10) too.
+    "DiSa": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.001",
+             "TRAINER.DISA.PROMPT_DEPTH_VISION", "2", "TRAINER.DISA.PROMPT_DEPTH_TEXT", "2",
+             "TRAINER.DISA.GPA_MEAN", "2", "TRAINER.DISA.GPA_STD", "1"],
+    "ISP": ["DATALOADER.TRAIN_X.BATCH_SIZE", "4", "OPTIM.LR", "0.001",
+            "TRAINER.ISP.PROMPT_DEPTH_VISION", "2", "TRAINER.ISP.PROMPT_DEPTH_TEXT", "2"],
 }
 
 # Dassl's progress line: "epoch [e/E] batch [b/B] ... loss X (avg) ...".

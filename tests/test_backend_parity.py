@@ -17,7 +17,7 @@ pytest.importorskip("dassl")
 from tests import e2e_helpers as h  # noqa: E402
 from tests.dataset_layouts import write_dataset  # noqa: E402
 
-TRAINERS = ["CoOp", "PromptSRC"]
+TRAINERS = ["CoOp", "PromptSRC", "DiSa", "ISP"]
 BACKENDS = ["dassl", "builtin"]
 EPOCHS = 2
 

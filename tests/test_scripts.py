@@ -86,6 +86,8 @@ def test_default_configs_exist():
             text = f.read()
         cfg_dir = re.search(r"CFG_DIR=\$\{CFG_DIR:-(\w+)\}", text)
         trainer = re.search(r"TRAINER=\$\{TRAINER:-(\w+)\}", text)
+        # scripts/guidg/dg_common.sh: the experts' configs (EXPERT_TRAINER's folder)
+        trainer = trainer or re.search(r"EXPERT_TRAINER=(\w+)", text)
         for cfg in re.findall(r"CFG=(?:\$\{CFG:-)?([\w+.]+)\}?", text):
             if cfg.startswith("$"):
                 continue

@@ -3,11 +3,12 @@
 # missing), guided fine-tuning (step 2) and the test on TARGET_DOMAIN.
 # Usage: bash scripts/guidg/dg.sh DATASET TARGET_DOMAIN SEED [KEY VALUE ...]
 #   e.g. bash scripts/guidg/dg.sh pacs sketch 1
+#   offline: bash scripts/guidg/dg.sh toy sketch 1 (the toy world, toy.yaml configs)
 # Baselines alone: TRAINER=CLIPood (or ERMWiSEFT, UEOWiSEFT) bash scripts/guidg/dg.sh ...
 # Other baselines plugged in: CFG=vit_b16_erm_wf or CFG=vit_b16_ueo_wf (GuiDG configs)
 # Environment overrides: see scripts/guidg/dg_common.sh and scripts/common.sh.
 TRAINER=${TRAINER:-GuiDG}
-CFG=${CFG:-vit_b16_clipood}
+DEFAULT_CFG=vit_b16_clipood  # CFG overrides it; DATASET toy: toy.yaml
 CFG_DIR=${CFG_DIR:-GuiDG}
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

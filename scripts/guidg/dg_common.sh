@@ -9,9 +9,14 @@
 #       (no experts).
 #   dg_loo DATASET SEED [KEY VALUE ...]: dg_run for every target domain, then the table.
 #
+# DATASET toy is the offline toy world (configs/datasets/toy_dg.yaml, ToyShapesDG,
+# domains plain textured sketch noisy) with the toy.yaml configs of GuiDG and
+# GuiDGExpert: `bash scripts/guidg/dg.sh toy sketch 1` runs on a CPU in minutes.
+#
 # Environment (defaults in brackets; see also scripts/common.sh):
-#   TRAINER [GuiDG]  CFG [vit_b16_clipood]  CFG_DIR [GuiDG]
-#   EXPERT_CFG [vit_b16_c16_ep31]  config of the experts (configs/trainers/GuiDGExpert/)
+#   TRAINER [GuiDG]  CFG [vit_b16_clipood; toy on DATASET toy]  CFG_DIR [GuiDG]
+#   EXPERT_CFG [vit_b16_c16_ep31; toy on DATASET toy]  config of the experts
+#                    (configs/trainers/GuiDGExpert/)
 #   EXPERT_OPTS      extra KEY VALUE pairs for the expert runs only (shell-quoted)
 #   DOMAINS          the dataset's domains [its full list]; sources = DOMAINS - TARGET
 #   SOURCES          the source domains [DOMAINS - TARGET]
@@ -22,7 +27,7 @@
 #   step 2   $OUTPUT/dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS
 
 EXPERT_TRAINER=GuiDGExpert
-EXPERT_CFG=${EXPERT_CFG:-vit_b16_c16_ep31}
+DEFAULT_EXPERT_CFG=vit_b16_c16_ep31  # EXPERT_CFG overrides it; DATASET toy: toy.yaml
 EXPERT_PER_TARGET=${EXPERT_PER_TARGET:-0}
 
 # dg_domains DATASET: the domains of a DG dataset (config name), or DOMAINS.
@@ -35,8 +40,29 @@ dg_domains() {
         terra_incognita) echo "location_100 location_38 location_43 location_46" ;;
         domainnet) echo "clipart infograph painting quickdraw real sketch" ;;
         imagenet_dg) echo "imagenet_train imagenet_sketch imagenetv2 imagenet_a imagenet_val imagenet_r" ;;
-        *) die "$1 is not a DG dataset: use pacs, vlcs, office_home, terra_incognita, domainnet or imagenet_dg" ;;
+        toy) echo "plain textured sketch noisy" ;;
+        *) die "$1 is not a DG dataset: use pacs, vlcs, office_home, terra_incognita, domainnet, imagenet_dg or toy" ;;
     esac
+}
+
+# dg_dataset_config DATASET: the dataset YAML of a DG dataset name (toy: the
+# DomainBed view of the toy world, toy_dg.yaml; toy.yaml is its base-to-novel view).
+dg_dataset_config() {
+    case $1 in
+        toy) dataset_config toy_dg ;;
+        *) dataset_config "$1" ;;
+    esac
+}
+
+# resolve_expert_config DATASET: EXPERT_CFG, else toy on DATASET toy, else the default.
+resolve_expert_config() {
+    if [ -z "$EXPERT_CFG" ]; then
+        if [ "$1" = toy ] && [ -f "configs/trainers/$EXPERT_TRAINER/toy.yaml" ]; then
+            EXPERT_CFG=toy
+        else
+            EXPERT_CFG=$DEFAULT_EXPERT_CFG
+        fi
+    fi
 }
 
 # py_list A B ...: the Python list literal ['A', 'B'] for a yacs option.
@@ -87,8 +113,9 @@ dg_run() {
     local dataset=$1 target=$2 dataset_yaml domain sources=() found=0 step2=()
     SEED=$3
     shift 3
-    resolve_config
-    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    resolve_config "$dataset"
+    resolve_expert_config "$dataset"
+    dataset_yaml=$(dg_dataset_config "$dataset") || exit 1
     collect_opts "$@"
     for domain in $(dg_domains "$dataset"); do
         if [ "$domain" = "$target" ]; then found=1; continue; fi

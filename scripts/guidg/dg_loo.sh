@@ -5,7 +5,7 @@
 #   e.g. for s in 1 2 3; do bash scripts/guidg/dg_loo.sh terra_incognita $s; done
 # Environment overrides: see scripts/guidg/dg_common.sh and scripts/common.sh.
 TRAINER=${TRAINER:-GuiDG}
-CFG=${CFG:-vit_b16_clipood}
+DEFAULT_CFG=vit_b16_clipood  # CFG overrides it; DATASET toy: toy.yaml
 CFG_DIR=${CFG_DIR:-GuiDG}
 SHOTS=${SHOTS:-16}
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"

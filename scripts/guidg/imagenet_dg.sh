@@ -23,5 +23,11 @@ if [ "$1" = imagenet_val ] && [ -z "$EXPERT_OPTS" ]; then
 fi
 TARGET=$1
 shift
-dg_run imagenet_dg "$TARGET" "$@" TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12
+# The script's batch comes last, so it is added only when neither OPTS nor
+# the extra arguments set one (theirs would be overridden otherwise).
+case " $OPTS $* " in
+    *BATCH_PER_DOMAIN*) ;;
+    *) set -- "$@" TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12 ;;
+esac
+dg_run imagenet_dg "$TARGET" "$@"
 "$PYTHON" scripts/results.py "$OUTPUT/dg/imagenet_dg" --setting dg
