@@ -318,6 +318,18 @@ xd_reproduce() {
     report_failed
 }
 
+# gpa_few_shot_opts NODE DATASET: PromptSRC's few-shot GPA rule for the
+# PromptSRC family (NODE = TRAINER.<KEY>): the fine-grained and
+# texture/satellite datasets use GPA mean 45 / std 5 (the few-shot config
+# holds 30 / 30 for the others). Sets FS_OPTS.
+gpa_few_shot_opts() {
+    FS_OPTS=()
+    case "$2" in
+        stanford_cars | oxford_flowers | fgvc_aircraft | dtd | eurosat)
+            FS_OPTS=("$1.GPA_MEAN" 45 "$1.GPA_STD" 5) ;;
+    esac
+}
+
 # few_shot DATASET SHOTS [SEED]: all classes, SHOTS per class; without SEED,
 # seeds 1 2 3. FS_SUBDIR (a run-dir level under the config, e.g. CoOp's
 # nctx16_cscFalse_ctpend) and FS_OPTS (method KEY VALUE pairs) are optional.

@@ -282,17 +282,24 @@ def test_coop_few_shot_layout_and_schedule(env):
     assert "Few-shot accuracy" in proc.stdout
 
 
-def test_promptsrc_few_shot_gpa_for_fine_grained_datasets(env):
-    proc = run_script(env, "promptsrc/few_shot.sh", "dtd", 4, 1)
+@pytest.mark.parametrize("method,trainer,node", [("promptsrc", "PromptSRC", "PROMPTSRC"),
+                                                  ("disa", "DiSa", "DISA")])
+def test_few_shot_gpa_for_fine_grained_datasets(env, method, trainer, node):
+    proc = run_script(env, method + "/few_shot.sh", "dtd", 4, 1)
     assert proc.returncode == 0, proc.stderr
-    proc = run_script(env, "promptsrc/few_shot.sh", "caltech101", 4, 1)
+    proc = run_script(env, method + "/few_shot.sh", "caltech101", 4, 1)
     assert proc.returncode == 0, proc.stderr
     dtd, cal = calls(env)
-    assert ("TRAINER.PROMPTSRC.GPA_MEAN", "45") in opts_of(dtd)
-    assert ("TRAINER.PROMPTSRC.GPA_STD", "5") in opts_of(dtd)
-    assert not any(k.startswith("TRAINER.PROMPTSRC") for k, _ in opts_of(cal))
+    assert ("TRAINER.{}.GPA_MEAN".format(node), "45") in opts_of(dtd)
+    assert ("TRAINER.{}.GPA_STD".format(node), "5") in opts_of(dtd)
+    assert not any(k.startswith("TRAINER." + node) for k, _ in opts_of(cal))
     assert flag(cal, "--output-dir").endswith(
-        os.path.join("caltech101", "PromptSRC", "vit_b16_c2_ep50_batch4_4+4ctx_few_shot_4shots", "seed1"))
+        os.path.join("caltech101", trainer, "vit_b16_c2_ep50_batch4_4+4ctx_few_shot_4shots", "seed1"))
+    # an explicit CFG keeps its own GPA values
+    proc = run_script(env, method + "/few_shot.sh", "dtd", 4, 2,
+                      CFG="vit_b16_c2_ep50_batch4_4+4ctx_few_shot")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(k.startswith("TRAINER." + node) for k, _ in opts_of(calls(env)[-1]))
 
 
 def test_reproduce_base2new_loops_and_reports(env):

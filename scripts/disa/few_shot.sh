@@ -5,13 +5,9 @@
 # texture/satellite datasets get PromptSRC's GPA mean 45 / std 5 (the config
 # file holds 30 / 30 for the others).
 TRAINER=${TRAINER:-DiSa}
-FS_OPTS=()
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 if [ -z "$CFG" ]; then
     CFG=vit_b16_c2_ep50_batch4_4+4ctx_few_shot
-    case "$1" in
-        stanford_cars | oxford_flowers | fgvc_aircraft | dtd | eurosat)
-            FS_OPTS=(TRAINER.DISA.GPA_MEAN 45 TRAINER.DISA.GPA_STD 5) ;;
-    esac
+    gpa_few_shot_opts TRAINER.DISA "$1"
 fi
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 few_shot "$@"

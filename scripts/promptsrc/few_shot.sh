@@ -5,13 +5,9 @@
 # texture/satellite datasets get the paper's GPA mean 45 / std 5 (the config
 # file holds 30 / 30 for the others).
 TRAINER=${TRAINER:-PromptSRC}
-FS_OPTS=()
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 if [ -z "$CFG" ]; then
     CFG=vit_b16_c2_ep50_batch4_4+4ctx_few_shot
-    case "$1" in
-        stanford_cars | oxford_flowers | fgvc_aircraft | dtd | eurosat)
-            FS_OPTS=(TRAINER.PROMPTSRC.GPA_MEAN 45 TRAINER.PROMPTSRC.GPA_STD 5) ;;
-    esac
+    gpa_few_shot_opts TRAINER.PROMPTSRC "$1"
 fi
-source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 few_shot "$@"
