@@ -47,11 +47,37 @@ def test_fp16_weights_match_stock_encoders():
     tokens = clip_api.tokenize(TEXTS)
     image = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        text = PromptedTextEncoder(model).encode_text(tokens)
+        encoder = PromptedTextEncoder(model)
+        full = encoder.encode(encoder.embed_tokens(tokens), tokens, truncate=False).features
+        text = encoder.encode_text(tokens)  # stops after the last EOT
         img = PromptedImageEncoder(model)(image)
         assert text.dtype == img.dtype == torch.float16
-        assert torch.equal(text, model.encode_text(tokens))
+        assert torch.equal(full, model.encode_text(tokens))
+        assert torch.allclose(text.float(), full.float(), atol=1e-2, rtol=1e-2)
         assert torch.equal(img, model.encode_image(image))
+
+
+def test_text_encoder_stops_after_the_last_eot(clip_model):
+    """Causal attention: the padding after EOT never reaches a pooled feature,
+    so the encoder runs only up to the last EOT, with deep prompts too."""
+    encoder = PromptedTextEncoder(clip_model)
+    tokens = clip_api.tokenize(TEXTS)
+    last = int(tokens.argmax(-1).max())
+    deep = [torch.randn(2, encoder.width) for _ in range(encoder.num_layers - 1)]
+    seen = []
+
+    def prompt_for(layer, x):
+        seen.append(x.shape[1])
+        return deep[layer - 1] if layer - 1 < len(deep) else None
+
+    embedded = encoder.embed_tokens(tokens)
+    with torch.no_grad():
+        full = encoder.encode(embedded, tokens, deep, return_tokens=True, truncate=False)
+        short = encoder.encode(embedded, tokens, prompt_for, return_tokens=True)
+    assert full.tokens.shape[1] == 77 and short.tokens.shape[1] == last + 1 < 77
+    assert seen == [last + 1] * (encoder.num_layers - 1)
+    assert torch.allclose(short.features, full.features, atol=1e-5)
+    assert torch.allclose(short.tokens, full.tokens[:, :last + 1], atol=1e-5)
 
 
 def test_keeping_every_patch_is_a_no_op_and_dropping_changes(clip_model, images):
@@ -105,7 +131,9 @@ def test_deep_text_prompt_replaces_the_context_tokens(clip_model):
     assert torch.equal(states.hidden_states[1][0, 1:4], deep)
     # positions 0 and 4.. keep the running tokens of block 0's output
     block0 = encoder.run_block(0, encoder.embed(prompts)).permute(1, 0, 2)
-    assert torch.allclose(states.hidden_states[1][0, 4:], block0[0, 4:])
+    length = states.hidden_states[1].shape[1]  # up to EOT
+    assert length == int(tokens.argmax()) + 1
+    assert torch.allclose(states.hidden_states[1][0, 4:], block0[0, 4:length], atol=1e-6)
 
 
 def test_deep_prompts_from_a_callable_see_the_layer_tokens(clip_model, images):

@@ -13,8 +13,8 @@ from trainers.isp import check_isp_keys
 from trainers.isp_learner import ISPPromptLearner, isp_learner
 from trainers.isp_losses import (probe_weights, sample_difficulty, true_class_probability,
                                  weighted_cross_entropy)
-from trainers.isp_modules import (CrossStructuralPrompts, GatedPromptAttention,
-                                  PromptAttention, SelfStructuralPrompts)
+from trainers.isp_modules import (CrossStructuralPrompts, LayeredPromptAttention,
+                                  SelfStructuralPrompts, ignore_bias)
 from trainers.prompt_learners import ivlp_learner
 from trainers.prompted_clip import PromptedCLIP
 
@@ -32,46 +32,96 @@ def isp_node(**overrides):
 
 
 # -- modules -------------------------------------------------------------------
-def test_prompt_attention_shapes_across_widths():
-    attn = PromptAttention(query_width=48, key_width=80, width=32, heads=4)
-    out = attn(torch.randn(3, 2, 48), torch.randn(3, 7, 80))
-    assert out.shape == (3, 2, 48)
+def randomised(module, std=0.3, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, std)
+    return module
+
+
+def explicit_attention(attn, layer, prompts, tokens, ignore=None):
+    """Block ``layer`` of ``attn`` in the textbook form: every token projected
+    to a key and a value (key bias zero), gated, added to the prompts."""
+    def split(x):
+        return x.reshape(x.shape[0], x.shape[1], attn.heads, -1).transpose(1, 2)
+
+    q_in = F.layer_norm(prompts, (attn.query_width,), attn.query_norm_weight[layer],
+                        attn.query_norm_bias[layer])
+    kv = F.layer_norm(tokens, (attn.key_width,), attn.key_norm_weight[layer],
+                      attn.key_norm_bias[layer])
+    q = split(F.linear(q_in, attn.query_weight[layer], attn.query_bias[layer]))
+    k = split(F.linear(kv, attn.key_weight[layer]))
+    v = split(F.linear(kv, attn.value_weight[layer], attn.value_bias[layer]))
+    mask = None if ignore is None else (~ignore).view(ignore.shape[0], 1, 1, -1)
+    x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    x = x.transpose(1, 2).reshape(prompts.shape[0], prompts.shape[1], -1)
+    return prompts + attn.gate[layer] * F.linear(x, attn.out_weight[layer], attn.out_bias[layer])
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4])
+def test_layered_attention_equals_the_explicit_projections(heads):
+    """The keys / values are never formed, yet each layer computes (with its
+    gradients) the textbook attention of its own parameters."""
+    attn = randomised(LayeredPromptAttention(3, query_width=48, key_width=80, width=32,
+                                             heads=heads), seed=heads)
+    prompts = torch.randn(3, 2, 48)
+    tokens = torch.randn(5, 7, 80, requires_grad=True)
+    ignore = torch.zeros(5, 7, dtype=torch.bool)
+    ignore[0, 5:] = ignore[2, 1:3] = True
+    prepared = attn.prepare(prompts).layers()
+    for layer in range(3):
+        for mask in (None, ignore):
+            bias = None if mask is None else ignore_bias(mask)
+            fast = attn.attend(prepared[layer], tokens, bias)
+            slow = explicit_attention(attn, layer, prompts[layer].expand(5, -1, -1), tokens, mask)
+            assert fast.shape == (5, 2, 48)
+            assert torch.allclose(fast, slow, atol=1e-3, rtol=1e-4)
+            g_fast, = torch.autograd.grad(fast.sum(), tokens, retain_graph=True)
+            g_slow, = torch.autograd.grad(slow.sum(), tokens)
+            assert torch.allclose(g_fast, g_slow, atol=1e-3, rtol=1e-4)
+            assert g_fast.abs().sum() > 0
+    # all layers at once (the cross-structural use): layer l attends to tokens[l]
+    together = attn(prompts, tokens[:3])
+    for layer in range(3):
+        expected = explicit_attention(attn, layer, prompts[layer:layer + 1], tokens[layer:layer + 1])
+        assert torch.allclose(together[layer], expected[0], atol=1e-3, rtol=1e-4)
 
 
 def test_zero_gate_is_identity_and_still_learns():
-    torch.manual_seed(0)
-    block = GatedPromptAttention(16, 16, width=8, heads=2)
-    prompt = torch.randn(2, 16, requires_grad=True)
+    attn = LayeredPromptAttention(2, 16, 16, width=8, heads=2)
+    prompts = torch.randn(2, 2, 16, requires_grad=True)
     tokens = torch.randn(5, 9, 16)
-    out = block(prompt, tokens)
+    out = attn.attend(attn.prepare(prompts).layers()[1], tokens)
     assert out.shape == (5, 2, 16)
-    assert torch.equal(out, prompt.unsqueeze(0).expand(5, -1, -1))
+    assert torch.equal(out, prompts[1].unsqueeze(0).expand(5, -1, -1))
     out.pow(2).sum().backward()
-    assert block.gate.grad is not None and block.gate.grad.abs().item() > 0
-    assert block.attn.query.weight.grad.abs().sum().item() == 0  # gated off at start
+    assert attn.gate.grad[1].abs().item() > 0 and attn.gate.grad[0].item() == 0
+    assert attn.query_weight.grad.abs().sum().item() == 0  # gated off at start
 
 
 def test_ignored_tokens_do_not_reach_the_prompts():
-    torch.manual_seed(0)
-    block = GatedPromptAttention(16, 16, width=8)
+    attn = LayeredPromptAttention(1, 16, 16, width=8)
     with torch.no_grad():
-        block.gate.fill_(1.0)
-    prompt, tokens = torch.randn(3, 2, 16), torch.randn(3, 6, 16)
+        attn.gate.fill_(1.0)
+    prompt, tokens = torch.randn(2, 16), torch.randn(3, 6, 16)
+    prepared = attn.prepare(prompt[None]).layers()[0]
     ignore = torch.zeros(3, 6, dtype=torch.bool)
     ignore[:, 4:] = True
     changed = tokens.clone()
-    changed[:, 4:] += 10.0
-    assert torch.allclose(block(prompt, tokens, ignore), block(prompt, changed, ignore))
-    assert not torch.allclose(block(prompt, tokens), block(prompt, changed))
+    changed[:, 4:] = 3 * torch.randn(3, 2, 16)
+    bias = ignore_bias(ignore)
+    assert torch.allclose(attn.attend(prepared, tokens, bias), attn.attend(prepared, changed, bias))
+    assert not torch.allclose(attn.attend(prepared, tokens), attn.attend(prepared, changed))
 
 
 def test_self_structural_prompts_are_per_sequence():
     module = SelfStructuralPrompts(token_width=32, num_layers=3, width=16, heads=2)
-    assert len(module.blocks) == 3
+    assert module.num_layers == 3
     with torch.no_grad():
-        module.blocks[1].gate.fill_(1.0)
-    prompt = torch.randn(4, 32)
-    out = module(1, prompt, torch.randn(5, 10, 32))
+        module.attn.gate[1] = 1.0
+    prompts = torch.randn(3, 4, 32)
+    out = module(1, module.prepare(prompts), torch.randn(5, 10, 32))
     assert out.shape == (5, 4, 32)
     assert not torch.allclose(out[0], out[1])  # each sequence gets its own prompt
 
@@ -90,6 +140,9 @@ def test_cross_structural_attention_exchanges_between_widths():
     assert [v.shape for v in new_vision] == [(3, 48)] * 3
     assert not torch.allclose(new_text[0], text[0]) and not torch.allclose(new_vision[1], vision[1])
     assert torch.equal(new_text[2], text[2]) and torch.equal(new_vision[2], vision[2])  # layer 2
+    # layer 1's text prompts attend to layer 1's vision prompts only
+    expected = explicit_attention(module.to_text, 1, text[1][None], vision[1][None])[0]
+    assert torch.allclose(new_text[1], expected, atol=1e-5)
 
 
 def test_cross_structural_linear_mode_is_gated_maple_coupling():
@@ -105,11 +158,39 @@ def test_cross_structural_linear_mode_is_gated_maple_coupling():
     assert torch.allclose(new_vision[1], expected, atol=1e-6)
 
 
+def legacy_state(attn, prefix, gate_prefix=""):
+    """``attn``'s weights in the earlier one-module-per-layer layout."""
+    state = {}
+    names = {v: k for k, v in LayeredPromptAttention._LEGACY_NAMES.items() if v}
+    for layer in range(attn.num_layers):
+        for new, old in names.items():
+            value = getattr(attn, new)[layer].detach().clone()
+            state["{}{}.{}".format(prefix, layer, old)] = value.reshape(1) if new == "gate" else value
+        state["{}{}.attn.key.bias".format(prefix, layer)] = torch.randn(attn.width)
+    return state
+
+
+def test_checkpoints_of_the_per_layer_layout_still_load(clip_model):
+    source = isp_learner(clip_model, CLASSNAMES, isp_node())
+    for module in (source.self_text, source.self_vision, source.cross):
+        randomised(module, std=0.2)
+    old = {k: v for k, v in source.state_dict().items()
+           if not k.startswith(("self_text.", "self_vision.", "cross."))}
+    old.update(legacy_state(source.self_text.attn, "self_text.blocks."))
+    old.update(legacy_state(source.self_vision.attn, "self_vision.blocks."))
+    old.update(legacy_state(source.cross.to_text, "cross.to_text."))
+    old.update(legacy_state(source.cross.to_vision, "cross.to_vision."))
+    target = isp_learner(clip_model, CLASSNAMES, isp_node())
+    target.load_state_dict(old, strict=True)  # no missing or unexpected key
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
+
+
 def test_module_errors_name_the_problem():
     with pytest.raises(ConfigError, match="cross_attention, linear"):
         CrossStructuralPrompts(32, 48, 2, mode="graph")
     with pytest.raises(ConfigError, match="multiple of the number of heads"):
-        PromptAttention(16, 16, width=30, heads=4)
+        LayeredPromptAttention(2, 16, 16, width=30, heads=4)
 
 
 # -- sample probing ------------------------------------------------------------------
@@ -198,7 +279,7 @@ def test_learner_modules_and_prompt_shapes(clip_model):
     node = isp_node()
     learner = isp_learner(clip_model, CLASSNAMES, node)
     assert isinstance(learner, ISPPromptLearner)
-    assert len(learner.self_text.blocks) == len(learner.self_vision.blocks) == 1
+    assert learner.self_text.num_layers == learner.self_vision.num_layers == 1
     assert learner.cross.num_layers == 2
     prompts = learner()
     assert prompts.text.shape == (3, 77, 64) and prompts.vision.shape == (2, 64)
@@ -208,12 +289,11 @@ def test_learner_modules_and_prompt_shapes(clip_model):
     assert prompts.text_deep(2, tokens) is None  # past the prompt depth
     vision_tokens = torch.randn(5, 1 + 16 + 2, 64)
     assert prompts.vision_deep(1, vision_tokens).shape == (5, 2, 64)  # one per image
-    # frozen text tokens: SOS and everything after the context, padding after EOT ignored
+    # frozen text tokens: SOS and everything after the context up to EOT
     eot = learner.tokenized_prompts.argmax(dim=-1)
-    index = learner.frozen_text_index
-    assert index[0] == 0 and index[1] == 1 + learner.n_ctx and len(index) == 77 - learner.n_ctx
-    for row, e in zip(learner.frozen_text_padding, eot):
-        assert torch.equal(row, index > e)
+    for row, e in zip(learner.frozen_text_ignore, eot):
+        attended = (~row).nonzero().flatten().tolist()
+        assert attended == [0] + list(range(1 + learner.n_ctx, int(e) + 1))
     off = isp_learner(clip_model, CLASSNAMES, isp_node(SELF_STRUCT=False, CROSS_STRUCT=False))
     assert off.self_text is None and off.cross is None and isinstance(off().text_deep, list)
 

@@ -12,7 +12,7 @@ same ones). Inference is the prompted model on the full image, as PromptSRC.
 """
 import torch
 
-from engine import TRAINER_REGISTRY, build_data_loader, build_transform, compute_accuracy
+from engine import TRAINER_REGISTRY, compute_accuracy
 from engine.errors import ConfigError
 
 from .config import add_trainer_keys, check_choice, check_min
@@ -21,8 +21,6 @@ from .disa_losses import (DIR_FORMS, KL_DIRECTIONS, ce_loss, cir_loss, class_pro
 from .disa_saliency import (MASK_SELECTIONS, SALIENCY_SOURCES, cls_attention_saliency,
                             frozen_image_pass, random_saliency, select_patches, text_saliency,
                             zero_dropped_patches)
-from .frozen_clip import frozen_image_features
-from .precision import autocast_context
 from .prompt_trainer import ClipPromptTrainer
 from .prompted_clip import CLIPOutput
 from .self_regulating_trainer import SelfRegulatingTrainer
@@ -144,22 +142,11 @@ class DiSa(SelfRegulatingTrainer):
         teacher = self.model.zero_shot
         if self.method_cfg.PROTOTYPE == "frozen_text":
             return teacher.text_features
-        cfg = self.cfg
-        data = self.dm.dataset.train_x
-        loader = build_data_loader(cfg, sampler_type="SequentialSampler", data_source=data,
-                                   batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
-                                   tfm=build_transform(cfg, is_train=False), is_train=False)
-        features, labels = [], []
-        for batch in loader:
-            with autocast_context(self.precision, self.device):
-                features.append(frozen_image_features(teacher.image_encoder,
-                                                      batch["img"].to(self.device)))
-            labels.append(batch["label"])
+        features, labels = self.frozen_train_features(teacher.image_encoder)
         n_cls = teacher.text_features.shape[0]
-        prototypes = class_prototypes(torch.cat(features), torch.cat(labels), n_cls,
-                                      self.dm.dataset.classnames)
+        prototypes = class_prototypes(features, labels, n_cls, self.dm.dataset.classnames)
         print("DiSa: L_DiR prototypes of {} classes from the frozen image features of {} "
-              "training images".format(n_cls, len(data)))
+              "training images".format(n_cls, len(labels)))
         return prototypes
 
     # -- the step ---------------------------------------------------------------

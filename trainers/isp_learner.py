@@ -17,7 +17,7 @@ With every gate at zero the prompts it returns equal IVLP's.
 """
 import torch
 
-from .isp_modules import CrossStructuralPrompts, SelfStructuralPrompts
+from .isp_modules import CrossStructuralPrompts, SelfStructuralPrompts, ignore_bias
 from .prompt_learners import PromptLearner, PromptSet
 
 
@@ -54,14 +54,16 @@ class ISPPromptLearner(PromptLearner):
             layers = min(1 + len(self.text_deep), 1 + len(self.vision_deep))
             self.cross = CrossStructuralPrompts(text_width, vision_width, layers, cross_mode,
                                                 cross_width, cross_heads)
-        # Text positions that are frozen tokens at every layer (all but the
-        # context), and which of them are padding after EOT, per class.
+        # Text positions no prompt attends to, per class: the context (the
+        # running prompt, replaced at every prompted layer) and the padding
+        # after EOT. The encoder may stop after the last EOT, so the mask is
+        # cut to the length of the tokens it receives.
         length = self.tokenized_prompts.shape[1]
-        keep = torch.tensor([0] + list(range(1 + self.n_ctx, length)), dtype=torch.long)
-        eot = self.tokenized_prompts.argmax(dim=-1)
-        self.register_buffer("frozen_text_index", keep, persistent=False)
-        self.register_buffer("frozen_text_padding", keep.unsqueeze(0) > eot.unsqueeze(1),
-                             persistent=False)
+        position = torch.arange(length)
+        eot = self.tokenized_prompts.argmax(dim=-1).cpu()
+        ignore = (position.unsqueeze(0) > eot.unsqueeze(1)) | (
+            (position >= 1) & (position <= self.n_ctx)).unsqueeze(0)
+        self.register_buffer("frozen_text_ignore", ignore, persistent=False)
 
     # -- structural modules ---------------------------------------------------
     def layer_prompts(self):
@@ -78,12 +80,16 @@ class ISPPromptLearner(PromptLearner):
         self-structural blocks are on."""
         if not prompts or self.self_text is None:
             return prompts or None
+        prepared = self.self_text.prepare(torch.stack(prompts))
+        masks = {}  # the score mask for the encoder's sequence length, made once
 
         def prompt_for(layer, tokens):  # tokens [n_cls, L, W] entering block ``layer``
             if layer - 1 >= len(prompts):
                 return None
-            frozen = tokens[:, self.frozen_text_index]
-            return self.self_text(layer - 1, prompts[layer - 1], frozen, self.frozen_text_padding)
+            length = tokens.shape[1]
+            if length not in masks:
+                masks[length] = ignore_bias(self.frozen_text_ignore[:, :length])
+            return self.self_text(layer - 1, prepared, tokens, masks[length])
 
         return prompt_for
 
@@ -91,12 +97,12 @@ class ISPPromptLearner(PromptLearner):
         if not prompts or self.self_vision is None:
             return prompts or None
         n_prompts = self.vision_ctx.shape[0]
+        prepared = self.self_vision.prepare(torch.stack(prompts))
 
         def prompt_for(layer, tokens):  # tokens [B, 1 + P + n_v, W]
             if layer - 1 >= len(prompts):
                 return None
-            frozen = tokens[:, :tokens.shape[1] - n_prompts]
-            return self.self_vision(layer - 1, prompts[layer - 1], frozen)
+            return self.self_vision(layer - 1, prepared, tokens[:, :tokens.shape[1] - n_prompts])
 
         return prompt_for
 
@@ -105,7 +111,7 @@ class ISPPromptLearner(PromptLearner):
         gates = []
         for group in (self.self_text, self.self_vision):
             if group is not None:
-                gates += [block.gate for block in group.blocks]
+                gates.append(group.attn.gate)
         if self.cross is not None:
             gates += self.cross.gate_parameters()
         return gates

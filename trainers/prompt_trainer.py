@@ -11,13 +11,16 @@ image-independent text features once per evaluation.
 import os
 import os.path as osp
 
+import torch
 import torch.nn.functional as F
 
-from engine import (TrainerX, build_lr_scheduler, build_optimizer, compute_accuracy,
-                    load_checkpoint, load_pretrained_weights)
+from engine import (TrainerX, build_data_loader, build_lr_scheduler, build_optimizer,
+                    build_transform, compute_accuracy, load_checkpoint,
+                    load_pretrained_weights)
 from engine.errors import ConfigError, MissingFileError, UserInputError
 
 from .clip_loader import check_input_size, load_clip
+from .frozen_clip import frozen_image_features
 from .precision import (apply_weight_precision, autocast_context, check_precision,
                         make_grad_scaler, resolve_precision)
 from .prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
@@ -108,6 +111,24 @@ class ClipPromptTrainer(TrainerX):
         print("Parameters to be updated: {}".format(sorted(enabled)))
         print("Parameters count: {}".format(len(enabled)))
         return enabled
+
+    @torch.no_grad()
+    def frozen_train_features(self, image_encoder):
+        """Unit-norm frozen image features [N, D] and labels [N] of every
+        training image (``train_x``, in dataset order, so row ``i`` is the
+        batch ``index`` ``i``) under the test transform: one pass per run."""
+        cfg = self.cfg
+        loader = build_data_loader(cfg, sampler_type="SequentialSampler",
+                                   data_source=self.dm.dataset.train_x,
+                                   batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
+                                   tfm=build_transform(cfg, is_train=False), is_train=False)
+        features, labels = [], []
+        for batch in loader:
+            with autocast_context(self.precision, self.device):
+                features.append(frozen_image_features(image_encoder,
+                                                      batch["img"].to(self.device)))
+            labels.append(batch["label"])
+        return torch.cat(features), torch.cat(labels).to(self.device)
 
     # -- training -------------------------------------------------------------
     def parse_batch_train(self, batch):

@@ -19,6 +19,12 @@ or None`` receiving the block input in batch-first layout (for prompts computed
 from that layer's tokens). A prompt is ``[n, width]`` (shared) or
 ``[batch, n, width]``. The building steps (``embed``, ``run_block``, ``pool``)
 are public so that a method can drive both encoders layer by layer.
+
+The text encoder stops each sequence batch after its last EOT token: CLIP's
+text attention is causal, so the padding after EOT never reaches a pooled
+feature, and a prompt of ~10 tokens costs ~10 positions instead of 77. The
+token outputs (``return_tokens``, ``hidden_states``, callable deep prompts)
+then have that shorter length; ``encode(..., truncate=False)`` keeps all 77.
 """
 import contextlib
 from dataclasses import dataclass
@@ -91,8 +97,10 @@ class PromptedTextEncoder(nn.Module):
         return self.token_embedding(tokenized).to(self.dtype)
 
     def embed(self, prompts):
-        """Prompt embeddings [N, L, W] -> block input [L, N, W] (positions added)."""
-        x = prompts.to(self.dtype) + self.positional_embedding.to(self.dtype)
+        """Prompt embeddings [N, L, W] -> block input [L, N, W] (positions added;
+        ``L`` may be shorter than the context length: the first ``L`` positions)."""
+        positions = self.positional_embedding[:prompts.shape[1]]
+        x = prompts.to(self.dtype) + positions.to(self.dtype)
         return x.permute(1, 0, 2)
 
     def insert_prompt(self, x, prompt, start=1):
@@ -102,7 +110,16 @@ class PromptedTextEncoder(nn.Module):
         return torch.cat([x[:start], prompt.permute(1, 0, 2), x[start + n:]], dim=0)
 
     def run_block(self, layer, x):
-        return self.blocks[layer](x)
+        """Block ``layer`` on ``x`` [L, N, W]; for ``L`` below the context
+        length, with the top-left ``L x L`` part of the block's causal mask."""
+        block = self.blocks[layer]
+        mask = block.attn_mask
+        if mask is None or mask.shape[-1] == x.shape[0]:
+            return block(x)
+        mask = mask[:x.shape[0], :x.shape[0]].to(dtype=x.dtype, device=x.device)
+        h = block.ln_1(x)
+        x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+        return x + block.mlp(block.ln_2(x))
 
     def pool(self, x, eot_index):
         """Block output [L, N, W] -> projected EOT features [N, D]."""
@@ -117,9 +134,14 @@ class PromptedTextEncoder(nn.Module):
         return tokenized_prompts.argmax(dim=-1)
 
     def encode(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1,
-               return_tokens=False, hidden_states=False):
+               return_tokens=False, hidden_states=False, truncate=True):
         """Encode prompt embeddings [N, L, W]; ``tokenized_prompts`` [N, L] (or
-        EOT indices [N]) selects the pooled token. Returns :class:`EncoderOutput`."""
+        EOT indices [N]) selects the pooled token. With ``truncate`` the
+        positions after the last EOT are not computed (same features).
+        Returns :class:`EncoderOutput`."""
+        eot = self.eot_index(tokenized_prompts)
+        if truncate and eot.numel():
+            prompts = prompts[:, :int(eot.max()) + 1]
         x = self.embed(prompts)
         states = [] if hidden_states else None
         for layer in range(self.num_layers):
@@ -132,7 +154,7 @@ class PromptedTextEncoder(nn.Module):
         tokens = x.permute(1, 0, 2)
         if states is not None:
             states.append(tokens)
-        features = self.pool(x, self.eot_index(tokenized_prompts))
+        features = self.pool(x, eot)
         return EncoderOutput(features, tokens if return_tokens else None, states)
 
     def forward(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1):
