@@ -20,10 +20,10 @@ BACKBONES = {
     "tiny": dict(embed_dim=64, image_resolution=32, vision_layers=2, vision_width=64,
                  vision_patch_size=8, transformer_width=64, transformer_heads=1,
                  transformer_layers=2, **_TEXT),
-    # the CPU default: 12 layers like ViT-B/16 (so prompt depth 9 means what it
-    # means there), 128 wide, 64 px images of 8 x 8 patches (a few prompt tokens
-    # are then a few percent of the sequence, as with ViT-B/16's 196 patches)
-    "small": dict(embed_dim=128, image_resolution=64, vision_layers=12, vision_width=128,
+    # the CPU default: ViT-B/16's depth (so prompt depth 9 means what it means
+    # there) and sequence (112 px in 8 x 8 patches: 196 patches + CLS, so a few
+    # prompt tokens are the same share of it), 128 wide
+    "small": dict(embed_dim=128, image_resolution=112, vision_layers=12, vision_width=128,
                   vision_patch_size=8, transformer_width=128, transformer_heads=2,
                   transformer_layers=12, **_TEXT),
     # ViT-B/16's dimensions (OpenAI's), random weights: for GPU runs

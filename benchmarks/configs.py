@@ -1,7 +1,8 @@
 """Which shipped config each benchmarked trainer is built with.
 
 Base-to-novel configs (the ``base2new.sh`` defaults) for the prompt
-trainers; the DG fine-tuning trainers and GuiDG share the ERM + WiSE-FT
+trainers, plus named variants (``ISP-lite``: ISP without its per-step frozen
+image pass); the DG fine-tuning trainers and GuiDG share the ERM + WiSE-FT
 file so that GuiDG is compared with plain fine-tuning of the same encoder
 under the same batch and optimizer.
 """
@@ -29,6 +30,8 @@ TRAINER_CONFIGS = {
     "ERMWiSEFT": "GuiDG/vit_b16_erm_wf.yaml",
     "UEOWiSEFT": "GuiDG/vit_b16_ueo_wf.yaml",
     "GuiDG": "GuiDG/vit_b16_erm_wf.yaml",
+    # variants: another config of a registered trainer (NAME-variant)
+    "ISP-lite": "ISP/vit_b16_c2_ep5_batch4_2+2ctx_lite.yaml",
 }
 
 #: the default benchmark list (every baseline a ratio or target needs)
@@ -46,6 +49,11 @@ def check_trainer_names(names):
     return list(names)
 
 
+def registered_name(name):
+    """The trainer a benchmark name builds (``ISP-lite`` -> ``ISP``)."""
+    return name.split("-", 1)[0]
+
+
 def config_path(name):
     return os.path.join(CONFIG_DIR, TRAINER_CONFIGS[name])
 
@@ -56,7 +64,7 @@ def trainer_cfg(name, opts):
     datasets.extend_cfg(cfg)
     trainers.extend_cfg(cfg)
     cfg.merge_from_file(config_path(name))
-    cfg.TRAINER.NAME = name
+    cfg.TRAINER.NAME = registered_name(name)
     cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg
@@ -64,4 +72,4 @@ def trainer_cfg(name, opts):
 
 def precision_key(name):
     """``TRAINER.<KEY>`` node holding this trainer's PREC (None: zero-shot)."""
-    return getattr(TRAINER_REGISTRY.get(name), "cfg_key", None)
+    return getattr(TRAINER_REGISTRY.get(registered_name(name)), "cfg_key", None)

@@ -6,10 +6,11 @@ import torch
 from .measure import device_name, memory_kind
 
 #: trainer -> (baseline, largest allowed step-time ratio)
-STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "ISP": ("MaPLe", 1.2), "GuiDG": ("ERMWiSEFT", 1.5)}
+STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "ISP": ("MaPLe", 1.2), "ISP-lite": ("MaPLe", 1.2),
+                "GuiDG": ("ERMWiSEFT", 1.5)}
 #: eval images/s of every prompt trainer >= this fraction of ZeroshotCLIP's
 EVAL_BASELINE, EVAL_MIN_RATIO = "ZeroshotCLIP", 0.95
-PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "ISP")
+PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "ISP", "ISP-lite")
 STEP_BASELINES = ("IVLP", "PromptSRC")
 
 COLUMNS = ["trainer", "prec", "batch", "step ms", "step / IVLP", "step / PromptSRC",
@@ -80,8 +81,8 @@ def header_lines(settings, describe_backbone):
         "precision: {}".format(s.prec or "each config's PREC (fp32 on the CPU)"),
         "synthetic data: {} classes; test batch {}; train batch as in each config".format(
             s.n_classes, s.test_batch),
-        "timing: median of {} train steps after {} warm-up, {} cached test batches; "
-        "round-robin over the trainers".format(s.steps, s.warmup, s.eval_batches),
+        "timing: fastest of {} train steps after {} warm-up and of {} cached test batches; "
+        "round-robin over the trainers, each round starting with the next".format(s.steps, s.warmup, s.eval_batches),
         "memory: {} (MiB over the resident model)".format(memory_kind(s.device)),
     ]
 

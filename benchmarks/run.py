@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
     p.add_argument("--eval-batches", type=int, default=5, help="timed test batches")
     p.add_argument("--classes", type=int, default=None,
-                   help="number of classes (default 10 on CPU, 100 on CUDA)")
+                   help="number of classes (default 50 on CPU, 100 on CUDA)")
     p.add_argument("--test-batch", type=int, default=None,
                    help="test batch size (default 32 on CPU, 100 on CUDA)")
     p.add_argument("--threads", type=int, default=None,

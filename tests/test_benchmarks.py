@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks import run
-from benchmarks.harness import BenchSettings, Workbench
+from benchmarks.harness import BenchSettings, Workbench, rotated
 from benchmarks.report import COLUMNS
 from engine.errors import ConfigError, MissingFileError
 from trainers.prompted_clip import text_feature_cache
@@ -113,3 +113,31 @@ def test_frozen_text_features_once_per_run(bench, name):
     # the prompted text features once per evaluation, reused by every batch
     assert (calls.frozen, calls.prompted) == (0, 4)
     assert logits[0].shape == (4, 3) and torch.allclose(logits[0], logits[2])
+
+
+def test_isp_lite_variant_is_isp_without_the_per_step_frozen_pass(bench):
+    """``ISP-lite`` builds the ISP trainer from the lite config: the
+    difficulty table is made at build time (once per run), and a step runs
+    the image encoder once (prompted), where the default ISP runs it twice."""
+    passes = {}
+    for name in ("ISP", "ISP-lite"):
+        trainer = bench.build(name)
+        assert type(trainer).__name__ == "ISP"
+        encoder = trainer.model.zero_shot.image_encoder
+        calls = []
+        handle = encoder.register_forward_hook(lambda *args: calls.append(1))
+        batch = bench.random_batch(4, trainer.device, seed=0)
+        trainer.batch_idx, trainer.num_batches = 0, 10 ** 9
+        trainer.forward_backward(batch)
+        handle.remove()
+        passes[name] = len(calls)
+        if name == "ISP-lite":
+            assert trainer.method_cfg.PROBE_SOURCE == "frozen_once"
+            assert trainer._difficulty is not None  # made by bench.build, before the steps
+    assert passes == {"ISP": 2, "ISP-lite": 1}
+
+
+def test_timed_rounds_start_with_each_trainer_in_turn():
+    items = ["a", "b", "c"]
+    assert [rotated(items, r) for r in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import build_trainer
-from engine.errors import ConfigError
+from engine.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset
 from tests.trainer_kit import make_cfg, run_script, write_two_class_images
 from trainers.isp_losses import weighted_cross_entropy
@@ -93,6 +93,42 @@ def test_all_extras_off_is_plain_cross_entropy(build):
     expected = F.cross_entropy(trainer.model(images), labels)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert summary["loss_text"] == summary["loss_image"] == summary["loss_kl"] == 0.0
+
+
+def test_difficulty_once_per_run_replaces_the_frozen_pass(build):
+    """PROBE_SOURCE frozen_once (the lite config): the difficulty table is the
+    frozen CLIP's 1 - p(y|x) of each training image under the test transform,
+    made once; a step then runs no frozen image pass and still probes."""
+    trainer = build("TRAINER.ISP.PROBE_SOURCE", "frozen_once",
+                    "TRAINER.ISP.IMAGE_LOSS_WEIGHT", 0.0, "TRAINER.ISP.KL_LOSS_WEIGHT", 0.0)
+    assert not trainer.needs_frozen_forward()
+    teacher = trainer.model.zero_shot
+    table = trainer.difficulty_table()
+    data = trainer.dm.dataset.train_x
+    assert table.shape == (len(data),)
+    # row i is dataset item i, under the test transform (deterministic here)
+    loader_items = [trainer.train_loader_x.dataset[i] for i in (0, len(data) - 1)]
+    for item, i in zip(loader_items, (0, len(data) - 1)):
+        with torch.no_grad():
+            p = F.softmax(teacher(item["img"][None]), dim=1)[0, item["label"]]
+        assert table[i].item() == pytest.approx(1 - p.item(), abs=1e-5)
+    assert trainer.difficulty_table() is table  # kept for the run
+    image_passes = []
+    handle = teacher.image_encoder.register_forward_hook(lambda *a: image_passes.append(1))
+    batch = first_batch(trainer)
+    summaries = [trainer.forward_backward(batch) for _ in range(4)]
+    handle.remove()
+    assert len(image_passes) == 4  # the prompted image pass only, no frozen one
+    assert summaries[-1]["loss"] < summaries[0]["loss"]
+    images, labels = trainer.parse_batch_train(batch)
+    output = trainer.model.forward_features(images)
+    weights = trainer.probe(labels, output.logits, None)
+    d = table[batch["index"]]
+    assert torch.allclose(weights, (1 + d) / (1 + d).mean(), atol=1e-6)
+    del batch["index"]
+    trainer.parse_batch_train(batch)
+    with pytest.raises(UserInputError, match="PROBE_SOURCE frozen_once needs the dataset index"):
+        trainer.probe(labels, output.logits, None)
 
 
 def test_checkpoint_round_trip(build, tmp_path):

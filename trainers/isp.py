@@ -27,7 +27,7 @@ the module gates at zero (their initial value) ISP's logits equal IVLP's.
 import torch
 
 from engine import TRAINER_REGISTRY, compute_accuracy
-from engine.errors import ConfigError
+from engine.errors import ConfigError, UserInputError
 
 from .config import add_trainer_keys, check_choice, check_ivlp_keys, check_min, uses_vision_prompts
 from .frozen_clip import ZeroShotCLIP, class_text_features
@@ -61,7 +61,7 @@ def extend_cfg(cfg):
         "CROSS_HEADS": 1,
         # sample probing: per-sample cross-entropy coefficients
         "PROBE": True,
-        "PROBE_SOURCE": "frozen",  # frozen, prompted or product
+        "PROBE_SOURCE": "frozen",  # frozen, prompted, product or frozen_once
         "PROBE_WEIGHTING": "linear",  # linear (1 + alpha d, mean 1) or softmax (B softmax(d / T))
         "PROBE_ALPHA": 1.0,
         "PROBE_TEMPERATURE": 1.0,
@@ -120,17 +120,45 @@ class ISP(ClipPromptTrainer):
         model.zero_shot = ZeroShotCLIP(model.image_encoder, text_features, model.logit_scale)
         return model
 
+    #: 1 - p_frozen(y|x) of every training image (PROBE_SOURCE frozen_once)
+    _difficulty = None
+    #: dataset indices of the batch being trained on
+    _batch_index = None
+
     def needs_frozen_forward(self):
         node = self.method_cfg
-        return ((node.PROBE and node.PROBE_SOURCE != "prompted")
+        return ((node.PROBE and node.PROBE_SOURCE in ("frozen", "product"))
                 or node.IMAGE_LOSS_WEIGHT > 0 or node.KL_LOSS_WEIGHT > 0)
+
+    def parse_batch_train(self, batch):
+        self._batch_index = batch.get("index")
+        return super().parse_batch_train(batch)
+
+    def difficulty_table(self):
+        """``1 - p_frozen(y_i | x_i)`` [N] of every training image under the
+        test transform, computed on first use and kept for the run."""
+        if self._difficulty is None:
+            teacher = self.model.zero_shot
+            features, labels = self.frozen_train_features(teacher.image_encoder)
+            self._difficulty = sample_difficulty(labels, teacher.logits_from_features(features))
+            print("ISP: sample difficulty of {} training images from the frozen CLIP "
+                  "(PROBE_SOURCE frozen_once)".format(len(labels)))
+        return self._difficulty
 
     def probe(self, labels, logits, frozen_logits):
         """Per-sample CE coefficients (None when probing is off)."""
         node = self.method_cfg
         if not node.PROBE:
             return None
-        difficulty = sample_difficulty(labels, frozen_logits, logits, node.PROBE_SOURCE)
+        if node.PROBE_SOURCE == "frozen_once":
+            if self._batch_index is None:
+                raise UserInputError(
+                    "TRAINER.ISP.PROBE_SOURCE frozen_once needs the dataset index of each "
+                    "training sample (batch['index'], as Dassl's DatasetWrapper gives); this "
+                    "batch has none. Use PROBE_SOURCE frozen.")
+            difficulty = self.difficulty_table()[self._batch_index.to(labels.device)]
+        else:
+            difficulty = sample_difficulty(labels, frozen_logits, logits, node.PROBE_SOURCE)
         return probe_weights(difficulty, node.PROBE_WEIGHTING, node.PROBE_ALPHA,
                              node.PROBE_TEMPERATURE)
 

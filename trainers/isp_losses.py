@@ -7,8 +7,11 @@ CLIP". The exact formulas could not be read; the functions below implement
 the project's default reconstruction, with the alternatives as arguments:
 
 - difficulty (item 4): ``d_i = 1 - p(y_i | x_i)`` from the frozen zero-shot
-  model (``"frozen"``), the prompted model's detached prediction
-  (``"prompted"``), or the product of both probabilities (``"product"``);
+  model on the training batch (``"frozen"``), the prompted model's detached
+  prediction (``"prompted"``), or the product of both probabilities
+  (``"product"``); or from the frozen model once per run, on each training
+  image under the test transform (``"frozen_once"``: the trainer keeps the
+  table, so a step needs no frozen image pass for the probe);
 - coefficient: ``w_i = 1 + alpha * d_i`` normalised to mean 1 over the batch
   (``"linear"``), or ``w = B * softmax(d / T)`` (``"softmax"``);
 - loss: ``L_CE = (1/B) sum_i w_i CE(z_i, y_i)``.
@@ -19,7 +22,9 @@ The stability terms (item 5) reuse PromptSRC's L_SCL functions
 import torch
 import torch.nn.functional as F
 
-PROBE_SOURCES = ("frozen", "prompted", "product")
+#: difficulty sources computed from the batch (sample_difficulty)
+BATCH_PROBE_SOURCES = ("frozen", "prompted", "product")
+PROBE_SOURCES = BATCH_PROBE_SOURCES + ("frozen_once",)
 PROBE_WEIGHTINGS = ("linear", "softmax")
 
 
@@ -38,8 +43,9 @@ def sample_difficulty(labels, frozen_logits=None, prompted_logits=None, source="
     (detached); ``product``: ``1 - p_frozen * p_prompted``. Never carries a
     gradient.
     """
-    if source not in PROBE_SOURCES:
-        raise ValueError("source must be one of {}, got {!r}".format(PROBE_SOURCES, source))
+    if source not in BATCH_PROBE_SOURCES:
+        raise ValueError("source must be one of {}, got {!r}".format(BATCH_PROBE_SOURCES,
+                                                                      source))
     prob = 1.0
     if source in ("frozen", "product"):
         prob = prob * true_class_probability(frozen_logits, labels)
