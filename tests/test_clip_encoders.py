@@ -42,19 +42,26 @@ def test_image_encoder_without_prompts_is_encode_image(clip_model, images):
 
 
 def test_fp16_weights_match_stock_encoders():
+    """The full passes (77 positions, every token through the last block) are
+    the stock encoders bit for bit; the shortened default passes agree to fp16
+    rounding."""
     model = build_tiny_clip(seed=2)
     convert_weights(model)
     tokens = clip_api.tokenize(TEXTS)
-    image = torch.randn(2, 3, 32, 32)
+    image = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        encoder = PromptedTextEncoder(model)
-        full = encoder.encode(encoder.embed_tokens(tokens), tokens, truncate=False).features
-        text = encoder.encode_text(tokens)  # stops after the last EOT
-        img = PromptedImageEncoder(model)(image)
-        assert text.dtype == img.dtype == torch.float16
+        text_encoder, image_encoder = PromptedTextEncoder(model), PromptedImageEncoder(model)
+        full = text_encoder.encode(text_encoder.embed_tokens(tokens), tokens, truncate=False,
+                                   return_tokens=True).features
+        full_img = image_encoder.encode(image, return_tokens=True).features
+        assert full.dtype == full_img.dtype == torch.float16
         assert torch.equal(full, model.encode_text(tokens))
+        assert torch.equal(full_img, model.encode_image(image))
+        text = text_encoder.encode_text(tokens)  # up to the last EOT, EOT alone in the last block
+        img = image_encoder(image)  # CLS alone in the last block
+        assert text.dtype == img.dtype == torch.float16
         assert torch.allclose(text.float(), full.float(), atol=1e-2, rtol=1e-2)
-        assert torch.equal(img, model.encode_image(image))
+        assert torch.allclose(img.float(), full_img.float(), atol=1e-2, rtol=1e-2)
 
 
 def test_text_encoder_stops_after_the_last_eot(clip_model):
@@ -205,3 +212,49 @@ def test_bad_prompt_shapes_and_resnet_are_reported(clip_model, images):
 
     with pytest.raises(ConfigError, match="ViT"):
         PromptedImageEncoder(FakeResNetCLIP()).encode(images, torch.zeros(1, 8))
+
+
+def test_last_block_runs_for_the_pooled_token_only(clip_model, images):
+    """Without token outputs the last block computes EOT / CLS alone; the
+    features equal those of the full pass (tokens asked for), prompts and
+    token dropping included, and a hook on that block gets the full pass."""
+    text = PromptedTextEncoder(clip_model)
+    tokens = clip_api.tokenize(TEXTS)
+    deep = [torch.randn(2, text.width) for _ in range(text.num_layers - 1)]
+    image = PromptedImageEncoder(clip_model)
+    shallow = torch.randn(3, image.width)
+    deep_v = [torch.randn(3, image.width) for _ in range(image.num_layers - 1)]
+    keep = torch.tensor([[0, 2, 5, 7], [1, 3, 4, 6], [8, 9, 10, 15]])
+    rows = {}
+
+    def last_block_rows(module, args, kwargs, output):
+        rows.setdefault(type(module).__name__, []).append(args[0].shape[0])
+
+    with torch.no_grad():
+        embedded = text.embed_tokens(tokens)
+        pooled = text.encode(embedded, tokens, deep).features
+        full = text.encode(embedded, tokens, deep, return_tokens=True).features
+        assert torch.allclose(pooled, full, atol=1e-5)
+        v_pooled = image.encode(images, shallow, deep_v, keep).features
+        v_full = image.encode(images, shallow, deep_v, keep, return_tokens=True).features
+        assert torch.allclose(v_pooled, v_full, atol=1e-5)
+        queries = []
+        handle = image.blocks[-1].attn.register_forward_hook(
+            lambda m, args, out: queries.append(args[0].shape[0]))
+        watched = image.encode(images, shallow, deep_v, keep).features
+        handle.remove()
+        assert queries == [1 + 4 + 3]  # every position: a hook sees the full block
+        assert torch.allclose(watched, v_full, atol=1e-6)
+
+
+def test_deep_vision_prompts_written_in_place_only_without_autograd(clip_model, images):
+    encoder = PromptedImageEncoder(clip_model)
+    shallow = torch.randn(2, encoder.width, requires_grad=True)
+    deep = [torch.randn(2, encoder.width, requires_grad=True)
+            for _ in range(encoder.num_layers - 1)]
+    with_grad = encoder(images, shallow, deep)
+    assert with_grad.requires_grad
+    with_grad.sum().backward()  # the copying path keeps autograd intact
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in deep)
+    with torch.no_grad():
+        assert torch.allclose(encoder(images, shallow, deep), with_grad, atol=1e-6)

@@ -25,6 +25,11 @@ text attention is causal, so the padding after EOT never reaches a pooled
 feature, and a prompt of ~10 tokens costs ~10 positions instead of 77. The
 token outputs (``return_tokens``, ``hidden_states``, callable deep prompts)
 then have that shorter length; ``encode(..., truncate=False)`` keeps all 77.
+
+Both encoders run their last block for the pooled token only (EOT / CLS:
+its attention over all tokens, then its MLP) unless the tokens are asked for
+or a hook watches that block's attention: the other positions' last outputs
+are never used, and skipping them saves ~7 % of an encoder pass.
 """
 import contextlib
 from dataclasses import dataclass
@@ -67,6 +72,23 @@ def _batched(prompt, batch, width, dtype, what):
         raise ValueError("{} must be [n, {}] or [{}, n, {}], got {}".format(
             what, width, batch, width, tuple(prompt.shape)))
     return prompt.to(dtype)
+
+
+def pooled_block(block, x, rows, key_padding_mask=None):
+    """A stock ``ResidualAttentionBlock`` on ``x`` [L, N, W] computed for one
+    position per sequence only: ``rows`` [N] (its queries attend to every key
+    not masked by ``key_padding_mask`` [N, L]); returns [N, W]."""
+    h = block.ln_1(x)
+    batch = torch.arange(x.shape[1], device=x.device)
+    query = h[rows, batch].unsqueeze(0)
+    y = x[rows, batch] + block.attn(query, h, h, need_weights=False,
+                                    key_padding_mask=key_padding_mask)[0][0]
+    return y + block.mlp(block.ln_2(y))
+
+
+def _watched(block):
+    """True when hooks watch the block's attention (record_attention)."""
+    return bool(block.attn._forward_hooks or block.attn._forward_pre_hooks)
 
 
 class PromptedTextEncoder(nn.Module):
@@ -123,8 +145,17 @@ class PromptedTextEncoder(nn.Module):
 
     def pool(self, x, eot_index):
         """Block output [L, N, W] -> projected EOT features [N, D]."""
-        x = self.ln_final(x.permute(1, 0, 2)).to(self.dtype)
-        return x[torch.arange(x.shape[0], device=x.device), eot_index] @ self.text_projection
+        return self.project(x[eot_index, torch.arange(x.shape[1], device=x.device)])
+
+    def project(self, eot_tokens):
+        """``ln_final`` then ``text_projection`` of EOT outputs [N, W]."""
+        return self.ln_final(eot_tokens).to(self.dtype) @ self.text_projection
+
+    def run_last_block_pooled(self, x, eot_index):
+        """The last block for the EOT rows only: projected features [N, D]."""
+        positions = torch.arange(x.shape[0], device=x.device)
+        after_eot = positions.unsqueeze(0) > eot_index.to(x.device).unsqueeze(1)
+        return self.project(pooled_block(self.blocks[-1], x, eot_index, after_eot))
 
     @staticmethod
     def eot_index(tokenized_prompts):
@@ -144,12 +175,15 @@ class PromptedTextEncoder(nn.Module):
             prompts = prompts[:, :int(eot.max()) + 1]
         x = self.embed(prompts)
         states = [] if hidden_states else None
+        pooled_only = not (return_tokens or hidden_states or _watched(self.blocks[-1]))
         for layer in range(self.num_layers):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:
                 x = self.insert_prompt(x, prompt, ctx_start)
             if states is not None:
                 states.append(x.permute(1, 0, 2))
+            if pooled_only and layer == self.num_layers - 1:
+                return EncoderOutput(self.run_last_block_pooled(x, eot))
             x = self.run_block(layer, x)
         tokens = x.permute(1, 0, 2)
         if states is not None:
@@ -226,9 +260,16 @@ class PromptedImageEncoder(nn.Module):
         return torch.cat([x, prompts], dim=1)
 
     def replace_prompts(self, x, prompt):
-        """Replace the last ``n`` tokens of ``x`` [L, B, W] by ``prompt``."""
+        """Replace the last ``n`` tokens of ``x`` [L, B, W] by ``prompt``.
+
+        Without autograd (inference, frozen passes) ``x``, a block's fresh
+        output, is written in place instead of copied whole at every layer."""
         prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep vision prompt")
-        return torch.cat([x[:x.shape[0] - prompt.shape[1]], prompt.permute(1, 0, 2)], dim=0)
+        start = x.shape[0] - prompt.shape[1]
+        if not (torch.is_grad_enabled() and (x.requires_grad or prompt.requires_grad)):
+            x[start:] = prompt.permute(1, 0, 2)
+            return x
+        return torch.cat([x[:start], prompt.permute(1, 0, 2)], dim=0)
 
     def run_block(self, layer, x):
         return self.blocks[layer](x)
@@ -262,12 +303,16 @@ class PromptedImageEncoder(nn.Module):
             x = self.append_prompts(x, shallow_prompts)
         x = self.visual.ln_pre(x).permute(1, 0, 2)
         states = [] if hidden_states else None
+        pooled_only = not (return_tokens or hidden_states or _watched(self.blocks[-1]))
         for layer in range(self.num_layers):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:
                 x = self.replace_prompts(x, prompt)
             if states is not None:
                 states.append(x.permute(1, 0, 2))
+            if pooled_only and layer == self.num_layers - 1:
+                cls = torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
+                return EncoderOutput(self.project(pooled_block(self.blocks[layer], x, cls)))
             x = self.run_block(layer, x)
         tokens = x.permute(1, 0, 2)
         if states is not None:
