@@ -14,6 +14,7 @@ from engine import (AverageMeter, MetricMeter, check_isfile, collect_env_info,
                     load_pretrained_weights, mkdir_if_missing, read_image,
                     read_json, resume_from_checkpoint, save_checkpoint,
                     set_random_seed, setup_logger, write_json)
+from engine.errors import UserInputError
 from tests.engine_testkit import logging_to
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +85,18 @@ def test_checkpoint_save_resume_and_errors(tmp_path, capsys):
     assert resume_from_checkpoint(str(tmp_path / "m"), fresh, fresh_opt) == 4
     assert torch.equal(fresh.weight, model.weight)
     assert fresh_opt.state_dict()["state"]  # momentum buffers restored
+    if engine.BACKEND == "builtin":  # a checkpoint of another layout: one clear error
+        saved = (tmp_path / "m" / "model.pth.tar-4").read_bytes()
+        wider = nn.Linear(3, 5)
+        with pytest.raises(UserInputError, match=r"Cannot resume from .*model.pth.tar-4.*"
+                                                 r"new --output-dir"):
+            resume_from_checkpoint(str(tmp_path / "m"), wider,
+                                   torch.optim.SGD(wider.parameters(), lr=0.1))
+        same = nn.Linear(3, 2)
+        split = torch.optim.SGD([{"params": [same.weight]}, {"params": [same.bias]}], lr=0.1)
+        with pytest.raises(UserInputError, match="does not fit this model or optimizer"):
+            resume_from_checkpoint(str(tmp_path / "m"), same, split)
+        assert (tmp_path / "m" / "model.pth.tar-4").read_bytes() == saved
     with pytest.raises(FileNotFoundError, match="nothing.pth"):
         load_checkpoint(str(tmp_path / "nothing.pth"))
     corrupt = tmp_path / "m" / "model.pth.tar-9"
