@@ -10,41 +10,15 @@ from PIL import Image
 
 from engine.errors import ConfigError
 from tests.dataset_layouts import write_dataset
-from tests.trainer_kit import REPO, run_script
+from tests.trainer_kit import REPO, run_script, tiny_script_yaml
 from trainers.disa import DiSa
 from trainers.templates import PROMPTSRC_TEMPLATES
 
 SHOTS = 4  # every training image of the tiny dataset (4 per class)
 
-TINY_CFG = """\
-DATALOADER:
-  TRAIN_X:
-    BATCH_SIZE: 4
-  TEST:
-    BATCH_SIZE: 8
-  NUM_WORKERS: 0
-INPUT:
-  SIZE: (32, 32)
-  INTERPOLATION: "bicubic"
-  PIXEL_MEAN: [0.48145466, 0.4578275, 0.40821073]
-  PIXEL_STD: [0.26862954, 0.26130258, 0.27577711]
-  TRANSFORMS: ["random_flip", "normalize"]
-OPTIM:
-  NAME: "sgd"
-  LR: 0.0002
-  MAX_EPOCH: 2
-  LR_SCHEDULER: "cosine"
-TRAIN:
-  PRINT_FREQ: 1
-  CHECKPOINT_FREQ: 1
-TRAINER:
-  DISA:
-    PREC: "fp32"
-    PROMPT_DEPTH_VISION: 2
-    PROMPT_DEPTH_TEXT: 2
-    GPA_MEAN: 2
-    GPA_STD: 1
-"""
+TINY_CFG = tiny_script_yaml("DISA", {"PREC": '"fp32"', "PROMPT_DEPTH_VISION": 2,
+                                     "PROMPT_DEPTH_TEXT": 2, "GPA_MEAN": 2, "GPA_STD": 1},
+                            transforms=("random_flip", "normalize"), lr=0.0002)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from engine import build_trainer
 from engine.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset
-from tests.trainer_kit import make_cfg, run_script, write_two_class_images
+from tests.trainer_kit import make_cfg, run_script, tiny_script_yaml, write_two_class_images
 from trainers.isp_losses import weighted_cross_entropy
 
 # this module's settings, after trainer_kit.make_cfg's common ones (the
@@ -150,35 +150,8 @@ def test_bad_key_is_a_config_error(build):
 
 
 # -- the run script, end to end on a tiny Caltech101 ---------------------------------------
-TINY_YAML = """\
-DATALOADER:
-  TRAIN_X:
-    BATCH_SIZE: 4
-  TEST:
-    BATCH_SIZE: 8
-  NUM_WORKERS: 0
-INPUT:
-  SIZE: (32, 32)
-  INTERPOLATION: "bicubic"
-  PIXEL_MEAN: [0.48145466, 0.4578275, 0.40821073]
-  PIXEL_STD: [0.26862954, 0.26130258, 0.27577711]
-  TRANSFORMS: ["normalize"]
-OPTIM:
-  NAME: "sgd"
-  LR: 0.01
-  MAX_EPOCH: 2
-  LR_SCHEDULER: "cosine"
-TRAIN:
-  PRINT_FREQ: 1
-  CHECKPOINT_FREQ: 1
-TRAINER:
-  ISP:
-    N_CTX_VISION: 2
-    N_CTX_TEXT: 2
-    PREC: "fp32"
-    PROMPT_DEPTH_VISION: 2
-    PROMPT_DEPTH_TEXT: 2
-"""
+TINY_YAML = tiny_script_yaml("ISP", {"N_CTX_VISION": 2, "N_CTX_TEXT": 2, "PREC": '"fp32"',
+                                      "PROMPT_DEPTH_VISION": 2, "PROMPT_DEPTH_TEXT": 2})
 
 
 def run_base2new(env, job="base2new.sh"):

@@ -115,3 +115,35 @@ def run_script(env, *args, **extra_env):
     e = dict(env, **{k: str(v) for k, v in extra_env.items()})
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, env=e,
                           cwd=REPO, timeout=300)
+
+
+def tiny_script_yaml(trainer_node, trainer_keys, transforms=("normalize",), lr=0.01):
+    """A trainer YAML for the script tests on the tiny CLIP (32 px, batch 4,
+    2 epochs, a checkpoint each epoch); ``trainer_keys`` the
+    ``TRAINER.<trainer_node>`` entries as a dict."""
+    keys = "".join("    {}: {}\n".format(k, v) for k, v in trainer_keys.items())
+    return """\
+DATALOADER:
+  TRAIN_X:
+    BATCH_SIZE: 4
+  TEST:
+    BATCH_SIZE: 8
+  NUM_WORKERS: 0
+INPUT:
+  SIZE: (32, 32)
+  INTERPOLATION: "bicubic"
+  PIXEL_MEAN: [0.48145466, 0.4578275, 0.40821073]
+  PIXEL_STD: [0.26862954, 0.26130258, 0.27577711]
+  TRANSFORMS: [{transforms}]
+OPTIM:
+  NAME: "sgd"
+  LR: {lr}
+  MAX_EPOCH: 2
+  LR_SCHEDULER: "cosine"
+TRAIN:
+  PRINT_FREQ: 1
+  CHECKPOINT_FREQ: 1
+TRAINER:
+  {node}:
+{keys}""".format(transforms=", ".join('"{}"'.format(t) for t in transforms), lr=lr,
+                 node=trainer_node, keys=keys)
