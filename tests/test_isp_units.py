@@ -88,6 +88,22 @@ def test_layered_attention_equals_the_explicit_projections(heads):
         assert torch.allclose(together[layer], expected[0], atol=1e-3, rtol=1e-4)
 
 
+def test_one_layer_attention_standardises_tokens_as_layer_norm_does():
+    """The one-layer path folds the key LayerNorm into its products: it still
+    matches the textbook block for tokens far from zero mean, in the
+    encoders' token-major storage (a transposed view) as well."""
+    attn = randomised(LayeredPromptAttention(1, query_width=32, key_width=64, width=16,
+                                             heads=2), seed=3)
+    prompts = torch.randn(1, 3, 32)
+    prepared = attn.prepare(prompts).layers()[0]
+    token_major = 100 + 0.5 * torch.randn(9, 4, 64)  # [m, B, W]: mean 100, std 0.5
+    tokens = token_major.transpose(0, 1)  # [B, m, W] view, as the encoders pass it
+    fast = attn.attend(prepared, tokens)
+    exact = explicit_attention(attn.double(), 0, prompts[0].double().expand(4, -1, -1),
+                               tokens.double())
+    assert torch.allclose(fast.double(), exact, atol=1e-4, rtol=1e-4)
+
+
 def test_zero_gate_is_identity_and_still_learns():
     attn = LayeredPromptAttention(2, 16, 16, width=8, heads=2)
     prompts = torch.randn(2, 2, 16, requires_grad=True)

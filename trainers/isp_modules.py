@@ -71,10 +71,29 @@ class PreparedQueries:
 
 
 def ignore_bias(ignore):
-    """Additive score mask of ``ignore`` [B, m] (True: not attended):
-    [B * m, 1] with -inf at ignored tokens, for :meth:`LayeredPromptAttention.attend`."""
+    """Additive score mask of ``ignore`` [B, m] (True: not attended), laid
+    out as :meth:`LayeredPromptAttention.attend` forms its scores (token-major,
+    the encoders' [m, B] order): [m * B, 1], -inf at ignored tokens."""
     bias = torch.zeros(ignore.shape, dtype=torch.float32, device=ignore.device)
-    return bias.masked_fill(ignore, float("-inf")).reshape(-1, 1)
+    return bias.masked_fill(ignore, float("-inf")).t().reshape(-1, 1)
+
+
+def _standardised_scores(flat, queries, eps=1e-5):
+    """Scores of LayerNorm-standardised tokens without forming them.
+
+    ``flat`` [N, W] raw tokens, ``queries`` [W, k]: returns ``scores`` [N, k]
+    = ``((x - mean) / sqrt(var + eps)) @ queries`` (``F.layer_norm``'s
+    standardisation), with ``mean`` and ``rstd`` [N, 1]. The mean comes out of
+    the same product (a column of 1 / W beside the queries) and the variance,
+    as in ``F.layer_norm``, from the centred tokens (two passes: exact also
+    for tokens far from zero mean); the standardised tokens are never stored."""
+    width = flat.shape[1]
+    extended = torch.cat([queries, queries.new_full((width, 1), 1.0 / width)], dim=1)
+    raw = flat @ extended
+    mean = raw[:, -1:]
+    std = torch.linalg.vector_norm(flat - mean, dim=1, keepdim=True) * width ** -0.5
+    rstd = torch.rsqrt(std.square() + eps)
+    return (raw[:, :-1] - mean * queries.sum(0)) * rstd, mean, rstd
 
 
 class LayeredPromptAttention(nn.Module):
@@ -139,9 +158,9 @@ class LayeredPromptAttention(nn.Module):
         layers (``prepare(...)``): ``tokens`` [L, m, Wk], no ``ignore``;
         returns [L, n, Wq]. The result has the weights' dtype.
         """
-        x = F.layer_norm(tokens.to(self.dtype), (self.key_width,))
         heads = self.heads
         if prepared.queries.dim() == 3:  # every layer at once, tokens [L, m, Wk]
+            x = F.layer_norm(tokens.to(self.dtype), (self.key_width,))
             if ignore is not None:
                 raise ValueError("attend: ignore is for one layer's tokens [B, m, Wk]")
             mixed = torch.bmm(torch.bmm(x, prepared.queries).softmax(dim=1).transpose(1, 2), x)
@@ -151,14 +170,18 @@ class LayeredPromptAttention(nn.Module):
                 values = torch.matmul(mixed.unflatten(1, (heads, -1)), prepared.value_weight)
                 values = values.transpose(1, 2).flatten(2) + prepared.value_bias
             return torch.baddbmm(prepared.residual, values, prepared.out_weight)
-        batch, m = x.shape[0], x.shape[1]
-        flat = x.reshape(batch * m, -1)
-        if ignore is None:
-            scores = flat @ prepared.queries
-        else:
-            scores = torch.addmm(ignore.to(flat.dtype), flat, prepared.queries)
-        weights = scores.reshape(batch, m, -1).softmax(dim=1)  # [B, m, h n]
-        mixed = torch.bmm(weights.transpose(1, 2), x)  # [B, h n, Wk]
+        # one layer: standardise the tokens inside the products (no LayerNorm
+        # output, no copy of the encoders' token-major [m, B, W] storage)
+        seq = tokens.transpose(0, 1).to(self.dtype)  # [m, B, Wk]
+        m, batch = seq.shape[0], seq.shape[1]
+        scores, mean, rstd = _standardised_scores(seq.reshape(m * batch, -1), prepared.queries)
+        if ignore is not None:
+            scores = scores + ignore.to(scores.dtype)
+        # a X_hat = (a / std) X - sum(a mean / std): the softmax over the tokens
+        # folded with the standardisation
+        weights = scores.view(m, batch, -1).softmax(dim=0) * rstd.view(m, batch, 1)
+        shift = (weights * mean.view(m, batch, 1)).sum(dim=0).unsqueeze(-1)  # [B, h n, 1]
+        mixed = torch.bmm(weights.permute(1, 2, 0), seq.transpose(0, 1)) - shift  # [B, h n, Wk]
         if heads == 1:
             values = torch.addmm(prepared.value_bias, mixed.reshape(-1, self.key_width),
                                  prepared.value_weight[0])  # [B n, width]
