@@ -11,31 +11,22 @@ import torch.nn.functional as F
 
 from engine import compute_accuracy
 
-from .config import check_ivlp_keys, uses_vision_prompts
 from .frozen_clip import ZeroShotCLIP, class_text_features
-from .prompt_learners import ivlp_learner
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_clip import PromptedCLIP
+from .ivlp import IVLP
 from .promptsrc_losses import GaussianPromptAggregation, scl_losses
 from .templates import PROMPTSRC_TEMPLATES
 
 
-class SelfRegulatingTrainer(ClipPromptTrainer):
-    """IVLP prompts + PromptSRC's L_SCL and GPA (see the module docstring)."""
+class SelfRegulatingTrainer(IVLP):
+    """IVLP prompts (keys checked and learner built as :class:`IVLP`'s, under
+    the subclass's ``cfg_key``) + PromptSRC's L_SCL and GPA (see the module
+    docstring)."""
 
-    legacy_model_names = ("VLPromptLearner",)
     #: templates averaged into the frozen text features
     teacher_templates = PROMPTSRC_TEMPLATES
 
-    def check_cfg(self, cfg):
-        super().check_cfg(cfg)
-        check_ivlp_keys(cfg.TRAINER[self.cfg_key], "TRAINER." + self.cfg_key)
-
-    def requires_vit(self, cfg):
-        return uses_vision_prompts(cfg.TRAINER[self.cfg_key])
-
     def build_clip_model(self, cfg, classnames, clip_model):
-        model = PromptedCLIP(clip_model, ivlp_learner(clip_model, classnames, self.method_cfg))
+        model = super().build_clip_model(cfg, classnames, clip_model)
         # Frozen CLIP: the same encoders with prompts off; its text features
         # are computed once here, from the raw mean over the templates.
         text_features = class_text_features(model.text_encoder, classnames,
