@@ -206,29 +206,30 @@ b2n_dir() {  # b2n_dir PHASE DATASET SEED
     echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG_NAME/seed$3"
 }
 
-b2n_train() {
+# start_job DATASET SEED [KEY VALUE ...]: the start of a job on one dataset:
+# JOB_DATASET, SEED, the config (resolve_config), JOB_DATASET_YAML and
+# USER_OPTS (collect_opts), or stop with the usage line.
+start_job() {
     need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
-    local dataset=$1 dataset_yaml
+    JOB_DATASET=$1
     SEED=$2
     shift 2
-    resolve_config "$dataset"
-    dataset_yaml=$(dataset_config "$dataset") || exit 1
+    resolve_config "$JOB_DATASET"
+    JOB_DATASET_YAML=$(dataset_config "$JOB_DATASET") || exit 1
     collect_opts "$@"
-    train_or_eval "$dataset_yaml" "$(b2n_dir train_base "$dataset" "$SEED")" \
+}
+
+b2n_train() {
+    start_job "$@"
+    train_or_eval "$JOB_DATASET_YAML" "$(b2n_dir train_base "$JOB_DATASET" "$SEED")" \
         DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES base
 }
 
 b2n_test() {
-    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
-    local dataset=$1 dataset_yaml
-    SEED=$2
-    shift 2
-    resolve_config "$dataset"
-    dataset_yaml=$(dataset_config "$dataset") || exit 1
-    collect_opts "$@"
-    eval_model "$dataset_yaml" "$(b2n_dir test_new "$dataset" "$SEED")" \
-        "$(b2n_dir train_base "$dataset" "$SEED")" \
-        "bash ${METHOD_DIR#"$ROOT_DIR"/}/base2new_train.sh $dataset $SEED" \
+    start_job "$@"
+    eval_model "$JOB_DATASET_YAML" "$(b2n_dir test_new "$JOB_DATASET" "$SEED")" \
+        "$(b2n_dir train_base "$JOB_DATASET" "$SEED")" \
+        "bash ${METHOD_DIR#"$ROOT_DIR"/}/base2new_train.sh $JOB_DATASET $SEED" \
         DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new
 }
 
@@ -291,15 +292,9 @@ xd_train() {
 }
 
 xd_test() {
-    need_args 2 "DATASET SEED [KEY VALUE ...]" "$@"
-    local dataset=$1 dataset_yaml
-    SEED=$2
-    shift 2
-    resolve_config "$dataset"
-    dataset_yaml=$(dataset_config "$dataset") || exit 1
-    collect_opts "$@"
-    eval_model "$dataset_yaml" \
-        "$OUTPUT/evaluation/$TRAINER/${CFG_NAME}_${SHOTS}shots/$dataset/seed$SEED" \
+    start_job "$@"
+    eval_model "$JOB_DATASET_YAML" \
+        "$OUTPUT/evaluation/$TRAINER/${CFG_NAME}_${SHOTS}shots/$JOB_DATASET/seed$SEED" \
         "$(xd_source_dir "$SEED")" \
         "bash ${METHOD_DIR#"$ROOT_DIR"/}/xd_train.sh $SEED"
 }
