@@ -8,12 +8,10 @@ import sys
 import pytest
 import torch
 
-import datasets  # noqa: F401
-import trainers
-from engine import build_trainer, get_cfg_default, save_checkpoint
+from engine import build_trainer
 from engine.errors import MissingFileError
+from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,40 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pacs(tmp_path_factory):
     return write_domainbed(tmp_path_factory.mktemp("dg"), "PACS", n_classes=3, n_per_class=10,
                            domains=["art_painting", "cartoon", "photo"])
-
-
-def write_expert(run_dir, n_ctx=4, width=64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    ctx = 0.02 * torch.randn(n_ctx, width, generator=gen)
-    save_checkpoint({"state_dict": {"ctx": ctx}, "epoch": 1, "optimizer": None,
-                     "scheduler": None, "val_result": 50.0},
-                    os.path.join(run_dir, "prompt_learner"), is_best=False,
-                    model_name="model-best.pth.tar")
-
-
-def make_cfg(name, pacs, clip_path, output_dir, opts=()):
-    cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
-    trainers.extend_cfg(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", "vit_b16_clipood.yaml"))
-    cfg.TRAINER.NAME = name
-    cfg.DATASET.NAME = "PACS"
-    cfg.DATASET.ROOT = pacs.root
-    cfg.DATASET.SOURCE_DOMAINS = ["art_painting", "cartoon"]
-    cfg.DATASET.TARGET_DOMAINS = ["photo"]
-    cfg.DATASET.NUM_SHOTS = 2
-    cfg.SEED = 1
-    cfg.OUTPUT_DIR = str(output_dir)
-    cfg.MODEL.BACKBONE.NAME = clip_path
-    cfg.INPUT.SIZE = (32, 32)
-    cfg.INPUT.TRANSFORMS = ("normalize",)
-    cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_MEAN), list(CLIP_PIXEL_STD)
-    cfg.DATALOADER.NUM_WORKERS = 0
-    cfg.OPTIM.LR = 1e-4
-    cfg.OPTIM.MAX_EPOCH = 1
-    cfg.merge_from_list(list(opts))
-    cfg.freeze()
-    return cfg
 
 
 @pytest.mark.parametrize("name,opts", [
@@ -71,7 +35,7 @@ def test_step2_loss_decreases_and_weights_are_a_simplex(name, opts, pacs, tiny_c
     opts = list(opts) + ["TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}"),
                          "TRAINER.{}.BATCH_PER_DOMAIN".format(name.upper()), "3"]
     torch.manual_seed(0)
-    trainer = build_trainer(make_cfg(name, pacs, tiny_clip_path, tmp_path / "out", opts))
+    trainer = build_trainer(make_dg_cfg(name, pacs, tiny_clip_path, tmp_path / "out", opts))
     model = trainer.model
     assert model.num_classifiers == (2 if name == "GuiDG" else 1)
     batch = next(iter(trainer.train_loader_x))
@@ -89,7 +53,7 @@ def test_step2_loss_decreases_and_weights_are_a_simplex(name, opts, pacs, tiny_c
 
 
 def test_missing_expert_is_a_clear_error(pacs, tiny_clip_path, tmp_path):
-    cfg = make_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out",
+    cfg = make_dg_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out",
                    ["TRAINER.GUIDG.EXPERT_DIR", str(tmp_path / "none_{domain}")])
     with pytest.raises(MissingFileError, match="No expert prompt for source domain 'art_painting'"):
         build_trainer(cfg)

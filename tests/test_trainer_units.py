@@ -209,9 +209,9 @@ def test_precision_modes_on_cpu(capsys):
     assert capsys.readouterr().out.count("runs as fp32") == 1
     with pytest.raises(ConfigError, match="K = 'half'"):
         resolve_precision("half", "cpu", "K")
-    with autocast_context("amp", "cpu"):
-        assert not torch.is_autocast_enabled()
-    assert make_grad_scaler("fp32") is None
+    with autocast_context("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    assert make_grad_scaler("fp32") is None and make_grad_scaler("fp16") is None
 
 
 @pytest.fixture(scope="module")

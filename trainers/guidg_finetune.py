@@ -170,12 +170,11 @@ class DGFinetuneTrainer(TrainerX):
         print("Loading CLIP (backbone: {})".format(cfg.MODEL.BACKBONE.NAME))
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
         check_input_size(cfg.INPUT.SIZE, clip_model)
-        prec = node.PREC
-        if prec == "fp16" and self.device.type == "cuda":
+        self.precision = resolve_precision(node.PREC, self.device, self.key("PREC"))
+        if self.precision == "fp16":
             print("{} = fp16: fine-tuning keeps float32 master weights; using amp".format(
                 self.key("PREC")))
-            prec = "amp"
-        self.precision = resolve_precision(prec, self.device, self.key("PREC"))
+            self.precision = "amp"
         clip_model.to(self.device)
         classnames = self.dm.dataset.classnames
         classifiers = self.build_classifiers(clip_model, classnames)
@@ -197,7 +196,7 @@ class DGFinetuneTrainer(TrainerX):
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("model", self.model, self.optim, self.sched)
         self.register_model("eval_encoder", self.eval_encoder)
-        self.scaler = make_grad_scaler(self.precision)
+        self.scaler = make_grad_scaler(self.precision, self.device)
 
     # -- training -------------------------------------------------------------
     @property

@@ -90,7 +90,7 @@ class ClipPromptTrainer(TrainerX):
         learner = (getattr(self.model, self.learnable_module)
                    if self.learnable_module else None)
         self.freeze_all_but(self.learnable_module)
-        self.scaler = make_grad_scaler(self.precision)
+        self.scaler = make_grad_scaler(self.precision, self.device)
         if learner is None:
             return
         if cfg.MODEL.INIT_WEIGHTS:

@@ -1,0 +1,49 @@
+"""Shared helpers for the GuiDG trainer tests on the tiny CLIP: step-1
+expert files and a step-2 config on a tiny PACS (``tests/dg_layouts.py``)."""
+import os
+
+import torch
+
+import datasets
+import trainers
+from engine import get_cfg_default, save_checkpoint
+from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_expert(run_dir, n_ctx=4, width=64, seed=0):
+    """A step-1 expert (a CoOp context) as ``run_dir/prompt_learner/model-best.pth.tar``."""
+    gen = torch.Generator().manual_seed(seed)
+    ctx = 0.02 * torch.randn(n_ctx, width, generator=gen)
+    save_checkpoint({"state_dict": {"ctx": ctx}, "epoch": 1, "optimizer": None,
+                     "scheduler": None, "val_result": 50.0},
+                    os.path.join(run_dir, "prompt_learner"), is_best=False,
+                    model_name="model-best.pth.tar")
+
+
+def make_dg_cfg(name, pacs, clip_path, output_dir, opts=()):
+    """A frozen config for DG trainer ``name`` on ``pacs`` (sources art_painting and
+    cartoon, target photo), 32 px, 2 shots, one epoch; ``opts`` merged last."""
+    cfg = get_cfg_default()
+    datasets.extend_cfg(cfg)
+    trainers.extend_cfg(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", "vit_b16_clipood.yaml"))
+    cfg.TRAINER.NAME = name
+    cfg.DATASET.NAME = "PACS"
+    cfg.DATASET.ROOT = pacs.root
+    cfg.DATASET.SOURCE_DOMAINS = ["art_painting", "cartoon"]
+    cfg.DATASET.TARGET_DOMAINS = ["photo"]
+    cfg.DATASET.NUM_SHOTS = 2
+    cfg.SEED = 1
+    cfg.OUTPUT_DIR = str(output_dir)
+    cfg.MODEL.BACKBONE.NAME = clip_path
+    cfg.INPUT.SIZE = (32, 32)
+    cfg.INPUT.TRANSFORMS = ("normalize",)
+    cfg.INPUT.PIXEL_MEAN, cfg.INPUT.PIXEL_STD = list(CLIP_PIXEL_MEAN), list(CLIP_PIXEL_STD)
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.OPTIM.LR = 1e-4
+    cfg.OPTIM.MAX_EPOCH = 1
+    cfg.merge_from_list(list(opts))
+    cfg.freeze()
+    return cfg

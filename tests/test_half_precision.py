@@ -1,0 +1,95 @@
+"""The half-precision code paths (PREC fp16 and amp, the CoOp family's GPU
+defaults) of every trainer, run on the CPU with ``PREC_ON_CPU=1``: fp16
+frozen weights with float32 master prompts, autocast with a GradScaler. The
+CPU has the same dtype rules as CUDA here, so a dtype mix-up in a trainer
+(an fp32 module fed fp16 tokens, an fp16 loss term, a scaler step on the
+wrong optimizer) fails here instead of on the first GPU run."""
+import pytest
+import torch
+
+from engine import build_trainer
+from tests.dg_kit import make_dg_cfg, write_expert
+from tests.dg_layouts import write_domainbed
+from tests.trainer_kit import make_cfg, write_two_class_images
+from trainers.precision import PREC_ON_CPU_ENV
+
+PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
+                   "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP"}
+# amp starts its loss scale at 2^16: the first steps overflow in float16 and
+# are skipped until the scale fits, as on a GPU
+STEPS = {"fp16": 5, "amp": 10}
+# CoCoOp's meta-net learns slowly at trainer_kit's LR: its own config's LR
+LR = {"CoCoOp": 0.002}
+
+
+@pytest.fixture(autouse=True)
+def prec_on_cpu(monkeypatch):
+    monkeypatch.setenv(PREC_ON_CPU_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_two_class_images(tmp_path_factory.mktemp("half_two_class"))
+
+
+def train_steps(trainer, batch, steps):
+    trainer.set_model_mode("train")
+    losses = []
+    for _ in range(steps):
+        trainer.batch_idx, trainer.num_batches = 0, 1000  # no LR step in between
+        losses.append(trainer.forward_backward(batch)["loss"])
+    return losses
+
+
+@pytest.mark.parametrize("prec", ["fp16", "amp"])
+@pytest.mark.parametrize("name", sorted(PROMPT_TRAINERS))
+def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, data_root,
+                                                 tmp_path, capsys):
+    torch.manual_seed(0)
+    key = "TRAINER.{}.PREC".format(PROMPT_TRAINERS[name])
+    trainer = build_trainer(make_cfg(name, tiny_clip_path, data_root, tmp_path, (key, prec),
+                                     lr=LR.get(name, 2e-4)))
+    assert "{} = {} on the CPU".format(key, prec) in capsys.readouterr().out
+    weights = torch.float16 if prec == "fp16" else torch.float32
+    assert trainer.model.image_encoder.dtype == trainer.model.text_encoder.dtype == weights
+    assert (trainer.scaler is not None) == (prec == "amp")
+    if hasattr(trainer, "class_prototypes"):
+        trainer.class_prototypes()  # DiSa: once per run, before training
+    learner = trainer.model.prompt_learner
+    before = {n: p.detach().clone() for n, p in learner.named_parameters()}
+    batch = next(iter(trainer.train_loader_x))
+    losses = train_steps(trainer, batch, STEPS[prec])
+    assert all(torch.isfinite(torch.tensor(losses))), losses
+    assert losses[-1] < losses[0], losses
+    for n, p in learner.named_parameters():  # float32 master weights, updated
+        assert p.dtype == torch.float32 and torch.isfinite(p).all(), n
+    assert any(not torch.equal(before[n], p) for n, p in learner.named_parameters())
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        logits = trainer.model_inference(batch["img"])
+    assert logits.dtype == torch.float32 and logits.shape == (len(batch["img"]), 2)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("prec", ["fp16", "amp"])
+def test_guidg_fine_tuning_in_half_precision_uses_amp(prec, tiny_clip_path, tmp_path, capsys):
+    """GuiDG fine-tunes the image encoder, so PREC fp16 means amp (float32
+    master weights) there."""
+    pacs = write_domainbed(tmp_path / "dg", "PACS", n_classes=3, n_per_class=10,
+                           domains=["art_painting", "cartoon", "photo"])
+    experts = tmp_path / "experts"
+    for seed, domain in enumerate(["art_painting", "cartoon"]):
+        write_expert(str(experts / ("expert_" + domain)), seed=seed)
+    opts = ["TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}"),
+            "TRAINER.GUIDG.BATCH_PER_DOMAIN", "3", "TRAINER.GUIDG.PREC", prec]
+    torch.manual_seed(0)
+    trainer = build_trainer(make_dg_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out", opts))
+    out = capsys.readouterr().out
+    assert "TRAINER.GUIDG.PREC = {} on the CPU".format(prec) in out
+    assert trainer.precision == "amp" and trainer.scaler is not None
+    assert ("using amp" in out) == (prec == "fp16")
+    batch = next(iter(trainer.train_loader_x))
+    losses = train_steps(trainer, batch, STEPS["amp"])
+    assert all(torch.isfinite(torch.tensor(losses))), losses
+    assert losses[-1] < losses[0], losses
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
