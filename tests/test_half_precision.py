@@ -1,5 +1,5 @@
 """The half-precision code paths (PREC fp16 and amp, the CoOp family's GPU
-defaults) of every trainer, run on the CPU with ``PREC_ON_CPU=1``: fp16
+modes, and bf16 autocast) of every trainer, run on the CPU with ``PREC_ON_CPU=1``: fp16
 frozen weights with float32 master prompts, autocast with a GradScaler. The
 CPU has the same dtype rules as CUDA here, so a dtype mix-up in a trainer
 (an fp32 module fed fp16 tokens, an fp16 loss term, a scaler step on the
@@ -17,9 +17,10 @@ PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": 
                    "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP"}
 # amp starts its loss scale at 2^16: the first steps overflow in float16 and
 # are skipped until the scale fits, as on a GPU
-STEPS = {"fp16": 5, "amp": 10}
-# CoCoOp's meta-net learns slowly at trainer_kit's LR: its own config's LR
-LR = {"CoCoOp": 0.002}
+STEPS = {"fp16": 5, "amp": 10, "bf16": 8}
+# CoCoOp's meta-net learns slowly at trainer_kit's LR: a larger one, so that its
+# loss moves by more than bf16's rounding of the logits in a few steps
+LR = {"CoCoOp": 0.01}
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def train_steps(trainer, batch, steps):
     return losses
 
 
-@pytest.mark.parametrize("prec", ["fp16", "amp"])
+@pytest.mark.parametrize("prec", ["fp16", "amp", "bf16"])
 @pytest.mark.parametrize("name", sorted(PROMPT_TRAINERS))
 def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, data_root,
                                                  tmp_path, capsys):
@@ -52,7 +53,7 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
     assert "{} = {} on the CPU".format(key, prec) in capsys.readouterr().out
     weights = torch.float16 if prec == "fp16" else torch.float32
     assert trainer.model.image_encoder.dtype == trainer.model.text_encoder.dtype == weights
-    assert (trainer.scaler is not None) == (prec == "amp")
+    assert (trainer.scaler is not None) == (prec == "amp")  # bf16 needs no loss scaling
     if hasattr(trainer, "class_prototypes"):
         trainer.class_prototypes()  # DiSa: once per run, before training
     learner = trainer.model.prompt_learner
