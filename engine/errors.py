@@ -40,3 +40,31 @@ def friendly_errors(source):
             "TRAINER.<NAME> of a registered trainer.".format(source, msg)) from None
     except (ValueError, AssertionError) as err:
         raise ConfigError("{}: {}".format(source, err)) from None
+
+
+@contextlib.contextmanager
+def resume_errors(checkpoint):
+    """Re-raise torch's errors for a checkpoint that does not fit the model,
+    optimizer or scheduler being resumed (another config or code version) as
+    one UserInputError naming ``checkpoint`` (a file or a run folder)."""
+    try:
+        yield
+    except UserInputError:
+        raise
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise UserInputError(
+            'Cannot resume from "{}": it does not fit this model or optimizer ({}). It was '
+            "written with another config or code version: train into a new --output-dir "
+            "(the old one is left as it is), or evaluate it with --eval-only --model-dir.".format(
+                checkpoint, " ".join(str(err).split())[:300])) from None
+
+
+class ClearResumeErrors:
+    """Trainer mixin (before Dassl's trainer class in the bases): resuming
+    from checkpoints of another config or code version gives one
+    :func:`resume_errors` message on real Dassl too (the built-in engine names
+    the file itself)."""
+
+    def resume_model_if_exist(self, directory):
+        with resume_errors(directory):
+            return super().resume_model_if_exist(directory)

@@ -245,6 +245,18 @@ def test_checkpoint_of_another_trainer_is_rejected(build, tmp_path):
         ivlp.load_model(str(out), epoch=1)  # ctx of 4 tokens vs 2
 
 
+def test_resuming_checkpoints_of_another_config_is_one_clear_error(build, tmp_path):
+    """On either engine (the mixin covers real Dassl): the run folder is
+    named, and its checkpoints are left as they are."""
+    out = tmp_path / "coop_run"
+    build("CoOp", output_dir=out).save_model(0, str(out))  # ctx of 4 tokens
+    saved = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    wider = build("CoOp", "TRAINER.COOP.N_CTX", 8, output_dir=tmp_path / "other")
+    with pytest.raises(UserInputError, match=r"Cannot resume from .*coop_run.*new --output-dir"):
+        wider.resume_model_if_exist(str(out))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == saved
+
+
 def test_extend_cfg_adds_the_original_keys_idempotently():
     cfg = get_cfg_default()
     trainers.extend_cfg(cfg)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from engine import (DatasetWrapper, TRAINER_REGISTRY, TrainerX, build_lr_scheduler,
                     build_optimizer, build_transform, compute_accuracy)
-from engine.errors import ConfigError
+from engine.errors import ClearResumeErrors, ConfigError
 
 from .clip_loader import check_input_size, load_clip
 from .config import add_trainer_keys, check_choice, check_min
@@ -102,7 +102,7 @@ class GuidedCLIP(nn.Module):
         return mix_expert_logits(self.logits(features), self.weights(features))
 
 
-class DGFinetuneTrainer(TrainerX):
+class DGFinetuneTrainer(ClearResumeErrors, TrainerX):
     """Shared fine-tuning loop (see the module docstring)."""
 
     cfg_key = None

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from engine import (TrainerX, build_data_loader, build_lr_scheduler, build_optimizer,
                     build_transform, compute_accuracy, load_checkpoint,
                     load_pretrained_weights)
-from engine.errors import ConfigError, MissingFileError, UserInputError
+from engine.errors import ClearResumeErrors, ConfigError, MissingFileError, UserInputError
 
 from .clip_loader import check_input_size, load_clip
 from .frozen_clip import frozen_image_features
@@ -27,7 +27,7 @@ from .prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
 from .prompted_clip import text_feature_cache
 
 
-class ClipPromptTrainer(TrainerX):
+class ClipPromptTrainer(ClearResumeErrors, TrainerX):
     """Base trainer for prompt learning on a frozen CLIP."""
 
     #: name of the trainer's config node, ``cfg.TRAINER.<cfg_key>``

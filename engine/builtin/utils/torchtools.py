@@ -19,7 +19,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from engine.errors import MissingFileError, UserInputError
+from engine.errors import MissingFileError, UserInputError, resume_errors
 
 from .io import mkdir_if_missing
 
@@ -132,7 +132,7 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
     print('Loading checkpoint from "{}"'.format(fpath))
     checkpoint = load_checkpoint(fpath, weights_only=False
                                  if is_trainer_checkpoint(fpath) else None)
-    try:
+    with resume_errors(fpath):
         model.load_state_dict(checkpoint["state_dict"])
         print("Loaded model weights")
         if optimizer is not None and checkpoint.get("optimizer") is not None:
@@ -141,12 +141,6 @@ def resume_from_checkpoint(fdir, model, optimizer=None, scheduler=None):
         if scheduler is not None and checkpoint.get("scheduler") is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
             print("Loaded scheduler")
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise UserInputError(
-            'Cannot resume from "{}": it does not fit this model or optimizer ({}). It was '
-            "written with another config or code version: train into a new --output-dir "
-            "(the old one is left as it is), or evaluate it with --eval-only --model-dir.".format(
-                fpath, " ".join(str(err).split())[:300])) from None
     start_epoch = checkpoint["epoch"]
     print("Previous epoch: {}".format(start_epoch))
     return start_epoch
