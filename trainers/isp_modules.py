@@ -86,7 +86,8 @@ def _standardised_scores(flat, queries, eps=1e-5):
     standardisation), with ``mean`` and ``rstd`` [N, 1]. The mean comes out of
     the same product (a column of 1 / W beside the queries) and the variance,
     as in ``F.layer_norm``, from the centred tokens (two passes: exact also
-    for tokens far from zero mean); the standardised tokens are never stored."""
+    for tokens far from zero mean). The centred tokens are one temporary,
+    read once by a norm; the scaled (LayerNorm) output is never formed."""
     width = flat.shape[1]
     extended = torch.cat([queries, queries.new_full((width, 1), 1.0 / width)], dim=1)
     raw = flat @ extended
