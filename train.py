@@ -13,13 +13,30 @@ import sys
 
 import torch
 
-import datasets  # noqa: F401  (registers every dataset)
-import trainers  # noqa: F401  (registers every trainer)
-from engine import (DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
-                    collect_env_info, get_cfg_default, set_random_seed,
-                    setup_logger)
-from engine.errors import (ConfigError, UserInputError, check_config_file,
-                           friendly_errors)
+try:
+    import clipwb.datasets
+    import clipwb.trainers
+except ImportError as _err:  # a clone run before its one install command
+    sys.exit("Error: {} -- install the project first: pip install -e .".format(_err))
+from clipwb import registration
+from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
+                           collect_env_info, get_cfg_default, set_random_seed,
+                           setup_logger)
+from clipwb.engine.errors import (ConfigError, UserInputError, check_config_file,
+                                  friendly_errors)
+
+
+def register_everything():
+    """Register every trainer and dataset of the project; with real Dassl, also
+    its clearer image-read errors (:func:`clipwb.engine.compat.apply_usability`)."""
+    registration.register_all()
+    if BACKEND == "dassl":
+        from clipwb.engine import compat
+
+        compat.apply_usability()
+
+
+register_everything()
 
 
 def print_args(args, cfg):
@@ -61,11 +78,12 @@ def reset_cfg(cfg, args):
 def extend_cfg(cfg):
     """Add the keys the CoOp family adds to Dassl's defaults.
 
-    ``DATASET.SUBSAMPLE_CLASSES`` comes from ``datasets``; every trainer's
-    ``TRAINER.<NAME>.*`` keys come from its own module through ``trainers``.
+    ``DATASET.SUBSAMPLE_CLASSES`` comes from ``clipwb.datasets``; every
+    trainer's ``TRAINER.<NAME>.*`` keys come from its own module through
+    ``clipwb.trainers``.
     """
-    datasets.extend_cfg(cfg)
-    trainers.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
 
 
 def setup_cfg(args):

@@ -8,10 +8,10 @@ under the same batch and optimizer.
 """
 import os
 
-import datasets
-import trainers
-from engine import TRAINER_REGISTRY, get_cfg_default
-from engine.errors import ConfigError
+import clipwb.datasets
+import clipwb.trainers
+from clipwb.engine import TRAINER_REGISTRY, get_cfg_default
+from clipwb.engine.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "trainers")
@@ -61,8 +61,8 @@ def config_path(name):
 def trainer_cfg(name, opts):
     """Defaults + the trainer's shipped YAML + ``opts`` (a KEY VALUE list), frozen."""
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
-    trainers.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     cfg.merge_from_file(config_path(name))
     cfg.TRAINER.NAME = registered_name(name)
     cfg.merge_from_list(list(opts))

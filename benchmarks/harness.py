@@ -29,11 +29,11 @@ from typing import Optional
 
 import torch
 
-from engine import build_trainer, save_checkpoint
-from engine.errors import ConfigError
-from trainers.clip_loader import load_clip
-from trainers.precision import PRECISIONS
-from trainers.prompted_clip import text_feature_cache
+from clipwb.engine import build_trainer, save_checkpoint
+from clipwb.engine.errors import ConfigError
+from clipwb.trainers.kit.clip_loader import load_clip
+from clipwb.trainers.kit.precision import PRECISIONS
+from clipwb.trainers.kit.prompted_clip import text_feature_cache
 
 from . import synthetic
 from .backbones import BACKBONES, backbone_checkpoint

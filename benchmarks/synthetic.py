@@ -12,8 +12,8 @@ import os
 import torch
 from PIL import Image
 
-from engine import DATASET_REGISTRY, DatasetBase, Datum
-from engine.errors import MissingFileError
+from clipwb.engine import DATASET_REGISTRY, DatasetBase, Datum
+from clipwb.engine.errors import MissingFileError
 
 DATASET_NAME = "BenchSynthetic"
 MANIFEST = "manifest.json"

@@ -1,5 +1,4 @@
 """Caltech101 (Fei-Fei et al., 2004): 100 object classes, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
@@ -15,7 +14,6 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
 class Caltech101(CoOpDataset):
     dataset_dir = "caltech-101"
     image_subdir = "101_ObjectCategories"

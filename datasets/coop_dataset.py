@@ -8,7 +8,7 @@ where its split is not a ``split_zhou_*.json`` file, overrides ``read_splits``.
 """
 import os
 
-from engine import DatasetBase
+from clipwb.engine import DatasetBase
 
 from .sources import data_root, require_dir, require_file
 from .splits import check_subsample, load_fewshot, read_split, subsample_classes

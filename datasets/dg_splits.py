@@ -19,8 +19,8 @@ import os
 import random
 from collections import OrderedDict, defaultdict
 
-from engine import Datum, read_json
-from engine.errors import ConfigError, UserInputError
+from clipwb.engine import Datum, read_json
+from clipwb.engine.errors import ConfigError, UserInputError
 
 from .splits import read_datum_pickle, save_split, write_pickle_once
 

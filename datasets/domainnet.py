@@ -3,14 +3,10 @@
 DomainBed layout ``DATA/domain_net/<domain>/<class>/<image>``; see
 ``datasets/dg_domainbed.py`` for the GuiDG pools and splits.
 """
-from engine import DATASET_REGISTRY
 
 from .dg_domainbed import DomainBedDataset
 
 
-# force: real Dassl registers its own readers under some of these names
-# (PACS, VLCS, DomainNet); ours (DomainBed layout, GuiDG pools) replace them.
-@DATASET_REGISTRY.register(force=True)
 class DomainNet(DomainBedDataset):
     dataset_dir = "domain_net"
     domains = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]

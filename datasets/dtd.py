@@ -1,10 +1,8 @@
 """Describable Textures (Cimpoi et al., 2014): 47 texture classes, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class DescribableTextures(CoOpDataset):
     dataset_dir = "dtd"
     image_subdir = "images"

@@ -1,5 +1,4 @@
 """EuroSAT (Helber et al., 2019): 10 land-use classes of Sentinel-2 tiles, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
@@ -18,7 +17,6 @@ NEW_CNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
 class EuroSAT(CoOpDataset):
     dataset_dir = "eurosat"
     image_subdir = "2750"

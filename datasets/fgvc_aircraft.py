@@ -6,8 +6,7 @@ line order) and ``images_variant_{train,val,test}.txt`` hold ``<image id>
 """
 import os
 
-from engine import DATASET_REGISTRY
-from engine.errors import UserInputError
+from clipwb.engine.errors import UserInputError
 
 from .coop_dataset import CoOpDataset
 from .sources import require_file
@@ -16,7 +15,6 @@ from .splits import make_datum
 SPLIT_FILES = ("images_variant_train.txt", "images_variant_val.txt", "images_variant_test.txt")
 
 
-@DATASET_REGISTRY.register()
 class FGVCAircraft(CoOpDataset):
     dataset_dir = "fgvc_aircraft"
     image_subdir = "images"

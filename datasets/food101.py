@@ -1,10 +1,8 @@
 """Food-101 (Bossard et al., 2014): 101 dishes, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class Food101(CoOpDataset):
     dataset_dir = "food-101"
     image_subdir = "images"

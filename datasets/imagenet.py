@@ -8,8 +8,7 @@ The ImageNet variants share ``read_classnames`` and ``read_class_folders``.
 import os
 from collections import OrderedDict
 
-from engine import DATASET_REGISTRY
-from engine.errors import UserInputError
+from clipwb.engine.errors import UserInputError
 
 from .coop_dataset import CoOpDataset
 from .sources import require_dir, require_file
@@ -61,7 +60,6 @@ def read_class_folders(image_dir, classnames, classnames_file, folder_labels=Non
     return items
 
 
-@DATASET_REGISTRY.register()
 class ImageNet(CoOpDataset):
     dataset_dir = "imagenet"
     image_subdir = "images"

@@ -3,12 +3,10 @@
 The 200-class subset is given by the wnid folders present; labels follow their
 sorted order. ``classnames.txt`` is the full 1,000-class file.
 """
-from engine import DATASET_REGISTRY
 
 from .imagenet_variant import ImageNetVariant, variant_layout
 
 
-@DATASET_REGISTRY.register()
 class ImageNetA(ImageNetVariant):
     dataset_dir = "imagenet-adversarial"
     image_subdir = "imagenet-a"

@@ -25,8 +25,8 @@ The target test set is the whole target domain.
 """
 import os
 
-from engine import DATASET_REGISTRY, DatasetBase
-from engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.engine import DatasetBase
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
 
 from .dg_splits import load_pools, load_shots, train_pool, with_domain
 from .imagenet import CLASSNAMES_DRIVE_ID, read_classnames
@@ -48,7 +48,6 @@ POOL_FRACTIONS = (0.5, 0.5)
 CACHE_FOLDER = "imagenet/split_guidg"
 
 
-@DATASET_REGISTRY.register()
 class ImageNetDG(DatasetBase):
     """ImageNet-DG: one target of ``TARGET_DOMAINS``, sources from ``SOURCE_DOMAINS``."""
 

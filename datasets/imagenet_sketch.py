@@ -1,10 +1,8 @@
 """ImageNet-Sketch (Wang et al., 2019): sketches of the 1,000 ImageNet classes."""
-from engine import DATASET_REGISTRY
 
 from .imagenet_variant import ImageNetVariant, variant_layout
 
 
-@DATASET_REGISTRY.register()
 class ImageNetSketch(ImageNetVariant):
     dataset_dir = "imagenet-sketch"
     image_subdir = "images"

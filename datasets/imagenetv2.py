@@ -5,14 +5,12 @@ class in ``classnames.txt``.
 """
 import os
 
-from engine import DATASET_REGISTRY
-from engine.errors import UserInputError
+from clipwb.engine.errors import UserInputError
 
 from .imagenet_variant import ImageNetVariant, variant_layout
 from .splits import list_images, list_subfolders, make_datum
 
 
-@DATASET_REGISTRY.register()
 class ImageNetV2(ImageNetVariant):
     dataset_dir = "imagenetv2"
     image_subdir = "imagenetv2-matched-frequency-format-val"

@@ -5,14 +5,10 @@ DomainBed names the last folder ``Real World``; ``Real_World`` is accepted too.
 DomainBed layout ``DATA/office_home/<domain>/<class>/<image>``; see
 ``datasets/dg_domainbed.py`` for the GuiDG pools and splits.
 """
-from engine import DATASET_REGISTRY
 
 from .dg_domainbed import DomainBedDataset
 
 
-# force: real Dassl registers its own readers under some of these names
-# (PACS, VLCS, DomainNet); ours (DomainBed layout, GuiDG pools) replace them.
-@DATASET_REGISTRY.register(force=True)
 class OfficeHome(DomainBedDataset):
     dataset_dir = "office_home"
     domains = ["Art", "Clipart", "Product", "Real_World"]

@@ -1,10 +1,8 @@
 """Oxford Flowers 102 (Nilsback & Zisserman, 2008): 102 flower species, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class OxfordFlowers(CoOpDataset):
     dataset_dir = "oxford_flowers"
     image_subdir = "jpg"

@@ -1,10 +1,8 @@
 """Oxford-IIIT Pets (Parkhi et al., 2012): 37 cat and dog breeds, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class OxfordPets(CoOpDataset):
     dataset_dir = "oxford_pets"
     image_subdir = "images"

@@ -16,8 +16,8 @@ import pickle
 import random
 from collections import defaultdict
 
-from engine import Datum, listdir_nohidden, write_json
-from engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.engine import Datum, listdir_nohidden, write_json
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 SPLIT_KEYS = ("train", "val", "test")

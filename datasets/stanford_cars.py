@@ -5,13 +5,11 @@ The split file's paths are relative to the dataset folder (``cars_train/...``,
 """
 import os
 
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 from .sources import require_dir
 
 
-@DATASET_REGISTRY.register()
 class StanfordCars(CoOpDataset):
     dataset_dir = "stanford_cars"
     image_subdir = ""

@@ -2,12 +2,10 @@
 
 Class names put the qualifier first: ``b/bakery/shop`` is "shop bakery".
 """
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class SUN397(CoOpDataset):
     dataset_dir = "sun397"
     image_subdir = "SUN397"

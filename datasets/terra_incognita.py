@@ -4,14 +4,10 @@
 DomainBed layout ``DATA/terra_incognita/<domain>/<class>/<image>``; see
 ``datasets/dg_domainbed.py`` for the GuiDG pools and splits.
 """
-from engine import DATASET_REGISTRY
 
 from .dg_domainbed import DomainBedDataset
 
 
-# force: real Dassl registers its own readers under some of these names
-# (PACS, VLCS, DomainNet); ours (DomainBed layout, GuiDG pools) replace them.
-@DATASET_REGISTRY.register(force=True)
 class TerraIncognita(DomainBedDataset):
     dataset_dir = "terra_incognita"
     domains = ["location_100", "location_38", "location_43", "location_46"]

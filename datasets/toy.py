@@ -13,11 +13,11 @@ takes ``INPUT.SIZE (32, 32)``).
 """
 import os
 
-from engine import DATASET_REGISTRY, DatasetBase, Datum
-from engine.errors import ConfigError
+from clipwb.engine import DatasetBase, Datum
+from clipwb.engine.errors import ConfigError
 
-from toyworld.render import DOMAINS
-from toyworld.writer import DATASET_DIR, IMAGE_DIR, SPLIT_FILE, ensure_toy_dataset
+from clipwb.toyworld.render import DOMAINS
+from clipwb.toyworld.writer import DATASET_DIR, IMAGE_DIR, SPLIT_FILE, ensure_toy_dataset
 
 from .sources import data_root
 from .splits import check_subsample, load_fewshot, read_split, subsample_classes
@@ -47,7 +47,6 @@ def _in_domains(items, domains, image_dir):
     return out
 
 
-@DATASET_REGISTRY.register()
 class ToyShapes(DatasetBase):
     dataset_dir = DATASET_DIR
 

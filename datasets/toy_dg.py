@@ -13,22 +13,20 @@ reads it.
 """
 import os
 
-from engine import DATASET_REGISTRY
 
-from toyworld.render import DOMAINS
-from toyworld.writer import DATASET_DIR, IMAGE_DIR, ensure_toy_dataset
+from clipwb.toyworld.render import DOMAINS
+from clipwb.toyworld.writer import DATASET_DIR, IMAGE_DIR, ensure_toy_dataset
 
 from .dg_domainbed import DomainBedDataset
 from .dg_splits import check_domains, train_pool
 from .sources import data_root
 
 
-@DATASET_REGISTRY.register()
 class ToyShapesDG(DomainBedDataset):
     dataset_dir = DATASET_DIR
     domains = list(DOMAINS)
     domain_folders = {domain: os.path.join(IMAGE_DIR, domain) for domain in DOMAINS}
-    source = "It is written on first use by toyworld/writer.py (python -m toyworld.writer --root DATA)."
+    source = "It is written on first use by toyworld/writer.py (python -m clipwb.toyworld.writer --root DATA)."
 
     def __init__(self, cfg):
         # bad domain names first (a clear error, before anything is written)

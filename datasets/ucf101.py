@@ -1,10 +1,8 @@
 """UCF101 (Soomro et al., 2012): 101 actions, one middle frame per video, CoOp's fixed split."""
-from engine import DATASET_REGISTRY
 
 from .coop_dataset import CoOpDataset
 
 
-@DATASET_REGISTRY.register()
 class UCF101(CoOpDataset):
     dataset_dir = "ucf101"
     image_subdir = "UCF-101-midframes"

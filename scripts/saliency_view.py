@@ -26,9 +26,9 @@ from PIL import Image
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import train  # noqa: E402  (registers the trainers and datasets)
-from engine import build_trainer, build_transform, read_image, set_random_seed  # noqa: E402
-from engine.errors import ConfigError, UserInputError  # noqa: E402
-from trainers.disa_saliency import keep_mask  # noqa: E402
+from clipwb.engine import build_trainer, build_transform, read_image, set_random_seed  # noqa: E402
+from clipwb.engine.errors import ConfigError, UserInputError  # noqa: E402
+from clipwb.trainers.disa.saliency import keep_mask  # noqa: E402
 
 PAD = 4
 GREY = 0.5

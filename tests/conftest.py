@@ -12,3 +12,11 @@ def tiny_clip_path(tmp_path_factory):
     from tests.tiny_clip import write_tiny_clip
 
     return write_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_clip.pt")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def registered():
+    """Every trainer and dataset registered, as train.py registers them."""
+    from clipwb import registration
+
+    registration.register_all()

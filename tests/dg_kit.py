@@ -4,10 +4,10 @@ import os
 
 import torch
 
-import datasets
-import trainers
-from engine import get_cfg_default, save_checkpoint
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+import clipwb.datasets
+import clipwb.trainers
+from clipwb.engine import get_cfg_default, save_checkpoint
+from clipwb.trainers.kit.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,8 +26,8 @@ def make_dg_cfg(name, pacs, clip_path, output_dir, opts=()):
     """A frozen config for DG trainer ``name`` on ``pacs`` (sources art_painting and
     cartoon, target photo), 32 px, 2 shots, one epoch; ``opts`` merged last."""
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
-    trainers.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", "vit_b16_clipood.yaml"))
     cfg.TRAINER.NAME = name
     cfg.DATASET.NAME = "PACS"

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from engine import (DATASET_REGISTRY, TRAINER_REGISTRY, DatasetBase, Datum,
+from clipwb.engine import (DATASET_REGISTRY, TRAINER_REGISTRY, DatasetBase, Datum,
                     TrainerX, build_lr_scheduler, build_optimizer,
                     compute_accuracy, get_cfg_default)
 

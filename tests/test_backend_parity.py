@@ -82,7 +82,7 @@ def test_same_losses_and_accuracy_on_both_backends(parity_runs, trainer):
     dassl_modules, dassl_shots = shots(dassl)
     builtin_modules, builtin_shots = shots(builtin)
     assert all(m.startswith("dassl.") for m in dassl_modules), dassl_modules
-    assert all(m.startswith("engine.builtin") for m in builtin_modules), builtin_modules
+    assert all(m.startswith("clipwb.engine.builtin") for m in builtin_modules), builtin_modules
     assert builtin_shots == dassl_shots
     dassl_losses = h.progress(dassl["log"])
     assert len(dassl_losses) == EPOCHS * 2, dassl["log"][-2000:]

@@ -243,8 +243,8 @@ def test_model_download_has_a_network_timeout(tmp_path, monkeypatch):
 
     from clip import clip as clip_api
 
-    from engine.errors import MissingFileError
-    from trainers.clip_loader import load_clip
+    from clipwb.engine.errors import MissingFileError
+    from clipwb.trainers.kit.clip_loader import load_clip
 
     seen = []
 

@@ -7,8 +7,8 @@ import torch
 from benchmarks import run
 from benchmarks.harness import BenchSettings, Workbench, rotated
 from benchmarks.report import COLUMNS
-from engine.errors import ConfigError, MissingFileError
-from trainers.prompted_clip import text_feature_cache
+from clipwb.engine.errors import ConfigError, MissingFileError
+from clipwb.trainers.kit.prompted_clip import text_feature_cache
 
 
 def table_rows(markdown):

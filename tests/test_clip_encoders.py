@@ -5,10 +5,10 @@ import torch
 from clip import clip as clip_api
 from clip.model import convert_weights
 
-from engine.errors import ConfigError
+from clipwb.engine.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
-from trainers.clip_loader import load_clip
-from trainers.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,
+from clipwb.trainers.kit.clip_loader import load_clip
+from clipwb.trainers.kit.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,
                                         record_attention)
 
 TEXTS = ["a photo of a cat.", "a very small dog", "x"]

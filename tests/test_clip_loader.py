@@ -1,4 +1,4 @@
-"""trainers.clip_loader: names, checkpoint files, errors (offline, tiny CLIP)."""
+"""clipwb.trainers.kit.clip_loader: names, checkpoint files, errors (offline, tiny CLIP)."""
 import os
 import urllib.error
 import urllib.request
@@ -8,9 +8,9 @@ import torch
 from clip import clip as clip_api
 from clip.model import CLIP
 
-from engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
 from tests.tiny_clip import build_tiny_clip
-from trainers.clip_loader import (CLIP_INPUT_RESOLUTION, CLIP_PIXEL_MEAN, CLIP_PIXEL_STD,
+from clipwb.trainers.kit.clip_loader import (CLIP_INPUT_RESOLUTION, CLIP_PIXEL_MEAN, CLIP_PIXEL_STD,
                                   check_input_size, clip_input_resolution, load_clip)
 
 

@@ -9,10 +9,10 @@ from collections import Counter
 import gdown
 import pytest
 
-import datasets
-from datasets.splits import fewshot_cache_path
-from engine import DATASET_REGISTRY, get_cfg_default
-from engine.errors import ConfigError, MissingFileError, UserInputError
+import clipwb.datasets
+from clipwb.datasets.splits import fewshot_cache_path
+from clipwb.engine import DATASET_REGISTRY, get_cfg_default
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
 from tests.dataset_layouts import ALL_DATASETS, CONFIG_NAMES, TEST_ONLY, write_dataset
 
 TRAINABLE = tuple(n for n in ALL_DATASETS if n not in TEST_ONLY)
@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def make_cfg(root, name, **opts):
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", CONFIG_NAMES[name] + ".yaml"))
     cfg.DATASET.ROOT = str(root)
     for key, value in opts.items():
@@ -81,7 +81,7 @@ def test_every_config_file_names_a_registered_dataset():
         cfg = make_cfg("unused", name)
         assert cfg.DATASET.NAME == name
         names.append(cfg.DATASET.NAME)
-    assert sorted(names) == sorted(datasets.DATASET_NAMES)
+    assert sorted(names) == sorted(clipwb.datasets.DATASET_NAMES)
     registered = set(DATASET_REGISTRY.registered_names())
     assert set(names) <= registered
     yamls = sorted(os.listdir(os.path.join(REPO, "configs", "datasets")))
@@ -91,10 +91,10 @@ def test_every_config_file_names_a_registered_dataset():
 
 def test_extend_cfg_is_idempotent():
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
     assert cfg.DATASET.SUBSAMPLE_CLASSES == "all"
     cfg.DATASET.SUBSAMPLE_CLASSES = "base"
-    datasets.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
     assert cfg.DATASET.SUBSAMPLE_CLASSES == "base"
     cfg.merge_from_list(["DATASET.SUBSAMPLE_CLASSES", "new"])
     assert cfg.DATASET.SUBSAMPLE_CLASSES == "new"

@@ -6,12 +6,12 @@ from collections import Counter
 
 import pytest
 
-from datasets.caltech101 import IGNORED, NEW_CNAMES
-from datasets.eurosat import NEW_CNAMES as EUROSAT_CNAMES
-from datasets.splits import (load_fewshot, read_and_split_data, read_split, save_split,
+from clipwb.datasets.caltech101 import IGNORED, NEW_CNAMES
+from clipwb.datasets.eurosat import NEW_CNAMES as EUROSAT_CNAMES
+from clipwb.datasets.splits import (load_fewshot, read_and_split_data, read_split, save_split,
                              split_trainval, subsample_classes)
-from engine import DatasetBase, Datum
-from engine.errors import ConfigError, UserInputError
+from clipwb.engine import DatasetBase, Datum
+from clipwb.engine.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset, write_image
 
 

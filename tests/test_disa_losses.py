@@ -5,15 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.errors import ConfigError, UserInputError
+from clipwb.engine.errors import ConfigError, UserInputError
 from tests.tiny_clip import build_tiny_clip
-from trainers.disa_losses import ce_loss, cir_loss, class_prototypes, dir_loss, sr_loss
-from trainers.disa_saliency import (cls_attention_saliency, frozen_image_pass, keep_count,
+from clipwb.trainers.disa.losses import ce_loss, cir_loss, class_prototypes, dir_loss, sr_loss
+from clipwb.trainers.disa.saliency import (cls_attention_saliency, frozen_image_pass, keep_count,
                                     keep_mask, random_saliency, select_patches, text_saliency,
                                     zero_dropped_patches)
-from trainers.prompted_clip import CLIPOutput
-from trainers.prompted_encoders import PromptedImageEncoder
-from trainers.promptsrc_losses import scl_losses
+from clipwb.trainers.kit.prompted_clip import CLIPOutput
+from clipwb.trainers.kit.prompted_encoders import PromptedImageEncoder
+from clipwb.trainers.kit.scl_losses import scl_losses
 
 L_A = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]])  # prompted(masked) image x frozen text
 L_B = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])  # frozen image x prompted text

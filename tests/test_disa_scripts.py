@@ -8,11 +8,11 @@ import sys
 import pytest
 from PIL import Image
 
-from engine.errors import ConfigError
+from clipwb.engine.errors import ConfigError
 from tests.dataset_layouts import write_dataset
 from tests.trainer_kit import REPO, run_script, tiny_script_yaml
-from trainers.disa import DiSa
-from trainers.templates import PROMPTSRC_TEMPLATES
+from clipwb.trainers.disa.trainer import DiSa
+from clipwb.trainers.kit.templates import PROMPTSRC_TEMPLATES
 
 SHOTS = 4  # every training image of the tiny dataset (4 per class)
 

@@ -7,13 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainers
-from engine import build_trainer, get_cfg_default
-from engine.errors import ConfigError
+import clipwb.trainers
+from clipwb.engine import build_trainer, get_cfg_default
+from clipwb.engine.errors import ConfigError
 from tests.trainer_kit import make_cfg, write_two_class_images
-from trainers.disa import DiSa
-from trainers.disa_losses import class_prototypes
-from trainers.templates import PROMPTSRC_TEMPLATES
+from clipwb.trainers.disa.trainer import DiSa
+from clipwb.trainers.disa.losses import class_prototypes
+from clipwb.trainers.kit.templates import PROMPTSRC_TEMPLATES
 
 # this module's settings, after trainer_kit.make_cfg's common ones
 TEST_BATCH_SIZE = 3
@@ -179,7 +179,7 @@ def test_bad_values_name_the_key(build, key, value):
 
 def test_keys_and_shipped_configs():
     cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     node = cfg.TRAINER.DISA
     assert (node.MASK_RATIO, node.SALIENCY, node.MASK_MODE, node.CIR_KL, node.PROTOTYPE,
             node.DIR_FORM, node.DIR_LOSS_WEIGHT, node.CIR_LOSS_WEIGHT) == \

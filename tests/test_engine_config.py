@@ -2,14 +2,14 @@
 import pytest
 from yacs.config import CfgNode
 
-import engine
-from engine import Registry, build_trainer, get_cfg_default
-from engine.errors import ConfigError
+import clipwb.engine
+from clipwb.engine import Registry, build_trainer, get_cfg_default
+from clipwb.engine.errors import ConfigError
 
 
 def test_backend_and_exports():
-    assert engine.BACKEND in ("dassl", "builtin")
-    for name in engine.__all__:
+    assert clipwb.engine.BACKEND in ("dassl", "builtin")
+    for name in clipwb.engine.__all__:
         assert hasattr(engine, name), name
 
 
@@ -112,7 +112,7 @@ def test_unknown_key_gives_yacs_error(tmp_path):
 
 def test_clean_cfg_keeps_only_the_trainer():
     cfg = get_cfg_default()
-    engine.clean_cfg(cfg, "fixmatch")
+    clipwb.engine.clean_cfg(cfg, "fixmatch")
     assert set(cfg.TRAINER.keys()) == {"NAME", "FIXMATCH"}
 
 
@@ -133,7 +133,7 @@ def test_registry_register_get_and_miss():
         reg.get("Gamma")
     message = str(info.value)
     assert "Gamma" in message
-    if engine.BACKEND == "builtin":  # real Dassl does not list the names
+    if clipwb.engine.BACKEND == "builtin":  # real Dassl does not list the names
         assert "Alpha" in message and "beta" in message
     with pytest.raises(KeyError, match="already registered"):
         reg.register(beta)
@@ -148,5 +148,5 @@ def test_build_trainer_unknown_name_lists_names():
     with pytest.raises(ValueError) as info:
         build_trainer(cfg)
     assert "NoSuchTrainer" in str(info.value) and "ToyTrainer" in str(info.value)
-    if engine.BACKEND == "builtin":
+    if clipwb.engine.BACKEND == "builtin":
         assert isinstance(info.value, ConfigError)

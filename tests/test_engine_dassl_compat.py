@@ -1,4 +1,4 @@
-"""Real Dassl 0.6.3 through the facade, with engine.compat's three patches.
+"""Real Dassl 0.6.3 through the facade, with clipwb.engine.compat's three patches.
 
 Skipped unless ``dassl`` imports (it is not installed system-wide; run these
 with a Python that has Dassl, e.g. a separate virtualenv).
@@ -15,7 +15,7 @@ dassl = pytest.importorskip("dassl")
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from engine import compat  # noqa: E402
+from clipwb.engine import compat  # noqa: E402
 from tests.engine_testkit import toy_cfg, write_toy_images  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,10 +56,10 @@ def test_warmup_scheduler_builds_and_steps():
 
 
 def test_checkpoint_resume_and_load_model(tmp_path, capsys):
-    import engine
-    from engine import build_trainer
+    import clipwb.engine
+    from clipwb.engine import build_trainer
 
-    if engine.BACKEND != "dassl":
+    if clipwb.engine.BACKEND != "dassl":
         pytest.skip("DASSL_BACKEND forces the built-in engine")
     root = tmp_path / "data"
     write_toy_images(root, per_class=(4, 1, 1))
@@ -97,8 +97,8 @@ def test_randaugment_and_policies_run(tmp_path):
 _RUN = """
 import re, sys
 from tests.engine_testkit import toy_cfg, write_toy_images, seed_everything
-import engine
-from engine import build_trainer
+import clipwb.engine
+from clipwb.engine import build_trainer
 root, out = sys.argv[1], sys.argv[2]
 write_toy_images(root)
 cfg = toy_cfg(root, out, max_epoch=2, OPTIM__WARMUP_EPOCH=1,
@@ -106,7 +106,7 @@ cfg = toy_cfg(root, out, max_epoch=2, OPTIM__WARMUP_EPOCH=1,
 seed_everything(cfg.SEED)
 t = build_trainer(cfg)
 t.train()
-print("BACKEND", engine.BACKEND)
+print("BACKEND", clipwb.engine.BACKEND)
 """
 
 

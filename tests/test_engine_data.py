@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-import engine
-from engine import (DataManager, DatasetBase, DatasetWrapper, Datum,
+import clipwb.engine
+from clipwb.engine import (DataManager, DatasetBase, DatasetWrapper, Datum,
                     INTERPOLATION_MODES, build_data_loader, build_sampler,
                     build_transform, get_cfg_default)
 from tests.engine_testkit import toy_cfg, write_toy_images
@@ -29,7 +29,7 @@ def test_datum_fields_and_missing_file(image_file, tmp_path):
     item = Datum(impath=image_file, label=3, domain=1, classname="cat")
     assert (item.impath, item.label, item.domain, item.classname) == (
         image_file, 3, 1, "cat")
-    if engine.BACKEND == "builtin":  # real Dassl asserts without a message
+    if clipwb.engine.BACKEND == "builtin":  # real Dassl asserts without a message
         with pytest.raises(FileNotFoundError, match="nope.jpg"):
             Datum(impath=str(tmp_path / "nope.jpg"))
 
@@ -145,7 +145,7 @@ def test_transforms_sizes(image_file):
 
 def test_transform_errors():
     cfg = get_cfg_default()
-    if engine.BACKEND == "builtin":  # real Dassl asserts without a message
+    if clipwb.engine.BACKEND == "builtin":  # real Dassl asserts without a message
         with pytest.raises(ValueError, match="bogus"):
             build_transform(cfg, is_train=True, choices=["bogus"])
         with pytest.raises(ValueError, match="randaugment2"):

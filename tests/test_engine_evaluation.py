@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-import engine
+import clipwb.engine
 
-from engine import Classification, build_evaluator, compute_accuracy, get_cfg_default
+from clipwb.engine import Classification, build_evaluator, compute_accuracy, get_cfg_default
 
 
 def _scores(preds, n_classes=3):
@@ -68,7 +68,7 @@ def test_compute_accuracy_topk():
                            [0.6, 0.3, 0.1]])
     target = torch.tensor([1, 2, 0, 0])
     assert compute_accuracy(output, target)[0].item() == pytest.approx(50.0)
-    if engine.BACKEND == "builtin":  # Dassl's top-k>1 breaks on torch 2.x
+    if clipwb.engine.BACKEND == "builtin":  # Dassl's top-k>1 breaks on torch 2.x
         top1, top2 = compute_accuracy(output, target, topk=(1, 2))
         assert top1.item() == pytest.approx(50.0)
         assert top2.item() == pytest.approx(75.0)

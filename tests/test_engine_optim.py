@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-import engine
-from engine import build_lr_scheduler, build_optimizer, get_cfg_default
+import clipwb.engine
+from clipwb.engine import build_lr_scheduler, build_optimizer, get_cfg_default
 
 
 class TwoPart(nn.Module):
@@ -127,7 +127,7 @@ def test_bad_scheduler_values():
         _lr_sequence(1, WARMUP_EPOCH=1, WARMUP_TYPE="cubic")
 
 
-@pytest.mark.skipif(engine.BACKEND != "builtin", reason="built-in scheduler state")
+@pytest.mark.skipif(clipwb.engine.BACKEND != "builtin", reason="built-in scheduler state")
 def test_warmup_state_dict_round_trip(tmp_path):
     lrs, sched = _lr_sequence(3, LR_SCHEDULER="cosine", MAX_EPOCH=5,
                               WARMUP_EPOCH=1, WARMUP_TYPE="linear")

@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 
-import engine
-from engine import build_trainer, setup_logger
+import clipwb.engine
+from clipwb.engine import build_trainer, setup_logger
 from tests.engine_testkit import logging_to, seed_everything, toy_cfg, write_toy_images
 
 PROGRESS = re.compile(
@@ -91,7 +91,7 @@ def test_resume_with_warmup_scheduler(tmp_path, capsys):
     assert "epoch [3/3]" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(engine.BACKEND == "dassl",
+@pytest.mark.skipif(clipwb.engine.BACKEND == "dassl",
                     reason="Dassl's load_model cannot print val_result=None")
 def test_load_model_and_test(trained, tmp_path, capsys):
     root, out, _ = trained
@@ -136,7 +136,7 @@ def test_cpu_fallback_and_anomaly(tmp_path):
 
 
 def test_simple_net_backbone_head_classifier():
-    from engine import SimpleNet, get_cfg_default
+    from clipwb.engine import SimpleNet, get_cfg_default
 
     cfg = get_cfg_default()
     cfg.VERBOSE = False

@@ -8,13 +8,13 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import engine
-from engine import (AverageMeter, MetricMeter, check_isfile, collect_env_info,
+import clipwb.engine
+from clipwb.engine import (AverageMeter, MetricMeter, check_isfile, collect_env_info,
                     count_num_param, listdir_nohidden, load_checkpoint,
                     load_pretrained_weights, mkdir_if_missing, read_image,
                     read_json, resume_from_checkpoint, save_checkpoint,
                     set_random_seed, setup_logger, write_json)
-from engine.errors import UserInputError
+from clipwb.engine.errors import UserInputError
 from tests.engine_testkit import logging_to
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,7 +85,7 @@ def test_checkpoint_save_resume_and_errors(tmp_path, capsys):
     assert resume_from_checkpoint(str(tmp_path / "m"), fresh, fresh_opt) == 4
     assert torch.equal(fresh.weight, model.weight)
     assert fresh_opt.state_dict()["state"]  # momentum buffers restored
-    if engine.BACKEND == "builtin":  # a checkpoint of another layout: one clear error
+    if clipwb.engine.BACKEND == "builtin":  # a checkpoint of another layout: one clear error
         saved = (tmp_path / "m" / "model.pth.tar-4").read_bytes()
         wider = nn.Linear(3, 5)
         with pytest.raises(UserInputError, match=r"Cannot resume from .*model.pth.tar-4.*"
@@ -114,7 +114,7 @@ def test_trainer_files_with_objects_still_load(tmp_path):
     torch.save({"state_dict": {}, "epoch": 1, "scheduler": {"successor": sched}},
                folder / "model.pth.tar-1")
     assert load_checkpoint(str(folder / "model.pth.tar-1"))["epoch"] == 1
-    if engine.BACKEND == "builtin":  # an arbitrary file stays weights-only
+    if clipwb.engine.BACKEND == "builtin":  # an arbitrary file stays weights-only
         torch.save({"obj": sched}, tmp_path / "other.pt")
         with pytest.raises(Exception, match="other.pt"):
             load_checkpoint(str(tmp_path / "other.pt"))
@@ -157,7 +157,7 @@ def test_collect_env_info_offline():
 def _import_engine(backend):
     env = dict(os.environ, DASSL_BACKEND=backend)
     return subprocess.run(
-        [sys.executable, "-c", "import engine; print(engine.BACKEND)"],
+        [sys.executable, "-c", "import clipwb.engine as e; print(e.BACKEND)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

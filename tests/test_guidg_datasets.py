@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-import datasets  # noqa: F401  (registers the datasets)
-import trainers
-from engine import DATASET_REGISTRY, get_cfg_default
-from engine.errors import ConfigError, MissingFileError
+import clipwb.datasets  # noqa: F401  (registers the datasets)
+import clipwb.trainers
+from clipwb.engine import DATASET_REGISTRY, get_cfg_default
+from clipwb.engine.errors import ConfigError, MissingFileError
 from tests.dataset_layouts import write_image
 from tests.dg_layouts import DOMAINBED, write_domainbed
 
@@ -17,8 +17,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def build(root, name, sources, targets, pool="B", shots=2, seed=1):
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
-    trainers.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     cfg.DATASET.NAME = name
     cfg.DATASET.ROOT = str(root)
     cfg.DATASET.SOURCE_DOMAINS = list(sources)

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pytest
 
-import datasets
-from engine import DATASET_REGISTRY, get_cfg_default
-from engine.errors import ConfigError
+import clipwb.datasets
+from clipwb.engine import DATASET_REGISTRY, get_cfg_default
+from clipwb.engine.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -33,7 +33,7 @@ def toy_data(tmp_path_factory):
 
 def build(root, sources, targets, pool="B", shots=4, seed=1):
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
     cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy_dg.yaml"))
     cfg.DATASET.ROOT = root
     cfg.DATASET.SOURCE_DOMAINS = list(sources)

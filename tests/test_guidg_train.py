@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from engine import build_trainer
-from engine.errors import MissingFileError
+from clipwb.engine import build_trainer
+from clipwb.engine.errors import MissingFileError
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
 

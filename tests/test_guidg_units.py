@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.guidg_averaging import AveragedEncoder, bma_weight, interpolate_state_dicts
-from trainers.guidg_cmattn import CMAttn, batch_weights, mix_expert_logits
-from trainers.guidg_losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
+from clipwb.trainers.guidg.averaging import AveragedEncoder, bma_weight, interpolate_state_dicts
+from clipwb.trainers.guidg.cmattn import CMAttn, batch_weights, mix_expert_logits
+from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                                    ueo_regularizer)
-from trainers.guidg_sampler import DomainBalancedBatchSampler
+from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler
 
 
 def unit(*shape, seed=0):

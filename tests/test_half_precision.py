@@ -7,11 +7,11 @@ wrong optimizer) fails here instead of on the first GPU run."""
 import pytest
 import torch
 
-from engine import build_trainer
+from clipwb.engine import build_trainer
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
 from tests.trainer_kit import make_cfg, write_two_class_images
-from trainers.precision import PREC_ON_CPU_ENV
+from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
 PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
                    "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP"}

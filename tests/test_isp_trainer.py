@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import build_trainer
-from engine.errors import ConfigError, UserInputError
+from clipwb.engine import build_trainer
+from clipwb.engine.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset
 from tests.trainer_kit import make_cfg, run_script, tiny_script_yaml, write_two_class_images
-from trainers.isp_losses import weighted_cross_entropy
+from clipwb.trainers.isp.losses import weighted_cross_entropy
 
 # this module's settings, after trainer_kit.make_cfg's common ones (the
 # engine's default TRAIN.PRINT_FREQ is kept)

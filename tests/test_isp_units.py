@@ -5,25 +5,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import trainers
-from engine import get_cfg_default
-from engine.errors import ConfigError
+import clipwb.trainers
+from clipwb.engine import get_cfg_default
+from clipwb.engine.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
-from trainers.isp import check_isp_keys
-from trainers.isp_learner import ISPPromptLearner, isp_learner
-from trainers.isp_losses import (probe_weights, sample_difficulty, true_class_probability,
+from clipwb.trainers.isp.trainer import check_isp_keys
+from clipwb.trainers.isp.learner import ISPPromptLearner, isp_learner
+from clipwb.trainers.isp.losses import (probe_weights, sample_difficulty, true_class_probability,
                                  weighted_cross_entropy)
-from trainers.isp_modules import (CrossStructuralPrompts, LayeredPromptAttention,
+from clipwb.trainers.isp.modules import (CrossStructuralPrompts, LayeredPromptAttention,
                                   SelfStructuralPrompts, ignore_bias)
-from trainers.prompt_learners import ivlp_learner
-from trainers.prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.prompt_learners import ivlp_learner
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 CLASSNAMES = ["cat", "golden retriever", "red sports car"]
 
 
 def isp_node(**overrides):
     cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     node = cfg.TRAINER.ISP
     node.PROMPT_DEPTH_TEXT = node.PROMPT_DEPTH_VISION = 2
     for key, value in overrides.items():

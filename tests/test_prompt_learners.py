@@ -3,10 +3,10 @@ import pytest
 import torch
 from clip import clip as clip_api
 
-from trainers.clip_loader import load_clip
-from trainers.prompt_learners import (PromptLearner, cocoop_learner, convert_legacy_state_dict,
+from clipwb.trainers.kit.clip_loader import load_clip
+from clipwb.trainers.kit.prompt_learners import (PromptLearner, cocoop_learner, convert_legacy_state_dict,
                                       init_context)
-from trainers.prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 CLASSES = ["cat", "golden_retriever", "sea lion"]
 
@@ -93,11 +93,11 @@ def test_class_token_positions(clip_model, position):
 
 
 def test_cocoop_batched_equals_per_image(clip_model):
-    from engine import get_cfg_default
-    import trainers
+    from clipwb.engine import get_cfg_default
+    import clipwb.trainers
 
     cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     cfg.TRAINER.COCOOP.N_CTX = 4
     torch.manual_seed(0)
     model = PromptedCLIP(clip_model, cocoop_learner(clip_model, CLASSES, cfg.TRAINER.COCOOP))

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.errors import ConfigError
-from trainers.prompted_clip import CLIPOutput
-from trainers.promptsrc_losses import (GaussianPromptAggregation, gpa_weights, scl_image_loss,
+from clipwb.engine.errors import ConfigError
+from clipwb.trainers.kit.prompted_clip import CLIPOutput
+from clipwb.trainers.kit.scl_losses import (GaussianPromptAggregation, gpa_weights, scl_image_loss,
                                        scl_logits_loss, scl_losses, scl_text_loss)
 
 

@@ -1,5 +1,5 @@
-"""Prompt templates of the CoOp family (trainers.templates)."""
-from trainers.templates import (CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, IMAGENET_TEMPLATES,
+"""Prompt templates of the CoOp family (clipwb.trainers.kit.templates)."""
+from clipwb.trainers.kit.templates import (CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, IMAGENET_TEMPLATES,
                                 IMAGENET_TEMPLATES_SELECT, PROMPTSRC_TEMPLATES, custom_template,
                                 ensemble_templates, fill_template)
 

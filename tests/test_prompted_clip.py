@@ -3,9 +3,9 @@ evaluation for image-independent prompts."""
 import pytest
 import torch
 
-from trainers.clip_loader import load_clip
-from trainers.prompt_learners import PromptLearner
-from trainers.prompted_clip import PromptedCLIP, text_feature_cache
+from clipwb.trainers.kit.clip_loader import load_clip
+from clipwb.trainers.kit.prompt_learners import PromptLearner
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP, text_feature_cache
 
 CLASSES = ["cat", "dog", "car"]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import ConfigError, UserInputError
-from toyworld import TOY_CLIP_PATH
-from toyworld import render as R
-from toyworld import writer as W
+from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.toyworld import TOY_CLIP_PATH
+from clipwb.toyworld import render as R
+from clipwb.toyworld import writer as W
 
 SMALL = dict(n_train=3, n_val=2, n_test=2)
 
@@ -86,7 +86,7 @@ def test_domains_look_different():
 # ------------------------------------------------------------------ writer
 
 def test_writer_writes_the_coop_layout(small_root):
-    from datasets.splits import read_split
+    from clipwb.datasets.splits import read_split
 
     folder = os.path.join(small_root, "toy_shapes")
     assert sorted(os.listdir(small_root)) == ["toy_shapes"]  # no temp folder left
@@ -151,11 +151,11 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ ToyShapes
 
 def toy_cfg(root, **opts):
-    import datasets
-    from engine import get_cfg_default
+    import clipwb.datasets
+    from clipwb.engine import get_cfg_default
 
     cfg = get_cfg_default()
-    datasets.extend_cfg(cfg)
+    clipwb.datasets.extend_cfg(cfg)
     cfg.merge_from_file(os.path.join(os.path.dirname(__file__), "..", "configs", "datasets", "toy.yaml"))
     cfg.DATASET.ROOT = root
     cfg.SEED = 1
@@ -166,8 +166,8 @@ def toy_cfg(root, **opts):
 
 
 def test_toyshapes_base_new_and_fewshot(small_root):
-    import datasets.toy  # noqa: F401  (registers ToyShapes)
-    from engine import build_dataset
+    import clipwb.datasets.toy  # noqa: F401  (registers ToyShapes)
+    from clipwb.engine import build_dataset
 
     base = build_dataset(toy_cfg(small_root, NUM_SHOTS=2, SUBSAMPLE_CLASSES="base"))
     assert base.num_classes == 13 and base.classnames == list(R.CLASSNAMES[:13])
@@ -187,8 +187,8 @@ def test_toyshapes_base_new_and_fewshot(small_root):
 
 
 def test_toyshapes_domains(small_root):
-    import datasets.toy  # noqa: F401
-    from engine import build_dataset
+    import clipwb.datasets.toy  # noqa: F401
+    from clipwb.engine import build_dataset
 
     ds = build_dataset(toy_cfg(small_root, SOURCE_DOMAINS=["plain", "sketch"],
                                TARGET_DOMAINS=["noisy"]))
@@ -206,7 +206,7 @@ def test_shipped_toy_clip_is_fp16_and_composes_novel_classes():
     import clip
     from clip.model import CLIP
 
-    from toyworld import train_clip as T
+    from clipwb.toyworld import train_clip as T
 
     assert os.path.isfile(TOY_CLIP_PATH), "toyworld/toy_clip.pt is missing"
     assert os.path.getsize(TOY_CLIP_PATH) <= 15 * 2 ** 20
@@ -230,7 +230,7 @@ def test_shipped_toy_clip_is_fp16_and_composes_novel_classes():
 def test_train_clip_loss_decreases_and_saves_fp16(tmp_path, capsys):
     import argparse
 
-    from toyworld import train_clip as T
+    from clipwb.toyworld import train_clip as T
 
     from tests.tiny_clip import build_tiny_clip
 

@@ -4,13 +4,13 @@ import pytest
 import torch
 from clip.model import CLIP
 
-import trainers
-from engine import build_trainer, get_cfg_default
-from engine.errors import ConfigError, MissingFileError, UserInputError
+import clipwb.trainers
+from clipwb.engine import build_trainer, get_cfg_default
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
 from tests.trainer_kit import CLASSNAMES, make_cfg, write_two_class_images
-from trainers.frozen_clip import class_text_features
-from trainers.precision import autocast_context, make_grad_scaler, resolve_precision
-from trainers.templates import PROMPTSRC_TEMPLATES
+from clipwb.trainers.kit.frozen_clip import class_text_features
+from clipwb.trainers.kit.precision import autocast_context, make_grad_scaler, resolve_precision
+from clipwb.trainers.kit.templates import PROMPTSRC_TEMPLATES
 
 PROMPT_TRAINERS = ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"]
 # this module's settings, after trainer_kit.make_cfg's common ones
@@ -259,7 +259,7 @@ def test_resuming_checkpoints_of_another_config_is_one_clear_error(build, tmp_pa
 
 def test_extend_cfg_adds_the_original_keys_idempotently():
     cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     assert dict(cfg.TRAINER.COOP) == {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
                                       "CLASS_TOKEN_POSITION": "end"}
     assert dict(cfg.TRAINER.COCOOP) == {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}
@@ -274,5 +274,5 @@ def test_extend_cfg_adds_the_original_keys_idempotently():
     assert (src.TEXT_LOSS_WEIGHT, src.IMAGE_LOSS_WEIGHT, src.GPA_MEAN, src.GPA_STD) == \
         (25, 10, 15, 1)
     cfg.TRAINER.COOP.N_CTX = 4
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     assert cfg.TRAINER.COOP.N_CTX == 4

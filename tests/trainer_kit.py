@@ -11,9 +11,9 @@ import subprocess
 import torch
 from PIL import Image
 
-import trainers
-from engine import DATASET_REGISTRY, DatasetBase, Datum, get_cfg_default
-from trainers.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
+import clipwb.trainers
+from clipwb.engine import DATASET_REGISTRY, DatasetBase, Datum, get_cfg_default
+from clipwb.trainers.kit.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,7 +82,7 @@ def make_cfg(trainer_name, clip_path, data_root, output_dir, opts=(), **override
     if unknown:
         raise TypeError("make_cfg: unknown override(s) {}".format(unknown))
     cfg = get_cfg_default()
-    trainers.extend_cfg(cfg)
+    clipwb.trainers.extend_cfg(cfg)
     cfg.TRAINER.NAME = trainer_name
     cfg.DATASET.NAME = DATASET
     cfg.DATASET.ROOT = data_root

@@ -1,18 +1,41 @@
-"""Trainers (registered in ``engine.TRAINER_REGISTRY`` on import) and their keys.
+"""The trainers of the project, installed as the package ``clipwb.trainers``.
 
-Every trainer module owns an ``extend_cfg(cfg)`` adding its
-``TRAINER.<NAME>.*`` keys; :func:`extend_cfg` calls them all (idempotent).
-A new trainer module is added to ``TRAINER_MODULES``.
+This folder is the CoOp-family face of the code (``trainers/<method>``), but
+it is imported only as ``clipwb.trainers`` (``pip install -e .`` maps it; see
+docs/ARCHITECTURE.md), so it never collides with a host checkout's own
+``trainers`` package. Importing it registers nothing:
+:mod:`clipwb.plugin` registers the trainers.
+
+- ``kit/``: the prompted-CLIP kit every method imports (CLIP loader, prompted
+  encoders, prompt learners, precision, templates, frozen CLIP, the trainer
+  base ``ClipPromptTrainer``, the PromptSRC-family losses);
+- ``zsclip.py coop.py cocoop.py ivlp.py maple.py promptsrc.py``: the baselines
+  (``self_regulating.py``: the PromptSRC / DiSa base on IVLP);
+- ``disa/ isp/ guidg/``: the three methods, each with its trainer, losses and
+  modules.
 """
-from . import cocoop, coop, disa, isp, ivlp, maple, promptsrc, zsclip
-from . import guidg, guidg_finetune  # noqa: E402  (GuiDG and its DG baselines)
+if __name__ != "clipwb.trainers":
+    raise ImportError(
+        "This 'trainers' folder is the package clipwb.trainers: import clipwb.trainers "
+        "(after 'pip install -e .'), not {!r}.".format(__name__))
 
-TRAINER_MODULES = [zsclip, coop, cocoop, ivlp, maple, promptsrc, isp, disa]
-TRAINER_MODULES += [guidg_finetune, guidg]  # GuiDG
+import importlib
+
+#: Every trainer module, in the order their config keys are added.
+TRAINER_MODULES = (
+    "zsclip", "coop", "cocoop", "ivlp", "maple", "promptsrc", "isp.trainer", "disa.trainer",
+    "guidg.finetune", "guidg.trainer",
+)
+
+
+def trainer_module(name):
+    """The module ``clipwb.trainers.<name>``."""
+    return importlib.import_module("clipwb.trainers." + name)
 
 
 def extend_cfg(cfg):
-    """Add every trainer's ``TRAINER.<NAME>.*`` keys with their defaults."""
-    for module in TRAINER_MODULES:
-        module.extend_cfg(cfg)
+    """Add every trainer's ``TRAINER.<NAME>.*`` keys with their defaults
+    (idempotent: keys already there keep their value)."""
+    for name in TRAINER_MODULES:
+        trainer_module(name).extend_cfg(cfg)
     return cfg

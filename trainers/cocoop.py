@@ -1,12 +1,11 @@
 """CoCoOp: context shifted by a meta-net of the image feature (Zhou et al.,
 "Conditional Prompt Learning for Vision-Language Models", CVPR 2022).
 The image-conditioned prompts of a batch go through the text encoder together."""
-from engine import TRAINER_REGISTRY
 
-from .config import add_trainer_keys, check_min
-from .prompt_learners import cocoop_learner
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.config import add_trainer_keys, check_min
+from clipwb.trainers.kit.prompt_learners import cocoop_learner
+from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 
 def extend_cfg(cfg):
@@ -17,7 +16,6 @@ def extend_cfg(cfg):
     })
 
 
-@TRAINER_REGISTRY.register()
 class CoCoOp(ClipPromptTrainer):
     """Conditional Context Optimization (CoCoOp)."""
 

@@ -1,11 +1,10 @@
 """CoOp: learnable text context (Zhou et al., "Learning to Prompt for
 Vision-Language Models", IJCV 2022)."""
-from engine import TRAINER_REGISTRY
 
-from .config import add_trainer_keys, check_choice, check_min
-from .prompt_learners import CLASS_TOKEN_POSITIONS, coop_learner
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
+from clipwb.trainers.kit.prompt_learners import CLASS_TOKEN_POSITIONS, coop_learner
+from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 
 def extend_cfg(cfg):
@@ -18,7 +17,6 @@ def extend_cfg(cfg):
     })
 
 
-@TRAINER_REGISTRY.register()
 class CoOp(ClipPromptTrainer):
     """Context Optimization (CoOp)."""
 

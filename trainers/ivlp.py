@@ -1,11 +1,10 @@
 """IVLP: independent deep prompts in the text and image encoders (the
 "Independent V-L Prompting" baseline of MaPLe / PromptSRC)."""
-from engine import TRAINER_REGISTRY
 
-from .config import add_trainer_keys, check_ivlp_keys, uses_vision_prompts
-from .prompt_learners import ivlp_learner
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.config import add_trainer_keys, check_ivlp_keys, uses_vision_prompts
+from clipwb.trainers.kit.prompt_learners import ivlp_learner
+from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 
 def extend_cfg(cfg):
@@ -19,7 +18,6 @@ def extend_cfg(cfg):
     })
 
 
-@TRAINER_REGISTRY.register()
 class IVLP(ClipPromptTrainer):
     """Independent Vision-Language Prompting."""
 

@@ -1,11 +1,10 @@
 """MaPLe: text prompts coupled to vision prompts by linear maps (Khattak et al.,
 "MaPLe: Multi-modal Prompt Learning", CVPR 2023)."""
-from engine import TRAINER_REGISTRY
 
-from .config import add_trainer_keys, check_min
-from .prompt_learners import maple_learner
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_clip import PromptedCLIP
+from clipwb.trainers.kit.config import add_trainer_keys, check_min
+from clipwb.trainers.kit.prompt_learners import maple_learner
+from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 
 def extend_cfg(cfg):
@@ -17,7 +16,6 @@ def extend_cfg(cfg):
     })
 
 
-@TRAINER_REGISTRY.register()
 class MaPLe(ClipPromptTrainer):
     """Multi-modal Prompt Learning."""
 

@@ -1,9 +1,8 @@
 """PromptSRC: self-regulating prompts (Khattak et al., "Self-regulating
 Prompts: Foundational Model Adaptation without Forgetting", ICCV 2023)."""
-from engine import TRAINER_REGISTRY
 
-from .config import add_trainer_keys
-from .self_regulating_trainer import SelfRegulatingTrainer
+from clipwb.trainers.kit.config import add_trainer_keys
+from clipwb.trainers.self_regulating import SelfRegulatingTrainer
 
 
 def extend_cfg(cfg):
@@ -21,7 +20,6 @@ def extend_cfg(cfg):
     })
 
 
-@TRAINER_REGISTRY.register()
 class PromptSRC(SelfRegulatingTrainer):
     """Prompting with Self-regulating Constraints."""
 

@@ -4,12 +4,11 @@ Use with ``--eval-only`` (``--model-dir`` may be empty). ZeroshotCLIP uses the
 dataset's CoOp template; ZeroshotCLIP2 ensembles the 7 selected ImageNet
 templates (plus the dataset's own template except on ImageNet).
 """
-from engine import TRAINER_REGISTRY
 
-from .frozen_clip import ZeroShotCLIP, class_text_features
-from .prompt_trainer import ClipPromptTrainer
-from .prompted_encoders import PromptedImageEncoder, PromptedTextEncoder
-from .templates import custom_template, ensemble_templates, fill_template
+from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features
+from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
+from clipwb.trainers.kit.prompted_encoders import PromptedImageEncoder, PromptedTextEncoder
+from clipwb.trainers.kit.templates import custom_template, ensemble_templates, fill_template
 
 
 def extend_cfg(cfg):
@@ -17,7 +16,6 @@ def extend_cfg(cfg):
     return cfg
 
 
-@TRAINER_REGISTRY.register()
 class ZeroshotCLIP(ClipPromptTrainer):
     """Frozen CLIP with CoOp's hand-crafted template per dataset."""
 
@@ -51,7 +49,6 @@ class ZeroshotCLIP(ClipPromptTrainer):
         return self.test()
 
 
-@TRAINER_REGISTRY.register()
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling over CoOp's selected ImageNet templates."""
 

@@ -1,0 +1,62 @@
+"""The Dassl plugin: import it to get DiSa, ISP and GuiDG in a Dassl checkout.
+
+In a CoOp / MaPLe / PromptSRC checkout's ``train.py`` (``python -m
+clipwb.dropin`` writes these two lines)::
+
+    import clipwb.plugin          # after the checkout's own trainers and datasets
+    ...
+    extend_cfg(cfg)
+    clipwb.plugin.extend_cfg(cfg)
+
+Importing this module registers, into whichever Dassl is in use (real Dassl
+in a checkout; the built-in engine elsewhere), the trainers DiSa, ISP,
+GuiDGExpert, GuiDG, CLIPood, ERMWiSEFT, UEOWiSEFT and every dataset reader of
+the project that the registry lacks (ToyShapes, ToyShapesDG, the DomainBed
+readers, ...). A name the checkout already registered stays the checkout's,
+and one line says so. ``REPORT`` holds what was done.
+"""
+from clipwb import registration
+from clipwb.engine import CfgNode
+
+__all__ = ["REPORT", "extend_cfg", "register"]
+
+
+def register():
+    """Register the plugin's trainers and the missing datasets; print one line."""
+    trainers, datasets = registration.register(list(registration.PLUGIN_TRAINERS))
+    if trainers.registered or trainers.kept or datasets.registered or datasets.kept:
+        print(registration.summary(trainers, datasets))
+    return trainers, datasets
+
+
+def project_keys():
+    """A config holding only the project's ``TRAINER.<NAME>`` and ``DATASET`` keys."""
+    import clipwb.datasets
+    import clipwb.trainers
+
+    ours = CfgNode()
+    ours.TRAINER = CfgNode()
+    ours.DATASET = CfgNode()
+    clipwb.datasets.extend_cfg(ours)
+    clipwb.trainers.extend_cfg(ours)
+    return ours
+
+
+def extend_cfg(cfg):
+    """Add the project's config keys that ``cfg`` lacks (idempotent).
+
+    A ``TRAINER.<NAME>`` node is added whole where ``cfg`` has none; a node the
+    host defined (``TRAINER.COOP``, ``TRAINER.IVLP``, ...) is left exactly as
+    it is, and so is every ``DATASET`` key already there.
+    """
+    ours = project_keys()
+    for name, node in ours.TRAINER.items():
+        if name not in cfg.TRAINER:
+            cfg.TRAINER[name] = node
+    for key, value in ours.DATASET.items():
+        if key not in cfg.DATASET:
+            cfg.DATASET[key] = value
+    return cfg
+
+
+REPORT = register()

@@ -1,0 +1,124 @@
+"""Registering the project's trainers and datasets into a Dassl registry.
+
+Defining a class registers nothing; :func:`register` does, once per name:
+
+- a name already in the registry stays as it is (a host checkout's CoOp,
+  IVLP, MaPLe, PromptSRC and its dataset readers keep theirs), unless it is
+  in ``replace`` and held by a reader of the Dassl library itself (from this
+  repository's root, GuiDG's DomainBed readers replace Dassl's PACS / VLCS /
+  DomainNet readers, which have another layout and no GuiDG pools);
+- so no "already registered" error can happen and nothing of a host's is
+  overwritten.
+
+:mod:`clipwb.plugin` (what a host imports) calls it for the plugin's trainers
+and every dataset; this repository's ``train.py`` for everything.
+"""
+import collections
+import sys
+
+from clipwb.engine import BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY
+from clipwb.engine.errors import UserInputError
+
+#: trainer name -> module under clipwb.trainers
+BASELINE_TRAINERS = collections.OrderedDict([
+    ("ZeroshotCLIP", "zsclip"), ("ZeroshotCLIP2", "zsclip"), ("CoOp", "coop"),
+    ("CoCoOp", "cocoop"), ("IVLP", "ivlp"), ("MaPLe", "maple"), ("PromptSRC", "promptsrc"),
+])
+#: the trainers a host checkout gets from the plugin
+PLUGIN_TRAINERS = collections.OrderedDict([
+    ("DiSa", "disa.trainer"), ("ISP", "isp.trainer"), ("GuiDGExpert", "guidg.trainer"),
+    ("GuiDG", "guidg.trainer"), ("CLIPood", "guidg.finetune"),
+    ("ERMWiSEFT", "guidg.finetune"), ("UEOWiSEFT", "guidg.finetune"),
+])
+
+Report = collections.namedtuple("Report", "registered kept replaced")
+
+
+def trainer_classes(names):
+    """``{name: class}`` for trainer ``names`` (keys of the two tables above)."""
+    from clipwb.trainers import trainer_module
+
+    table = dict(BASELINE_TRAINERS, **PLUGIN_TRAINERS)
+    return collections.OrderedDict((n, getattr(trainer_module(table[n]), n)) for n in names)
+
+
+def _registered(registry):
+    return dict(registry._obj_map)
+
+
+def _from_dassl_library(obj):
+    module = getattr(obj, "__module__", "") or ""
+    return module == "dassl" or module.startswith("dassl.")
+
+
+def register_objects(registry, objects, replace=()):
+    """Register ``objects`` (name -> class) in ``registry``; return a Report."""
+    present = _registered(registry)
+    registered, kept, replaced = [], [], []
+    for name, obj in objects.items():
+        held = present.get(name)
+        if held is obj:
+            continue  # registered by an earlier call
+        if held is None:
+            registry.register(obj)
+            registered.append(name)
+        elif name in replace and _from_dassl_library(held):
+            registry.register(obj, force=True)
+            replaced.append(name)
+        else:
+            kept.append(name)
+    return Report(registered, kept, replaced)
+
+
+def check_backend():
+    """Refuse the built-in engine in a process that uses real Dassl.
+
+    A host checkout's ``train.py`` builds trainers with real Dassl's
+    ``build_trainer``; with ``DASSL_BACKEND=builtin`` the plugin would fill
+    the built-in engine's registry, which that ``build_trainer`` never sees.
+    """
+    module = sys.modules.get("dassl")
+    if BACKEND == "builtin" and module is not None:
+        raise UserInputError(
+            "DASSL_BACKEND=builtin, but this process uses real Dassl (imported by {}): its "
+            "build_trainer cannot see the plugin's trainers. Unset DASSL_BACKEND (or set it "
+            "to auto or dassl) inside a Dassl checkout.".format(
+                getattr(module, "__file__", "dassl")))
+
+
+def register(trainers, datasets=None, replace=()):
+    """Register trainers ``trainers`` (names) and every dataset reader (or those
+    in ``datasets``); return ``(trainer Report, dataset Report)``."""
+    from clipwb.datasets import dataset_classes
+
+    check_backend()
+    classes = dataset_classes()
+    if datasets is not None:
+        classes = collections.OrderedDict((n, classes[n]) for n in datasets)
+    return (register_objects(TRAINER_REGISTRY, trainer_classes(trainers), replace),
+            register_objects(DATASET_REGISTRY, classes, replace))
+
+
+def summary(trainer_report, dataset_report):
+    """One line saying what was registered and which host names were kept."""
+    parts = []
+    names = trainer_report.registered + dataset_report.registered
+    if names:
+        parts.append("registered " + ", ".join(names))
+    kept = trainer_report.kept + dataset_report.kept
+    if kept:
+        parts.append("kept the ones already registered: " + ", ".join(kept))
+    replaced = trainer_report.replaced + dataset_report.replaced
+    if replaced:
+        parts.append("replaced Dassl's own readers " + ", ".join(replaced))
+    return "clipwb plugin ({} Dassl): {}".format(
+        "real" if BACKEND == "dassl" else "built-in", "; ".join(parts) or "nothing new")
+
+
+def register_all():
+    """Register every trainer and dataset of the project, as this repository's
+    ``train.py`` does (it is its own host: GuiDG's DomainBed readers replace
+    real Dassl's readers of the same names, whose layout has no GuiDG pools)."""
+    from clipwb.datasets import DG_DATASET_NAMES
+
+    return register(list(BASELINE_TRAINERS) + list(PLUGIN_TRAINERS), replace=DG_DATASET_NAMES)

@@ -1,0 +1,141 @@
+"""DiSa's saliency-aware patch masking (spec ``disa.md`` section 2.4).
+
+The frozen CLIP image encoder runs once per training step and returns both
+its CLS feature f_o and its last-block patch tokens; from those the patches
+are scored (saliency) and the least salient ones are removed before the
+prompted ViT sees the image (token dropping) or zeroed in the input
+(``zero_pixels``). The CLS token and the vision prompts are never dropped:
+``PromptedImageEncoder.embed`` keeps CLS and the prompts are appended after
+the kept patches.
+
+Patch ``i`` of a ``gh x gw`` grid covers rows ``(i // gw) * p ...`` and
+columns ``(i % gw) * p ...`` of the image (``p`` = patch size), the order of
+CLIP's ``conv1`` output flattened row by row.
+"""
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from clipwb.engine.errors import ConfigError
+
+from clipwb.trainers.kit.prompted_encoders import record_attention
+
+SALIENCY_SOURCES = ("text", "cls_attention", "random")
+MASK_SELECTIONS = ("topk", "sample")
+#: temperature of the text-to-patch saliency softmax (spec 2.4: softmax x 100)
+SALIENCY_SCALE = 100.0
+
+
+@dataclass
+class FrozenImagePass:
+    """One frozen-CLIP image forward (no gradient).
+
+    ``features``: unit-norm CLS features f_o [B, D]; ``patch_features``:
+    unit-norm ``ln_post(token) @ proj`` of the last block's patch tokens
+    [B, P, D]; ``cls_attention``: the last block's CLS-to-patch attention
+    [B, P] (head-averaged), when it was asked for.
+    """
+
+    features: torch.Tensor
+    patch_features: torch.Tensor
+    cls_attention: Optional[torch.Tensor] = None
+
+
+@torch.no_grad()
+def frozen_image_pass(image_encoder, images, keep_index=None, with_attention=False):
+    """Run the prompt-free ViT once; see :class:`FrozenImagePass`."""
+    if with_attention:
+        recorder = record_attention([image_encoder.blocks[-1]])
+    else:
+        recorder = contextlib.nullcontext({})
+    with recorder as maps:
+        out = image_encoder.encode(images, keep_index=keep_index, return_tokens=True)
+    patches = image_encoder.project(out.tokens[:, 1:])
+    attention = maps[0][:, 0, 1:].float() if with_attention else None
+    return FrozenImagePass(F.normalize(out.features.float(), dim=-1),
+                           F.normalize(patches.float(), dim=-1), attention)
+
+
+def text_saliency(patch_features, class_text_features, labels, scale=SALIENCY_SCALE):
+    """Text-guided saliency (spec 2.4, step 2), the recommended source:
+    s_i = softmax_i(scale * cos(z_i, g_o[y])) over the P patches, z_i the
+    frozen projected patch tokens, g_o[y] the frozen text feature of the
+    ground-truth class. Returns [B, P], each row summing to one."""
+    target = F.normalize(class_text_features[labels].float(), dim=-1)
+    cosine = torch.einsum("bpd,bd->bp", patch_features.float(), target)
+    return (scale * cosine).softmax(dim=-1)
+
+
+def cls_attention_saliency(cls_attention):
+    """Alternative source: the frozen last block's CLS-to-patch attention,
+    renormalised over the patches. [B, P] -> [B, P]."""
+    weights = cls_attention.float().clamp_min(0)
+    return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def random_saliency(batch, n_patches, device=None, generator=None):
+    """Control: uniformly random scores (the mask ignores the image)."""
+    scores = torch.rand(batch, n_patches, generator=generator, device=device)
+    return scores / scores.sum(dim=-1, keepdim=True)
+
+
+def keep_count(n_patches, ratio):
+    """Patches kept for mask ratio ``ratio``: round((1 - r) * P), half up,
+    at least one."""
+    if not 0 <= ratio < 1:
+        raise ConfigError("mask ratio {!r} must be in [0, 1)".format(ratio))
+    return max(1, int(math.floor((1 - ratio) * n_patches + 0.5)))
+
+
+def select_patches(saliency, ratio, selection="topk", generator=None):
+    """Indices [B, K] (ascending) of the patches to keep, K = keep_count(P, r).
+
+    ``topk`` (recommended, spec 2.4 step 3): the K most salient patches.
+    ``sample`` (spec section 5, item 2): drop P - K patches drawn without
+    replacement with probability proportional to 1 - s_i.
+    """
+    batch, n_patches = saliency.shape
+    k = keep_count(n_patches, ratio)
+    if selection == "topk":
+        keep = saliency.topk(k, dim=1).indices
+    elif selection == "sample":
+        n_drop = n_patches - k
+        if n_drop == 0:
+            keep = torch.arange(n_patches, device=saliency.device).expand(batch, -1)
+        else:
+            weights = (1 - saliency.float()).clamp_min(0) + 1e-6
+            drop = torch.multinomial(weights, n_drop, replacement=False, generator=generator)
+            mask = torch.ones_like(saliency, dtype=torch.bool).scatter(1, drop, False)
+            keep = mask.nonzero()[:, 1].view(batch, k)
+    else:
+        raise ConfigError("mask selection {!r} is not valid: use one of {}".format(
+            selection, ", ".join(MASK_SELECTIONS)))
+    return keep.sort(dim=1).values
+
+
+def keep_mask(keep_index, n_patches):
+    """Boolean [B, P] mask, True for the kept patches."""
+    mask = torch.zeros(keep_index.shape[0], n_patches, dtype=torch.bool,
+                       device=keep_index.device)
+    return mask.scatter(1, keep_index.long(), True)
+
+
+def pixel_mask(keep_index, image_size, patch_size):
+    """[B, 1, H, W] float mask: 1 on the pixels of kept patches, 0 elsewhere
+    (pixels beyond the last full patch, which CLIP ignores, count as kept)."""
+    height, width = image_size
+    grid_h, grid_w = height // patch_size, width // patch_size
+    mask = keep_mask(keep_index, grid_h * grid_w).float().view(-1, 1, grid_h, grid_w)
+    mask = mask.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
+    return F.pad(mask, (0, width - mask.shape[-1], 0, height - mask.shape[-2]), value=1.0)
+
+
+def zero_dropped_patches(images, keep_index, patch_size):
+    """``zero_pixels`` masking (spec section 5, item 3): the dropped patches
+    of the (normalised) images set to zero, the kept ones unchanged."""
+    mask = pixel_mask(keep_index, images.shape[-2:], patch_size)
+    return images * mask.to(images.dtype)

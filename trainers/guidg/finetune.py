@@ -1,0 +1,296 @@
+"""Full fine-tuning of CLIP's image encoder for domain generalization.
+
+``DGFinetuneTrainer`` is the shared loop of CLIPood, ERM + WiSE-FT, UEO +
+WiSE-FT and GuiDG (``trainers/guidg.py``). The image encoder is trained, the
+text side is a frozen stack of classifiers ``[d, C, D]`` (one zero-shot
+classifier for the baselines; one per domain expert for GuiDG) and the
+evaluated encoder is a separate averaged copy (Beta moving average or WiSE-FT).
+
+Batches hold ``BATCH_PER_DOMAIN`` images of each source domain
+(:class:`DomainBalancedBatchSampler`), ``ITERS_PER_EPOCH`` batches an epoch.
+Master weights stay float32; ``PREC`` amp / bf16 autocast the forward on CUDA
+(``fp16`` runs as amp: half-precision master weights lose the tiny AdamW
+updates); the CPU runs fp32.
+"""
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clipwb.engine import (DatasetWrapper, TrainerX, build_lr_scheduler, build_optimizer,
+                           build_transform, compute_accuracy)
+from clipwb.engine.errors import ClearResumeErrors, ConfigError
+
+from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
+from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
+from clipwb.trainers.kit.frozen_clip import class_text_features
+from clipwb.trainers.guidg.averaging import AveragedEncoder
+from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
+from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
+                           ueo_regularizer)
+from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler
+from clipwb.trainers.kit.precision import autocast_context, check_precision, make_grad_scaler, resolve_precision
+from clipwb.trainers.kit.prompted_encoders import PromptedTextEncoder
+
+BASELINES = ("clipood", "erm", "ueo")
+WEIGHTINGS = ("batch", "sample")
+
+#: keys every fine-tuning node has (a method adds or overrides some)
+FINETUNE_DEFAULTS = {
+    "PREC": "amp",                     # amp / bf16 autocast on CUDA (fp16 runs as amp)
+    "TEMPLATE": "a photo of a {}.",    # zero-shot classifier of the baselines
+    "BATCH_PER_DOMAIN": 16,            # images of each source domain in a batch
+    "ITERS_PER_EPOCH": 400,            # batches an epoch (0: one pass of the smallest domain)
+    "MARGIN": 0.3,                     # MMS margin lambda (CLIPood)
+    "BMA_BETA": 0.5,                   # Beta(beta, beta) of the moving average (CLIPood)
+    "WISE_ALPHA": 0.5,                 # WiSE-FT weight of the fine-tuned model
+    "UEO_WEIGHT": 0.01,                # weight of the UEO entropy term
+}
+
+
+def add_finetune_keys(cfg, name, **overrides):
+    values = dict(FINETUNE_DEFAULTS)
+    values.update(overrides)
+    return add_trainer_keys(cfg, name, values)
+
+
+def extend_cfg(cfg):
+    add_finetune_keys(cfg, "CLIPOOD")
+    add_finetune_keys(cfg, "ERMWISEFT")
+    add_finetune_keys(cfg, "UEOWISEFT")
+
+
+class GuidedCLIP(nn.Module):
+    """A trainable image encoder, frozen classifiers and optional expert weights.
+
+    ``classifiers`` [d, C, D] are unit-norm class text features of ``d``
+    classifiers; ``weighter(features, classifiers) -> [B, d]`` (CMAttn) mixes
+    them, or uniform weights when it is None.
+    """
+
+    def __init__(self, visual, classifiers, logit_scale, weighter=None, weighting="batch"):
+        super().__init__()
+        self.visual = visual
+        self.weighter = weighter
+        self.weighting = weighting
+        self.register_buffer("classifiers", classifiers.float(), persistent=False)
+        self.scale = float(logit_scale)
+
+    @property
+    def num_classifiers(self):
+        return self.classifiers.shape[0]
+
+    def features(self, images, encoder=None):
+        encoder = self.visual if encoder is None else encoder
+        dtype = next(encoder.parameters()).dtype
+        return nn.functional.normalize(encoder(images.to(dtype)).float(), dim=-1)
+
+    def logits(self, features, labels=None, margin=0.0):
+        """Per-classifier logits [B, d, C] (MMS with ``margin`` and ``labels``)."""
+        return torch.stack([mms_logits(features, t, labels, self.scale, margin)
+                            for t in self.classifiers], dim=1)
+
+    def weights(self, features):
+        """Classifier weights ([d] batch mean or [B, d] per sample)."""
+        if self.weighter is None:
+            return torch.full((self.num_classifiers,), 1.0 / self.num_classifiers,
+                              device=features.device)
+        return batch_weights(self.weighter(features, self.classifiers), self.weighting)
+
+    def forward(self, images, encoder=None):
+        """Test-time logits: classifier logits mixed by the weights (no margin)."""
+        features = self.features(images, encoder)
+        return mix_expert_logits(self.logits(features), self.weights(features))
+
+
+class DGFinetuneTrainer(ClearResumeErrors, TrainerX):
+    """Shared fine-tuning loop (see the module docstring)."""
+
+    cfg_key = None
+    #: "clipood" (MMS + BMA), "erm" (CE + WiSE-FT) or "ueo" (CE + UEO + WiSE-FT)
+    baseline = None
+
+    @property
+    def method_cfg(self):
+        return self.cfg.TRAINER[self.cfg_key]
+
+    def key(self, name):
+        return "TRAINER.{}.{}".format(self.cfg_key, name)
+
+    def get_baseline(self):
+        return self.baseline
+
+    def check_cfg(self, cfg):
+        if self.cfg_key not in cfg.TRAINER:
+            raise ConfigError("TRAINER.{} is missing: call clipwb.plugin.extend_cfg(cfg) before "
+                              "merging config files.".format(self.cfg_key))
+        node = cfg.TRAINER[self.cfg_key]
+        check_precision(node.PREC, self.key("PREC"))
+        check_min(node.BATCH_PER_DOMAIN, 1, self.key("BATCH_PER_DOMAIN"))
+        check_min(node.ITERS_PER_EPOCH, 0, self.key("ITERS_PER_EPOCH"))
+        check_min(node.MARGIN, 0, self.key("MARGIN"))
+        check_min(node.BMA_BETA, 1e-6, self.key("BMA_BETA"))
+        check_min(node.UEO_WEIGHT, 0, self.key("UEO_WEIGHT"))
+        if not 0 <= node.WISE_ALPHA <= 1:
+            raise ConfigError("{} = {} must be in [0, 1].".format(self.key("WISE_ALPHA"),
+                                                                   node.WISE_ALPHA))
+        if "{}" not in node.TEMPLATE:
+            raise ConfigError("{} = {!r} needs a {{}} where the class name goes.".format(
+                self.key("TEMPLATE"), node.TEMPLATE))
+        if not cfg.DATASET.SOURCE_DOMAINS:
+            raise ConfigError("{} trains on source domains: set DATASET.SOURCE_DOMAINS "
+                              "(--source-domains).".format(type(self).__name__))
+
+    # -- data -----------------------------------------------------------------
+    def build_data_loader(self):
+        super().build_data_loader()
+        node = self.method_cfg
+        data = self.dm.dataset.train_x
+        sampler = DomainBalancedBatchSampler(data, node.BATCH_PER_DOMAIN, node.ITERS_PER_EPOCH)
+        print("Training batches: {} images from each of {} source domains, {} batches an "
+              "epoch".format(node.BATCH_PER_DOMAIN, len(sampler.groups), len(sampler)))
+        self.train_loader_x = DataLoader(
+            DatasetWrapper(self.cfg, data, transform=build_transform(self.cfg, is_train=True),
+                           is_train=True),
+            batch_sampler=sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
+            pin_memory=torch.cuda.is_available() and self.cfg.USE_CUDA)
+
+    # -- model ----------------------------------------------------------------
+    def build_classifiers(self, clip_model, classnames):
+        """Frozen classifiers [d, C, D]; default: the zero-shot template."""
+        text_encoder = PromptedTextEncoder(clip_model)
+        features = class_text_features(text_encoder, classnames, [self.method_cfg.TEMPLATE])
+        return features.unsqueeze(0)
+
+    def build_weighter(self, feature_dim, num_classes):
+        return None
+
+    def build_model(self):
+        cfg = self.cfg
+        node = self.method_cfg
+        print("Loading CLIP (backbone: {})".format(cfg.MODEL.BACKBONE.NAME))
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
+        check_input_size(cfg.INPUT.SIZE, clip_model)
+        self.precision = resolve_precision(node.PREC, self.device, self.key("PREC"))
+        if self.precision == "fp16":
+            print("{} = fp16: fine-tuning keeps float32 master weights; using amp".format(
+                self.key("PREC")))
+            self.precision = "amp"
+        clip_model.to(self.device)
+        classnames = self.dm.dataset.classnames
+        classifiers = self.build_classifiers(clip_model, classnames)
+        print("Classifiers: {} x {} classes".format(classifiers.shape[0], classifiers.shape[1]))
+        weighter = self.build_weighter(classifiers.shape[-1], classifiers.shape[1])
+        visual = clip_model.visual
+        for param in visual.parameters():
+            param.requires_grad_(True)
+        self.model = GuidedCLIP(visual, classifiers, clip_model.logit_scale.exp().item(),
+                                weighter, getattr(node, "WEIGHTING", "batch"))
+        self.model.to(self.device)
+        # The zero-shot encoder (WiSE-FT's other end) and the evaluated copy.
+        self.zero_shot_state = {k: v.detach().clone() for k, v in visual.state_dict().items()}
+        self.eval_encoder = AveragedEncoder(visual).to(self.device)
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        print("Parameters to be updated: {:,} (image encoder{})".format(
+            n_train, " + CMAttn" if weighter is not None else ""))
+        self.optim = build_optimizer(self.model, cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.register_model("model", self.model, self.optim, self.sched)
+        self.register_model("eval_encoder", self.eval_encoder)
+        self.scaler = make_grad_scaler(self.precision, self.device)
+
+    # -- training -------------------------------------------------------------
+    @property
+    def averaging(self):
+        return "bma" if self.get_baseline() == "clipood" else "wise"
+
+    @property
+    def total_steps(self):
+        return self.max_epoch * len(self.train_loader_x)
+
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def compute_loss(self, images, labels):
+        node = self.method_cfg
+        baseline = self.get_baseline()
+        margin = node.MARGIN if baseline == "clipood" else 0.0
+        features = self.model.features(images)
+        logits = self.model.logits(features, labels, margin)
+        weights = self.model.weights(features)
+        loss = expert_weighted_loss(per_expert_cross_entropy(logits, labels), weights)
+        summary = {}
+        if baseline == "ueo":
+            plain = logits if margin == 0 else self.model.logits(features)
+            ueo = sum(ueo_regularizer(plain[:, i]) for i in range(plain.shape[1]))
+            loss = loss + node.UEO_WEIGHT * ueo
+            summary["ueo"] = ueo.detach().item()
+        mixed = mix_expert_logits(self.model.logits(features.detach()), weights.detach())
+        summary = dict(loss=loss.item(), acc=compute_accuracy(mixed, labels)[0].item(),
+                       **summary)
+        if self.model.weighter is not None:
+            w = (weights if weights.dim() == 1 else weights.mean(0)).detach()
+            summary.update({"w{}".format(i): v.item() for i, v in enumerate(w)})
+        return loss, summary
+
+    def forward_backward(self, batch):
+        images, labels = self.parse_batch_train(batch)
+        with autocast_context(self.precision, self.device):
+            loss, summary = self.compute_loss(images, labels)
+        self.model_zero_grad(["model"])
+        self.detect_anomaly(loss)
+        if self.scaler is None:
+            loss.backward()
+            self.optim.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optim)
+            self.scaler.update()
+        if self.averaging == "bma":
+            self.eval_encoder.bma_update(self.model.visual, self.total_steps,
+                                         self.method_cfg.BMA_BETA)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr(["model"])
+        return summary
+
+    def after_epoch(self):
+        if self.averaging == "wise":
+            self.eval_encoder.wise_ft(self.zero_shot_state, self.model.visual,
+                                      self.method_cfg.WISE_ALPHA)
+        super().after_epoch()
+
+    # -- evaluation -----------------------------------------------------------
+    def model_inference(self, input):
+        encoder = self.eval_encoder.module
+        if int(self.eval_encoder.num_updates) == 0:
+            encoder = self.model.visual  # not trained yet (or eval of a fresh model)
+        with autocast_context(self.precision, self.device):
+            return self.model(input, encoder).float()
+
+
+class CLIPood(DGFinetuneTrainer):
+    """CLIPood: margin metric softmax + Beta moving average (Shu et al., ICML 2023)."""
+
+    cfg_key = "CLIPOOD"
+    baseline = "clipood"
+
+
+class ERMWiSEFT(DGFinetuneTrainer):
+    """ERM fine-tuning of the image encoder, evaluated with WiSE-FT."""
+
+    cfg_key = "ERMWISEFT"
+    baseline = "erm"
+
+
+class UEOWiSEFT(DGFinetuneTrainer):
+    """CE + UEO's entropy term, evaluated with WiSE-FT."""
+
+    cfg_key = "UEOWISEFT"
+    baseline = "ueo"
+
+
+def check_baseline(value, key):
+    return check_choice(value, BASELINES, key)
+
+
+def check_weighting(value, key):
+    return check_choice(value, WEIGHTINGS, key)

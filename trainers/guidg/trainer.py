@@ -1,0 +1,143 @@
+"""GuiDG: "Generalizing Vision-Language Models with Dedicated Prompt Guidance"
+(AAAI 2026), two steps.
+
+1. ``GuiDGExpert``: one CoOp text prompt per source domain (keys
+   ``TRAINER.COOP.*``: 16 generic context vectors, class token at the end),
+   trained on the domain's pool A (``DATASET.DG_TRAIN_POOL A``), kept at its best
+   accuracy on pool B (``TEST.FINAL_MODEL best_val``): ``prompt_learner/
+   model-best.pth.tar`` of the run folder.
+2. ``GuiDG``: full fine-tuning of the image encoder on pool B of every source
+   domain with the baseline's loss applied with every expert's classifier and
+   weighted by CMAttn (appendix Eq. 19-20), plus the baseline's averaging
+   (``BASELINE`` clipood: MMS + BMA; erm / ueo: WiSE-FT). On the target the
+   experts' logits are mixed with the CMAttn weights.
+
+``TRAINER.GUIDG.EXPERT_DIR`` is the run folder of the experts with ``{domain}``
+where the domain name goes, e.g. ``output/dg/pacs/shots_16/GuiDGExpert/
+vit_b16_c16_ep31/expert_{domain}/seed1``.
+"""
+import os
+import re
+
+import torch
+
+from clipwb.engine import load_checkpoint
+from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+
+from clipwb.trainers.kit.config import check_min
+from clipwb.trainers.coop import CoOp
+from clipwb.trainers.guidg.cmattn import CMAttn
+from clipwb.trainers.guidg.finetune import DGFinetuneTrainer, add_finetune_keys, check_baseline, check_weighting
+from clipwb.trainers.kit.prompt_learners import PromptLearner
+from clipwb.trainers.kit.prompted_clip import PromptedCLIP
+
+EXPERT_MODEL = "prompt_learner"
+
+
+def extend_cfg(cfg):
+    add_finetune_keys(cfg, "GUIDG", BASELINE="clipood", BMA_BETA=0.1, EXPERT_DIR="",
+                      N_HEAD=4, WEIGHTING="batch")
+    # The DG datasets read which pool a run trains on (A: experts, B: step 2).
+    if "DG_TRAIN_POOL" not in cfg.DATASET:
+        cfg.DATASET.DG_TRAIN_POOL = "B"
+
+
+class GuiDGExpert(CoOp):
+    """Step 1: a CoOp prompt trained on one source domain's pool A."""
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        if len(cfg.DATASET.SOURCE_DOMAINS) != 1:
+            raise ConfigError(
+                "GuiDGExpert trains one expert per domain: DATASET.SOURCE_DOMAINS = {} must "
+                "name exactly one domain (e.g. --source-domains photo --target-domains "
+                "photo).".format(list(cfg.DATASET.SOURCE_DOMAINS)))
+        if cfg.DATASET.get("DG_TRAIN_POOL", "B") != "A":
+            raise ConfigError("GuiDGExpert trains on pool A: set DATASET.DG_TRAIN_POOL A "
+                              "(pool B is for step 2).")
+
+
+def find_expert_checkpoint(run_dir):
+    """``run_dir/prompt_learner/model-best.pth.tar``, else its last epoch file."""
+    folder = os.path.join(run_dir, EXPERT_MODEL)
+    best = os.path.join(folder, "model-best.pth.tar")
+    if os.path.isfile(best):
+        return best
+    epochs = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            match = re.fullmatch(r"model\.pth\.tar-(\d+)", name)
+            if match:
+                epochs.append((int(match.group(1)), name))
+    if epochs:
+        return os.path.join(folder, max(epochs)[1])
+    return None
+
+
+@torch.no_grad()
+def expert_text_features(clip_model, classnames, checkpoint_path):
+    """Unit-norm class text features [C, D] of a saved CoOp expert prompt."""
+    state = load_checkpoint(checkpoint_path)["state_dict"]
+    if "ctx" not in state:
+        raise UserInputError("{} holds no prompt context 'ctx': it is not a GuiDGExpert / "
+                             "CoOp checkpoint.".format(checkpoint_path))
+    ctx = state["ctx"].float()
+    learner = PromptLearner(clip_model, classnames, n_ctx=ctx.shape[-2],
+                            csc=ctx.dim() == 3).to(ctx.device)
+    if learner.ctx.shape != ctx.shape:
+        raise UserInputError("{}: its context {} does not fit {} classes; train the expert "
+                             "on this dataset.".format(checkpoint_path, tuple(ctx.shape),
+                                                       len(classnames)))
+    learner.ctx.copy_(ctx.to(learner.ctx.device))
+    device = clip_model.ln_final.weight.device
+    learner.to(device)
+    return PromptedCLIP(clip_model, learner).encode_prompts(learner())
+
+
+class GuiDG(DGFinetuneTrainer):
+    """Step 2: CMAttn-guided fine-tuning of the image encoder."""
+
+    cfg_key = "GUIDG"
+
+    def get_baseline(self):
+        return self.method_cfg.BASELINE
+
+    def check_cfg(self, cfg):
+        super().check_cfg(cfg)
+        node = cfg.TRAINER.GUIDG
+        check_baseline(node.BASELINE, self.key("BASELINE"))
+        check_weighting(node.WEIGHTING, self.key("WEIGHTING"))
+        check_min(node.N_HEAD, 1, self.key("N_HEAD"))
+        if not node.EXPERT_DIR:
+            raise ConfigError(
+                "{} is empty: give the run folder of the step-1 experts with {{domain}} "
+                "for the domain name (scripts/guidg/dg.sh sets it).".format(
+                    self.key("EXPERT_DIR")))
+        if len(cfg.DATASET.SOURCE_DOMAINS) > 1 and "{domain}" not in node.EXPERT_DIR:
+            raise ConfigError("{} = {!r} needs {{domain}}: there is one expert per source "
+                              "domain.".format(self.key("EXPERT_DIR"), node.EXPERT_DIR))
+
+    def expert_dirs(self):
+        template = self.method_cfg.EXPERT_DIR
+        return [(d, template.replace("{domain}", d)) for d in self.cfg.DATASET.SOURCE_DOMAINS]
+
+    def build_classifiers(self, clip_model, classnames):
+        features = []
+        for domain, run_dir in self.expert_dirs():
+            path = find_expert_checkpoint(run_dir)
+            if path is None:
+                raise MissingFileError(
+                    "No expert prompt for source domain {!r}: expected {} (from {} = {!r}). "
+                    "Train it first (step 1: --trainer GuiDGExpert --source-domains {} "
+                    "DATASET.DG_TRAIN_POOL A, or bash scripts/guidg/dg.sh).".format(
+                        domain, os.path.join(run_dir, EXPERT_MODEL, "model-best.pth.tar"),
+                        self.key("EXPERT_DIR"), self.method_cfg.EXPERT_DIR, domain))
+            print("Expert of {}: {}".format(domain, path))
+            features.append(expert_text_features(clip_model, classnames, path))
+        return torch.stack(features)
+
+    def build_weighter(self, feature_dim, num_classes):
+        attn = CMAttn(feature_dim, num_classes, self.method_cfg.N_HEAD)
+        print("CMAttn: {} heads, {:,} parameters".format(
+            attn.num_heads, sum(p.numel() for p in attn.parameters())))
+        return attn
