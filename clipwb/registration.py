@@ -71,19 +71,20 @@ def register_objects(registry, objects, replace=()):
 
 
 def check_backend():
-    """Refuse the built-in engine in a process that uses real Dassl.
+    """Refuse the built-in engine in a process that builds trainers with real Dassl.
 
     A host checkout's ``train.py`` builds trainers with real Dassl's
     ``build_trainer``; with ``DASSL_BACKEND=builtin`` the plugin would fill
     the built-in engine's registry, which that ``build_trainer`` never sees.
     """
-    module = sys.modules.get("dassl")
-    if BACKEND == "builtin" and module is not None:
+    engine = sys.modules.get("dassl.engine")
+    registry = getattr(engine, "TRAINER_REGISTRY", None)
+    if BACKEND == "builtin" and registry is not None and registry is not TRAINER_REGISTRY:
         raise UserInputError(
-            "DASSL_BACKEND=builtin, but this process uses real Dassl (imported by {}): its "
-            "build_trainer cannot see the plugin's trainers. Unset DASSL_BACKEND (or set it "
-            "to auto or dassl) inside a Dassl checkout.".format(
-                getattr(module, "__file__", "dassl")))
+            "DASSL_BACKEND=builtin, but this process builds its trainers with real Dassl "
+            "({}): its build_trainer cannot see the plugin's trainers. Unset DASSL_BACKEND "
+            "(or set it to auto or dassl) inside a Dassl checkout.".format(
+                getattr(engine, "__file__", "dassl.engine")))
 
 
 def register(trainers, datasets=None, replace=()):

@@ -20,3 +20,9 @@ def registered():
     from clipwb import registration
 
     registration.register_all()
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory):
+    """One toy-world DATA folder for the whole run (written once, on first use)."""
+    return str(tmp_path_factory.mktemp("toy_data"))

@@ -25,12 +25,6 @@ N_CLASSES = 25
 TEST_PER_CLASS = 8  # 20% of the 40 images (16 train + 4 val + 20 test) of a class and domain
 
 
-@pytest.fixture(scope="module")
-def toy_data(tmp_path_factory):
-    """One toy DATA folder shared by the tests (written once, on first use)."""
-    return str(tmp_path_factory.mktemp("toy_dg_data"))
-
-
 def build(root, sources, targets, pool="B", shots=4, seed=1):
     cfg = get_cfg_default()
     clipwb.datasets.extend_cfg(cfg)

@@ -22,12 +22,6 @@ METHODS = {
 }
 
 
-@pytest.fixture(scope="module")
-def toy_data(tmp_path_factory):
-    """One toy DATA folder shared by the runs (written once, on first use)."""
-    return str(tmp_path_factory.mktemp("toy_data"))
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_base2new_on_the_toy_world_prints_the_table(method, toy_data, tmp_path):
     trainer = METHODS[method]

@@ -72,12 +72,20 @@ _DASSL_SOURCES = {
 }
 
 
-def _dassl_importable():
+def _import_dassl():
+    """``import dassl``; None when it fails."""
     try:
-        import dassl  # noqa: F401
+        import dassl
     except Exception:  # noqa: BLE001 - any import failure means "not usable"
-        return False
-    return True
+        return None
+    return dassl
+
+
+def _is_builtin_view(dassl):
+    """A Dassl-shaped package that only re-exports this built-in engine (the
+    tests' stand-in for Dassl sets ``CLIPWB_BUILTIN_VIEW``) is the built-in
+    engine: the same registries and classes."""
+    return bool(getattr(dassl, "CLIPWB_BUILTIN_VIEW", False))
 
 
 def _choose_backend():
@@ -90,13 +98,14 @@ def _choose_backend():
         return "builtin"
     if choice == "dassl":
         try:
-            import dassl  # noqa: F401
+            import dassl
         except Exception as err:  # noqa: BLE001
             raise UserInputError(
                 "DASSL_BACKEND=dassl but 'import dassl' fails ({}: {}). {}".format(
                     type(err).__name__, err, _INSTALL_HINT)) from None
-        return "dassl"
-    return "dassl" if _dassl_importable() else "builtin"
+        return "builtin" if _is_builtin_view(dassl) else "dassl"
+    dassl = _import_dassl()
+    return "dassl" if dassl is not None and not _is_builtin_view(dassl) else "builtin"
 
 
 def _load_dassl_names():

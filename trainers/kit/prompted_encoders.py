@@ -86,6 +86,19 @@ def pooled_block(block, x, rows, key_padding_mask=None):
     return y + block.mlp(block.ln_2(y))
 
 
+def run_stock_block(block, x, attn_mask=None):
+    """CLIP's ``ResidualAttentionBlock`` on ``x`` [L, N, W], computed from its
+    submodules (``ln_1``, ``attn``, ``ln_2``, ``mlp``) as OpenAI's forward
+    does, never through ``block.forward``: a CoOp-family fork's blocks take
+    prompt arguments in their forward, and the prompts here are the
+    encoder's."""
+    if attn_mask is not None:
+        attn_mask = attn_mask.to(dtype=x.dtype, device=x.device)
+    h = block.ln_1(x)
+    x = x + block.attn(h, h, h, need_weights=False, attn_mask=attn_mask)[0]
+    return x + block.mlp(block.ln_2(x))
+
+
 def _watched(block):
     """True when hooks watch the block's attention (record_attention)."""
     return bool(block.attn._forward_hooks or block.attn._forward_pre_hooks)
@@ -136,12 +149,9 @@ class PromptedTextEncoder(nn.Module):
         length, with the top-left ``L x L`` part of the block's causal mask."""
         block = self.blocks[layer]
         mask = block.attn_mask
-        if mask is None or mask.shape[-1] == x.shape[0]:
-            return block(x)
-        mask = mask[:x.shape[0], :x.shape[0]].to(dtype=x.dtype, device=x.device)
-        h = block.ln_1(x)
-        x = x + block.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-        return x + block.mlp(block.ln_2(x))
+        if mask is not None and mask.shape[-1] != x.shape[0]:
+            mask = mask[:x.shape[0], :x.shape[0]]
+        return run_stock_block(block, x, mask)
 
     def pool(self, x, eot_index):
         """Block output [L, N, W] -> projected EOT features [N, D]."""
@@ -272,7 +282,8 @@ class PromptedImageEncoder(nn.Module):
         return torch.cat([x[:start], prompt.permute(1, 0, 2)], dim=0)
 
     def run_block(self, layer, x):
-        return self.blocks[layer](x)
+        block = self.blocks[layer]
+        return run_stock_block(block, x, getattr(block, "attn_mask", None))
 
     def pool(self, x):
         """Block output [L, B, W] -> projected CLS feature [B, D]."""

@@ -1,0 +1,545 @@
+"""Put the plugin into a CoOp / MaPLe / PromptSRC checkout (and take it out).
+
+    python -m clipwb.dropin CHECKOUT [--data PATH] [--dry-run]
+    python -m clipwb.dropin CHECKOUT --undo
+
+What it does in CHECKOUT, printing one line per action:
+
+1. ``train.py``: adds ``import clipwb.plugin`` after the checkout's own
+   ``trainers`` / ``datasets`` imports and ``clipwb.plugin.extend_cfg(cfg)``
+   after its ``extend_cfg(cfg)`` call (each line marked ``# clipwb plugin``;
+   a copy of the original is kept as ``train.py.clipwb-orig``). A
+   ``train.py`` without CoOp's ``setup_cfg`` / ``extend_cfg(cfg)`` shape is
+   refused with the file named, and nothing is written.
+2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert and the
+   dataset configs the checkout lacks (``toy``, ``toy_dg``, the DG datasets).
+3. ``scripts/disa/``, ``scripts/isp/``, ``scripts/guidg/``: scripts in the
+   checkout's own form (hard-coded ``DATA``, ``TRAINER``, ``CFG``, ``SHOTS``,
+   ``LOADEP`` = the config's ``OPTIM.MAX_EPOCH``), named as its scripts are
+   (MaPLe's ``*_maple.sh`` style gives ``base2new_train_disa.sh``). ``DATA``
+   is the value the checkout's scripts already use (the most common one),
+   or ``--data``; the environment variable ``DATA`` overrides it at run time.
+
+An existing file is never overwritten (one line says it was kept). Running it
+again changes nothing. ``--undo`` removes the marked lines and every file it
+wrote that is still as written (a file edited since is kept, with a line
+saying so), using the record in ``CHECKOUT/.clipwb-dropin.json``.
+"""
+import argparse
+import collections
+import hashlib
+import json
+import os
+import re
+import sys
+
+from clipwb.engine.errors import UserInputError
+
+MARK = "# clipwb plugin"
+RECORD = ".clipwb-dropin.json"
+BACKUP_SUFFIX = ".clipwb-orig"
+IMPORT_LINE = "import clipwb.plugin  {} (python -m clipwb.dropin . --undo removes it)".format(MARK)
+EXTEND_LINE = "clipwb.plugin.extend_cfg(cfg)  " + MARK
+
+#: trainer config folders copied into the checkout
+CONFIG_FOLDERS = ("DiSa", "ISP", "GuiDG", "GuiDGExpert")
+#: dataset configs the plugin's runs need (copied where the checkout lacks them)
+DATASET_CONFIGS = ("toy", "toy_dg", "pacs", "vlcs", "office_home", "terra_incognita",
+                   "domainnet", "imagenet_dg")
+
+#: base-to-novel / cross-dataset methods: script folder -> (trainer, base2new cfg, xd cfg)
+B2N_METHODS = collections.OrderedDict([
+    ("disa", ("DiSa", "vit_b16_c2_ep20_batch4_4+4ctx",
+              "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets")),
+    ("isp", ("ISP", "vit_b16_c2_ep5_batch4_2+2ctx",
+             "vit_b16_c2_ep5_batch4_2+2ctx_cross_datasets")),
+])
+
+#: GuiDG's DG datasets and their domains (scripts/guidg/dg.sh)
+DG_DOMAINS = collections.OrderedDict([
+    ("pacs", "art_painting cartoon photo sketch"),
+    ("vlcs", "Caltech101 LabelMe SUN09 VOC2007"),
+    ("office_home", "Art Clipart Product Real_World"),
+    ("terra_incognita", "location_100 location_38 location_43 location_46"),
+    ("domainnet", "clipart infograph painting quickdraw real sketch"),
+    ("toy", "plain textured sketch noisy"),
+])
+
+DEFAULT_DATA = "/path/to/datasets"
+
+
+# ---------------------------------------------------------------- sources
+def configs_root():
+    """This project's ``configs/`` folder (in the package when installed from a
+    wheel, beside it in a source checkout or an editable install)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "configs"),
+                      os.path.join(os.path.dirname(here), "configs")):
+        if os.path.isdir(os.path.join(candidate, "trainers", "DiSa")):
+            return candidate
+    raise UserInputError("clipwb's configs/ folder is missing beside {} (a broken install): "
+                         "reinstall with pip install -e . or pip install git+<repo url>.".format(here))
+
+
+def max_epoch(config_file):
+    """``OPTIM.MAX_EPOCH`` of a YAML config (Dassl's default 10 if unset)."""
+    import yaml
+
+    with open(config_file) as f:
+        node = (yaml.safe_load(f) or {}).get("OPTIM") or {}
+    return int(node.get("MAX_EPOCH", 10))
+
+
+# ---------------------------------------------------------------- the host
+def read_host(checkout):
+    """Check that ``checkout`` is CoOp-shaped; return (train.py path, text)."""
+    checkout = os.path.abspath(checkout)
+    if not os.path.isdir(checkout):
+        raise UserInputError("{}: no such folder. Give the root of a CoOp / MaPLe / PromptSRC "
+                             "checkout.".format(checkout))
+    train_py = os.path.join(checkout, "train.py")
+    if not os.path.isfile(train_py):
+        raise UserInputError("{}: no train.py there, so this is not a CoOp-family checkout "
+                             "(CoOp, MaPLe, PromptSRC).".format(train_py))
+    with open(train_py) as f:
+        text = f.read()
+    problems = []
+    if not re.search(r"^def setup_cfg\(", text, re.M):
+        problems.append("no 'def setup_cfg(args)'")
+    if not re.search(r"^def extend_cfg\(cfg\)", text, re.M):
+        problems.append("no 'def extend_cfg(cfg)'")
+    if MARK not in text and not _extend_call(text.splitlines()):
+        problems.append("no 'extend_cfg(cfg)' call inside setup_cfg")
+    if problems:
+        raise UserInputError(
+            "{} is not a CoOp-style train.py ({}). Nothing was changed. Add the plugin by hand: "
+            "'import clipwb.plugin' after its trainer imports and 'clipwb.plugin.extend_cfg(cfg)' "
+            "right after its own config keys are added.".format(train_py, "; ".join(problems)))
+    return train_py, text
+
+
+def _extend_call(lines):
+    """Index of the ``extend_cfg(cfg)`` line inside ``setup_cfg``, or None."""
+    inside = False
+    for i, line in enumerate(lines):
+        if line.startswith("def "):
+            inside = line.startswith("def setup_cfg(")
+        elif inside and re.fullmatch(r"\s+extend_cfg\(cfg\)\s*(#.*)?", line):
+            return i
+    return None
+
+
+def _import_anchor(lines):
+    """Index of the line after which ``import clipwb.plugin`` goes: the last
+    top-level import of the checkout's trainers / datasets, else its last
+    top-level import."""
+    last_host, last_any = None, None
+    for i, line in enumerate(lines):
+        if re.match(r"(import|from) (trainers|datasets)\b", line):
+            last_host = i
+        if re.match(r"(import|from) \S+", line):
+            last_any = i
+        if line.startswith(("def ", "class ")):
+            break
+    return last_host if last_host is not None else last_any
+
+
+def patched_train_py(text):
+    """``text`` with the two plugin lines (unchanged if they are there)."""
+    if MARK in text:
+        return text
+    lines = text.splitlines()
+    call = _extend_call(lines)
+    indent = re.match(r"\s*", lines[call]).group(0)
+    lines.insert(call + 1, indent + EXTEND_LINE)
+    anchor = _import_anchor(lines)
+    lines.insert(anchor + 1 if anchor is not None else 0, IMPORT_LINE)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def unpatched_train_py(text):
+    """``text`` without the lines the drop-in added."""
+    kept = [line for line in text.splitlines() if not line.rstrip().endswith(MARK)
+            and MARK + " (" not in line]
+    return "\n".join(kept) + ("\n" if text.endswith("\n") else "")
+
+
+def host_data_default(checkout):
+    """The ``DATA=...`` value most used by the checkout's scripts."""
+    counts = collections.Counter()
+    for dirpath, _, filenames in os.walk(os.path.join(checkout, "scripts")):
+        for name in filenames:
+            if not name.endswith(".sh"):
+                continue
+            with open(os.path.join(dirpath, name), errors="replace") as f:
+                for line in f:
+                    match = re.match(r"DATA=(\S.*?)\s*$", line)
+                    if match and "clipwb" not in line:
+                        counts[match.group(1).strip().strip("\"'")] += 1
+    return counts.most_common(1)[0][0] if counts else DEFAULT_DATA
+
+
+def host_script_suffix(checkout):
+    """Whether the checkout names its scripts after their method, as MaPLe does
+    (``scripts/maple/base2new_train_maple.sh``): then ours are
+    ``base2new_train_disa.sh``. Counted over its script folders: more folders
+    of that form than of CoOp's plain ``base2new_train.sh``."""
+    scripts = os.path.join(checkout, "scripts")
+    suffixed = plain = 0
+    if os.path.isdir(scripts):
+        for folder in sorted(os.listdir(scripts)):
+            path = os.path.join(scripts, folder)
+            if not os.path.isdir(path) or folder in B2N_METHODS or folder == "guidg":
+                continue
+            names = os.listdir(path)
+            if "base2new_train.sh" in names:
+                plain += 1
+            elif any(re.fullmatch(r"base2new_train_\w+\.sh", n) for n in names):
+                suffixed += 1
+    return suffixed > plain
+
+
+# ---------------------------------------------------------------- scripts
+_HEADER = """#!/bin/bash
+# {what}
+# Usage: bash {usage} [KEY VALUE ...]  (extra pairs go to train.py)
+# Written by python -m clipwb.dropin (configs: configs/trainers/{cfg_dir}/);
+# DATASET toy runs the offline toy world (toy.yaml configs).
+cd "$(dirname "$0")/../.." || exit 1
+
+# custom config
+DATA=${{DATA:-"{data}"}}
+TRAINER={trainer}
+"""
+
+
+def _run(lines, indent="    "):
+    return " \\\n".join(indent + line for line in lines) + "\n"
+
+
+def b2n_train_script(trainer, cfg, data, usage, cfg_dir):
+    return _HEADER.format(what="{}: train on the base classes (16 shots).".format(trainer),
+                          usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
+DATASET=$1
+SEED=$2
+
+CFG={cfg}
+SHOTS=16
+if [ "$DATASET" = toy ]; then CFG=toy; fi
+
+
+DIR=output/base2new/train_base/${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
+if [ -d "$DIR" ]; then
+    echo "Results are available in ${{DIR}}. Resuming..."
+else
+    echo "Run this job and save the output to ${{DIR}}"
+fi
+""".format(cfg=cfg) + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
+        "--dataset-config-file configs/datasets/${DATASET}.yaml",
+        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES base", '"${@:3}"'], indent="")
+
+
+def b2n_test_script(trainer, cfg, epoch, toy_epoch, data, usage, cfg_dir):
+    return _HEADER.format(what="{}: test the base-class model on the new classes.".format(trainer),
+                          usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
+DATASET=$1
+SEED=$2
+
+CFG={cfg}
+SHOTS=16
+LOADEP={epoch}
+SUB=new
+if [ "$DATASET" = toy ]; then CFG=toy; LOADEP={toy_epoch}; fi
+
+
+COMMON_DIR=${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
+MODEL_DIR=output/base2new/train_base/${{COMMON_DIR}}
+DIR=output/base2new/test_${{SUB}}/${{COMMON_DIR}}
+echo "Evaluating the model of ${{MODEL_DIR}} (epoch ${{LOADEP}}) into ${{DIR}}"
+""".format(cfg=cfg, epoch=epoch, toy_epoch=toy_epoch) + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
+        "--dataset-config-file configs/datasets/${DATASET}.yaml",
+        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+        "--model-dir \"${MODEL_DIR}\"", "--load-epoch ${LOADEP}", "--eval-only",
+        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES ${SUB}", '"${@:3}"'], indent="")
+
+
+def xd_train_script(trainer, cfg, data, usage, cfg_dir):
+    return _HEADER.format(what="{}: train on ImageNet, all classes (cross-dataset source)."
+                          .format(trainer), usage=usage, cfg_dir=cfg_dir, data=data,
+                          trainer=trainer) + """
+DATASET=${{1:-imagenet}}
+SEED=$2
+
+CFG={cfg}
+SHOTS=16
+
+
+DIR=output/${{DATASET}}/${{TRAINER}}/${{CFG}}_${{SHOTS}}shots/seed${{SEED}}
+if [ -d "$DIR" ]; then
+    echo "Results are available in ${{DIR}}. Resuming..."
+else
+    echo "Run this job and save the output to ${{DIR}}"
+fi
+""".format(cfg=cfg) + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
+        "--dataset-config-file configs/datasets/${DATASET}.yaml",
+        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+        "DATASET.NUM_SHOTS ${SHOTS}", '"${@:3}"'], indent="")
+
+
+def xd_test_script(trainer, cfg, epoch, data, usage, cfg_dir):
+    return _HEADER.format(what="{}: test the ImageNet model on another dataset.".format(trainer),
+                          usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
+DATASET=$1
+SEED=$2
+
+CFG={cfg}
+SHOTS=16
+LOADEP={epoch}
+
+
+DIR=output/evaluation/${{TRAINER}}/${{CFG}}_${{SHOTS}}shots/${{DATASET}}/seed${{SEED}}
+echo "Evaluating into ${{DIR}}"
+""".format(cfg=cfg, epoch=epoch) + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
+        "--dataset-config-file configs/datasets/${DATASET}.yaml",
+        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+        "--model-dir \"output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}\"",
+        "--load-epoch ${LOADEP}", "--eval-only", '"${@:3}"'], indent="")
+
+
+def dg_script(data, usage):
+    cases = "\n".join('    {}) DOMAINS="{}" ;;'.format(name, domains)
+                      for name, domains in DG_DOMAINS.items())
+    return _HEADER.format(
+        what="GuiDG: experts of the source domains (step 1), then guided fine-tuning and "
+             "the test on TARGET (step 2).", usage=usage, cfg_dir="GuiDG", data=data,
+        trainer="GuiDG") + """
+DATASET=$1
+TARGET=$2
+SEED=$3
+
+CFG=vit_b16_clipood
+EXPERT_CFG=vit_b16_c16_ep31
+SHOTS=16
+DATASET_CFG=${{DATASET}}
+if [ "$DATASET" = toy ]; then CFG=toy; EXPERT_CFG=toy; DATASET_CFG=toy_dg; fi
+case $DATASET in
+{cases}
+    *) echo "$DATASET is not a DG dataset of GuiDG"; exit 1 ;;
+esac
+
+SOURCES=""
+for D in $DOMAINS; do
+    if [ "$D" != "$TARGET" ]; then SOURCES="${{SOURCES:+$SOURCES, }}'$D'"; fi
+done
+
+EXPERTS=output/dg/${{DATASET}}/shots_${{SHOTS}}/GuiDGExpert/${{EXPERT_CFG}}
+for D in $DOMAINS; do
+    [ "$D" = "$TARGET" ] && continue
+    if [ -f "${{EXPERTS}}/expert_${{D}}/seed${{SEED}}/prompt_learner/model-best.pth.tar" ]; then
+        echo "Reusing the expert of ${{D}}"
+        continue
+    fi
+    echo "Step 1: the expert of ${{D}}"
+""".format(cases=cases) + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer GuiDGExpert",
+        "--dataset-config-file configs/datasets/${DATASET_CFG}.yaml",
+        "--config-file configs/trainers/GuiDGExpert/${EXPERT_CFG}.yaml",
+        "--output-dir \"${EXPERTS}/expert_${D}/seed${SEED}\"",
+        "DATASET.SOURCE_DOMAINS \"['${D}']\"", "DATASET.TARGET_DOMAINS \"['${D}']\"",
+        "DATASET.DG_TRAIN_POOL A", "DATASET.NUM_SHOTS ${SHOTS}", '"${@:4}" || exit 1']) + """done
+
+DIR=output/dg/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/${TARGET}/seed${SEED}
+echo "Step 2: ${TRAINER} on ${SOURCES} -> ${TARGET} in ${DIR}"
+""" + _run([
+        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
+        "--dataset-config-file configs/datasets/${DATASET_CFG}.yaml",
+        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+        "DATASET.SOURCE_DOMAINS \"[${SOURCES}]\"", "DATASET.TARGET_DOMAINS \"['${TARGET}']\"",
+        "DATASET.DG_TRAIN_POOL B", "DATASET.NUM_SHOTS ${SHOTS}",
+        "TRAINER.GUIDG.EXPERT_DIR \"${EXPERTS}/expert_{domain}/seed${SEED}\"", '"${@:4}"'], indent="")
+
+
+def host_files(checkout, data):
+    """``{relative path: text}`` of every file the drop-in writes."""
+    configs = configs_root()
+    files = collections.OrderedDict()
+    for folder in CONFIG_FOLDERS:
+        src = os.path.join(configs, "trainers", folder)
+        for name in sorted(os.listdir(src)):
+            if name.endswith(".yaml"):
+                with open(os.path.join(src, name)) as f:
+                    files["configs/trainers/{}/{}".format(folder, name)] = f.read()
+    for name in DATASET_CONFIGS:
+        with open(os.path.join(configs, "datasets", name + ".yaml")) as f:
+            files["configs/datasets/{}.yaml".format(name)] = f.read()
+
+    suffix = host_script_suffix(checkout)
+
+    def script(folder, job):
+        return "scripts/{}/{}{}.sh".format(folder, job, "_" + folder if suffix else "")
+
+    for folder, (trainer, cfg, xd_cfg) in B2N_METHODS.items():
+        epoch = max_epoch(os.path.join(configs, "trainers", trainer, cfg + ".yaml"))
+        toy_epoch = max_epoch(os.path.join(configs, "trainers", trainer, "toy.yaml"))
+        xd_epoch = max_epoch(os.path.join(configs, "trainers", trainer, xd_cfg + ".yaml"))
+        path = script(folder, "base2new_train")
+        files[path] = b2n_train_script(trainer, cfg, data, path + " DATASET SEED", trainer)
+        path = script(folder, "base2new_test")
+        files[path] = b2n_test_script(trainer, cfg, epoch, toy_epoch, data,
+                                      path + " DATASET SEED", trainer)
+        path = script(folder, "xd_train")
+        files[path] = xd_train_script(trainer, xd_cfg, data, path + " imagenet SEED", trainer)
+        path = script(folder, "xd_test")
+        files[path] = xd_test_script(trainer, xd_cfg, xd_epoch, data, path + " DATASET SEED",
+                                     trainer)
+    path = script("guidg", "dg")
+    files[path] = dg_script(data, path + " DATASET TARGET_DOMAIN SEED")
+    return files
+
+
+# ---------------------------------------------------------------- actions
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_record(checkout):
+    path = os.path.join(checkout, RECORD)
+    if not os.path.isfile(path):
+        return {"files": {}}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as err:
+        raise UserInputError("{}: unreadable drop-in record ({}); remove the plugin's files by "
+                             "hand or delete the record to start over.".format(path, err))
+
+
+def _write_atomic(path, text, mode=None):
+    tmp = path + ".clipwb-tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def dropin(checkout, data=None, dry_run=False, say=print):
+    """Add the plugin to ``checkout``; return the list of actions said."""
+    checkout = os.path.abspath(checkout)
+    train_py, text = read_host(checkout)
+    data = data or host_data_default(checkout)
+    record = _read_record(checkout)
+    actions = []
+
+    def act(line):
+        actions.append(line)
+        say(line)
+
+    new_text = patched_train_py(text)
+    if new_text == text:
+        act("train.py: already has the plugin lines")
+    else:
+        backup = train_py + BACKUP_SUFFIX
+        if not dry_run:
+            if not os.path.exists(backup):
+                _write_atomic(backup, text)
+            _write_atomic(train_py, new_text)
+        act("train.py: added '{}' and '{}' (original kept as train.py{})".format(
+            "import clipwb.plugin", "clipwb.plugin.extend_cfg(cfg)", BACKUP_SUFFIX))
+
+    for rel, content in host_files(checkout, data).items():
+        path = os.path.join(checkout, rel)
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                same = f.read() == content
+            act("{}: {}".format(rel, "already there" if same else
+                                "kept the checkout's file (not overwritten)"))
+            continue
+        if not dry_run:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_atomic(path, content, 0o755 if rel.endswith(".sh") else None)
+            record["files"][rel] = _digest(content)
+        act("{}: written".format(rel))
+    if not dry_run:
+        _write_atomic(os.path.join(checkout, RECORD), json.dumps(record, indent=1, sort_keys=True))
+    act("Done{}. Run e.g. bash {} toy 1 (DATA={}); undo with python -m clipwb.dropin {} --undo"
+        .format(" (dry run: nothing written)" if dry_run else "",
+                [r for r in host_files(checkout, data) if "disa/base2new_train" in r][0],
+                data, checkout))
+    return actions
+
+
+def undo(checkout, say=print):
+    """Take the plugin out of ``checkout``; return the list of actions said."""
+    checkout = os.path.abspath(checkout)
+    train_py = os.path.join(checkout, "train.py")
+    if not os.path.isfile(train_py):
+        raise UserInputError("{}: no train.py there; nothing to undo.".format(train_py))
+    record = _read_record(checkout)
+    actions = []
+
+    def act(line):
+        actions.append(line)
+        say(line)
+
+    with open(train_py) as f:
+        text = f.read()
+    if MARK in text:
+        restored = unpatched_train_py(text)
+        _write_atomic(train_py, restored)
+        backup = train_py + BACKUP_SUFFIX
+        if os.path.isfile(backup):
+            with open(backup) as f:
+                if f.read() == restored:
+                    os.remove(backup)
+        act("train.py: removed the plugin lines")
+    else:
+        act("train.py: has no plugin lines")
+    for rel, digest in sorted(record.get("files", {}).items()):
+        path = os.path.join(checkout, rel)
+        if not os.path.isfile(path):
+            continue
+        with open(path, errors="replace") as f:
+            if _digest(f.read()) != digest:
+                act("{}: edited since the drop-in, kept".format(rel))
+                continue
+        os.remove(path)
+        folder = os.path.dirname(path)
+        while folder != checkout and os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+        act("{}: removed".format(rel))
+    record_path = os.path.join(checkout, RECORD)
+    if os.path.isfile(record_path):
+        os.remove(record_path)
+    act("Done: the plugin is out of {}".format(checkout))
+    return actions
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m clipwb.dropin",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkout", help="root of a CoOp / MaPLe / PromptSRC checkout")
+    parser.add_argument("--data", default="",
+                        help="DATA of the written scripts [the one the checkout's scripts use]")
+    parser.add_argument("--undo", action="store_true", help="take the plugin out again")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be done")
+    args = parser.parse_args(argv)
+    try:
+        if args.undo:
+            undo(args.checkout)
+        else:
+            dropin(args.checkout, data=args.data or None, dry_run=args.dry_run)
+    except UserInputError as err:
+        print("Error: {}".format(err), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
