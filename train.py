@@ -22,7 +22,7 @@ from clipwb import registration
 from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
                            collect_env_info, get_cfg_default, set_random_seed,
                            setup_logger)
-from clipwb.engine.errors import (ConfigError, UserInputError, check_config_file,
+from clipwb.errors import (ConfigError, UserInputError, check_config_file,
                                   friendly_errors)
 
 

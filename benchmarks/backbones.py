@@ -10,7 +10,7 @@ import os
 import torch
 from clip.model import CLIP
 
-from clipwb.engine.errors import ConfigError, MissingFileError
+from clipwb.errors import ConfigError, MissingFileError
 
 _TEXT = dict(context_length=77, vocab_size=49408)
 

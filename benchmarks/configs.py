@@ -11,7 +11,7 @@ import os
 import clipwb.datasets
 import clipwb.trainers
 from clipwb.engine import TRAINER_REGISTRY, get_cfg_default
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "trainers")

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 
 from clipwb.engine import build_trainer, save_checkpoint
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from clipwb.trainers.kit.clip_loader import load_clip
 from clipwb.trainers.kit.precision import PRECISIONS
 from clipwb.trainers.kit.prompted_clip import text_feature_cache

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 from .backbones import BACKBONES, describe_backbone
 from .configs import DEFAULT_TRAINERS, TRAINER_CONFIGS

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from clipwb.engine import DATASET_REGISTRY, DatasetBase, Datum
-from clipwb.engine.errors import MissingFileError
+from clipwb.errors import MissingFileError
 
 DATASET_NAME = "BenchSynthetic"
 MANIFEST = "manifest.json"

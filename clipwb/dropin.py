@@ -33,7 +33,7 @@ import os
 import re
 import sys
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 MARK = "# clipwb plugin"
 RECORD = ".clipwb-dropin.json"
@@ -354,6 +354,10 @@ for D in $DOMAINS; do
         "DATASET.DG_TRAIN_POOL A", "DATASET.NUM_SHOTS ${SHOTS}", '"${@:4}" || exit 1']) + """done
 
 DIR=output/dg/${DATASET}/shots_${SHOTS}/${TRAINER}/${CFG}/${TARGET}/seed${SEED}
+if grep -qs '^\* accuracy:' "${DIR}/log.txt"; then
+    echo "The results exist at ${DIR} (so skip this job)"
+    exit 0
+fi
 echo "Step 2: ${TRAINER} on ${SOURCES} -> ${TARGET} in ${DIR}"
 """ + _run([
         "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",

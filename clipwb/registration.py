@@ -17,7 +17,7 @@ import collections
 import sys
 
 from clipwb.engine import BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 #: trainer name -> module under clipwb.trainers
 BASELINE_TRAINERS = collections.OrderedDict([

@@ -20,7 +20,7 @@ of all domains on disk; a class name is its folder name, lower case, with
 import os
 
 from clipwb.engine import DatasetBase
-from clipwb.engine.errors import MissingFileError, UserInputError
+from clipwb.errors import MissingFileError, UserInputError
 
 from .dg_splits import check_domains, load_pools, load_shots, train_pool, with_domain
 from .sources import data_root

@@ -20,7 +20,7 @@ import random
 from collections import OrderedDict, defaultdict
 
 from clipwb.engine import Datum, read_json
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 
 from .splits import read_datum_pickle, save_split, write_pickle_once
 

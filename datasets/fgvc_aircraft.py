@@ -6,7 +6,7 @@ line order) and ``images_variant_{train,val,test}.txt`` hold ``<image id>
 """
 import os
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 from .coop_dataset import CoOpDataset
 from .sources import require_file

@@ -8,7 +8,7 @@ The ImageNet variants share ``read_classnames`` and ``read_class_folders``.
 import os
 from collections import OrderedDict
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 from .coop_dataset import CoOpDataset
 from .sources import require_dir, require_file

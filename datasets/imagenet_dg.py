@@ -26,7 +26,7 @@ The target test set is the whole target domain.
 import os
 
 from clipwb.engine import DatasetBase
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from .dg_splits import load_pools, load_shots, train_pool, with_domain
 from .imagenet import CLASSNAMES_DRIVE_ID, read_classnames

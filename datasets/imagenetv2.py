@@ -5,7 +5,7 @@ class in ``classnames.txt``.
 """
 import os
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 from .imagenet_variant import ImageNetVariant, variant_layout
 from .splits import list_images, list_subfolders, make_datum

@@ -8,7 +8,7 @@ the exact path, the expected layout, the ``DATA`` root and where to get it.
 import json
 import os
 
-from clipwb.engine.errors import MissingFileError
+from clipwb.errors import MissingFileError
 
 DOWNLOAD_ENV = "DATA_DOWNLOAD"
 DRIVE_VIEW_URL = "https://drive.google.com/file/d/{}/view"

@@ -17,7 +17,7 @@ import random
 from collections import defaultdict
 
 from clipwb.engine import Datum, listdir_nohidden, write_json
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 SUBSAMPLE_CHOICES = ("all", "base", "new")
 SPLIT_KEYS = ("train", "val", "test")

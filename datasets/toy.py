@@ -1,6 +1,6 @@
 """ToyShapes: the offline procedural dataset of :mod:`toyworld` (25 colour-shape classes).
 
-Written on first use to ``DATA/toy_shapes`` (see ``toyworld/writer.py`` for the
+Written on first use to ``DATA/toy_shapes`` (see ``clipwb/toyworld/writer.py`` for the
 layout); then the same pipeline as every CoOp dataset: split file -> few-shot
 cache -> base/new subsampling. Domains (``plain``, ``textured``, ``sketch``,
 ``noisy``): train and val come from ``DATASET.SOURCE_DOMAINS``, test from
@@ -14,7 +14,7 @@ takes ``INPUT.SIZE (32, 32)``).
 import os
 
 from clipwb.engine import DatasetBase, Datum
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 from clipwb.toyworld.render import DOMAINS
 from clipwb.toyworld.writer import DATASET_DIR, IMAGE_DIR, SPLIT_FILE, ensure_toy_dataset

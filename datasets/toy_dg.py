@@ -2,7 +2,7 @@
 
 The toy images are already in the DomainBed layout, one folder per domain and
 one subfolder per class: ``DATA/toy_shapes/images/<domain>/<colour>_<shape>/``
-(written on first use by ``toyworld/writer.py``, exactly as for ``ToyShapes``).
+(written on first use by ``clipwb/toyworld/writer.py``, exactly as for ``ToyShapes``).
 This view ignores the CoOp split file and goes through the shared DomainBed
 reader (``datasets/dg_domainbed.py``): every image of a domain (40 per class)
 is split 40/40/20 into pool A / pool B / test, cached in
@@ -26,7 +26,7 @@ class ToyShapesDG(DomainBedDataset):
     dataset_dir = DATASET_DIR
     domains = list(DOMAINS)
     domain_folders = {domain: os.path.join(IMAGE_DIR, domain) for domain in DOMAINS}
-    source = "It is written on first use by toyworld/writer.py (python -m clipwb.toyworld.writer --root DATA)."
+    source = "It is written on first use by clipwb/toyworld/writer.py (python -m clipwb.toyworld.writer --root DATA)."
 
     def __init__(self, cfg):
         # bad domain names first (a clear error, before anything is written)

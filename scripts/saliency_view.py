@@ -27,7 +27,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import train  # noqa: E402  (registers the trainers and datasets)
 from clipwb.engine import build_trainer, build_transform, read_image, set_random_seed  # noqa: E402
-from clipwb.engine.errors import ConfigError, UserInputError  # noqa: E402
+from clipwb.errors import ConfigError, UserInputError  # noqa: E402
 from clipwb.trainers.disa.saliency import keep_mask  # noqa: E402
 
 PAD = 4

@@ -162,6 +162,7 @@ class Caltech101(DatasetBase):
     dataset_dir = "caltech-101"
 
     def __init__(self, cfg):
+        print("Reading Caltech101 with the checkout's own reader")
         root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
         self.dataset_dir = os.path.join(root, self.dataset_dir)
         image_dir = os.path.join(self.dataset_dir, "101_ObjectCategories")

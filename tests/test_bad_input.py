@@ -243,7 +243,7 @@ def test_model_download_has_a_network_timeout(tmp_path, monkeypatch):
 
     from clip import clip as clip_api
 
-    from clipwb.engine.errors import MissingFileError
+    from clipwb.errors import MissingFileError
     from clipwb.trainers.kit.clip_loader import load_clip
 
     seen = []

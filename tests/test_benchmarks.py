@@ -7,7 +7,7 @@ import torch
 from benchmarks import run
 from benchmarks.harness import BenchSettings, Workbench, rotated
 from benchmarks.report import COLUMNS
-from clipwb.engine.errors import ConfigError, MissingFileError
+from clipwb.errors import ConfigError, MissingFileError
 from clipwb.trainers.kit.prompted_clip import text_feature_cache
 
 

@@ -5,7 +5,7 @@ import torch
 from clip import clip as clip_api
 from clip.model import convert_weights
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.kit.clip_loader import load_clip
 from clipwb.trainers.kit.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,

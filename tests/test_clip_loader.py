@@ -8,7 +8,7 @@ import torch
 from clip import clip as clip_api
 from clip.model import CLIP
 
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.kit.clip_loader import (CLIP_INPUT_RESOLUTION, CLIP_PIXEL_MEAN, CLIP_PIXEL_STD,
                                   check_input_size, clip_input_resolution, load_clip)

@@ -141,7 +141,7 @@ def test_command_line_options_override_the_yaml(train):
 
 
 def test_unknown_key_is_a_clear_config_error(train, tmp_path):
-    from clipwb.engine.errors import ConfigError
+    from clipwb.errors import ConfigError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("TRAINER:\n  PROMPTSRC:\n    GPA_MEANN: 3\n")

@@ -12,7 +12,7 @@ import pytest
 import clipwb.datasets
 from clipwb.datasets.splits import fewshot_cache_path
 from clipwb.engine import DATASET_REGISTRY, get_cfg_default
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 from tests.dataset_layouts import ALL_DATASETS, CONFIG_NAMES, TEST_ONLY, write_dataset
 
 TRAINABLE = tuple(n for n in ALL_DATASETS if n not in TEST_ONLY)

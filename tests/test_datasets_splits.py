@@ -11,7 +11,7 @@ from clipwb.datasets.eurosat import NEW_CNAMES as EUROSAT_CNAMES
 from clipwb.datasets.splits import (load_fewshot, read_and_split_data, read_split, save_split,
                              split_trainval, subsample_classes)
 from clipwb.engine import DatasetBase, Datum
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset, write_image
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.disa.losses import ce_loss, cir_loss, class_prototypes, dir_loss, sr_loss
 from clipwb.trainers.disa.saliency import (cls_attention_saliency, frozen_image_pass, keep_count,

@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from tests.dataset_layouts import write_dataset
 from tests.trainer_kit import REPO, run_script, tiny_script_yaml
 from clipwb.trainers.disa.trainer import DiSa

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import clipwb.trainers
 from clipwb.engine import build_trainer, get_cfg_default
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from tests.trainer_kit import make_cfg, write_two_class_images
 from clipwb.trainers.disa.trainer import DiSa
 from clipwb.trainers.disa.losses import class_prototypes

@@ -4,13 +4,13 @@ from yacs.config import CfgNode
 
 import clipwb.engine
 from clipwb.engine import Registry, build_trainer, get_cfg_default
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 
 def test_backend_and_exports():
     assert clipwb.engine.BACKEND in ("dassl", "builtin")
     for name in clipwb.engine.__all__:
-        assert hasattr(engine, name), name
+        assert hasattr(clipwb.engine, name), name
 
 
 def test_default_values_match_dassl():

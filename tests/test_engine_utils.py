@@ -14,7 +14,7 @@ from clipwb.engine import (AverageMeter, MetricMeter, check_isfile, collect_env_
                     load_pretrained_weights, mkdir_if_missing, read_image,
                     read_json, resume_from_checkpoint, save_checkpoint,
                     set_random_seed, setup_logger, write_json)
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 from tests.engine_testkit import logging_to
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

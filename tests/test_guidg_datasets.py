@@ -8,7 +8,7 @@ import pytest
 import clipwb.datasets  # noqa: F401  (registers the datasets)
 import clipwb.trainers
 from clipwb.engine import DATASET_REGISTRY, get_cfg_default
-from clipwb.engine.errors import ConfigError, MissingFileError
+from clipwb.errors import ConfigError, MissingFileError
 from tests.dataset_layouts import write_image
 from tests.dg_layouts import DOMAINBED, write_domainbed
 

@@ -14,7 +14,7 @@ import pytest
 
 import clipwb.datasets
 from clipwb.engine import DATASET_REGISTRY, get_cfg_default
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clipwb.engine import build_trainer
-from clipwb.engine.errors import MissingFileError
+from clipwb.errors import MissingFileError
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
 

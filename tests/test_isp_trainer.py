@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from clipwb.engine import build_trainer
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset
 from tests.trainer_kit import make_cfg, run_script, tiny_script_yaml, write_two_class_images
 from clipwb.trainers.isp.losses import weighted_cross_entropy

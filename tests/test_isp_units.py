@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import clipwb.trainers
 from clipwb.engine import get_cfg_default
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.isp.trainer import check_isp_keys
 from clipwb.trainers.isp.learner import ISPPromptLearner, isp_learner

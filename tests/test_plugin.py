@@ -104,7 +104,7 @@ class Reg:
 fake.TRAINER_REGISTRY = Reg()
 sys.modules["dassl"] = types.ModuleType("dassl")
 sys.modules["dassl.engine"] = fake
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 try:
     import clipwb.plugin
 except UserInputError as err:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 from clipwb.trainers.kit.prompted_clip import CLIPOutput
 from clipwb.trainers.kit.scl_losses import (GaussianPromptAggregation, gpa_weights, scl_image_loss,
                                        scl_logits_loss, scl_losses, scl_text_loss)

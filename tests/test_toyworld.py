@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 from clipwb.toyworld import TOY_CLIP_PATH
 from clipwb.toyworld import render as R
 from clipwb.toyworld import writer as W
@@ -208,7 +208,7 @@ def test_shipped_toy_clip_is_fp16_and_composes_novel_classes():
 
     from clipwb.toyworld import train_clip as T
 
-    assert os.path.isfile(TOY_CLIP_PATH), "toyworld/toy_clip.pt is missing"
+    assert os.path.isfile(TOY_CLIP_PATH), "clipwb/toyworld/toy_clip.pt is missing"
     assert os.path.getsize(TOY_CLIP_PATH) <= 15 * 2 ** 20
     sd = torch.load(TOY_CLIP_PATH, map_location="cpu")
     assert all(v.dtype == torch.float16 for v in sd.values())

@@ -6,7 +6,7 @@ from clip.model import CLIP
 
 import clipwb.trainers
 from clipwb.engine import build_trainer, get_cfg_default
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 from tests.trainer_kit import CLASSNAMES, make_cfg, write_two_class_images
 from clipwb.trainers.kit.frozen_clip import class_text_features
 from clipwb.trainers.kit.precision import autocast_context, make_grad_scaler, resolve_precision

@@ -14,7 +14,7 @@ patches of :mod:`clipwb.engine.compat` (torch 2.x / numpy 2 fixes) are applied f
 import importlib
 import os
 
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 
 __all__ = [
     "BACKEND",

@@ -1,6 +1,6 @@
 """The offline toy world: procedural shape images and a tiny CLIP trained on them.
 
-``TOY_CLIP_PATH`` is the shipped fp16 CLIP state dict (see toyworld/README.md).
+``TOY_CLIP_PATH`` is the shipped fp16 CLIP state dict (see clipwb/toyworld/README.md).
 """
 import os
 

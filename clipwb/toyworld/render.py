@@ -25,7 +25,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 COLOURS = {
     "red": (215, 35, 35),

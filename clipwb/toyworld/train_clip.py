@@ -1,6 +1,6 @@
 """Train the toy CLIP: a small ``clip.model.CLIP`` learned contrastively on toy images.
 
-    python -m clipwb.toyworld.train_clip --out toyworld/toy_clip.pt
+    python -m clipwb.toyworld.train_clip --out clipwb/toyworld/toy_clip.pt
 
 Images are rendered by :mod:`clipwb.toyworld.render` (all four domains, a render seed
 disjoint from the dataset's) and augmented on the fly; captions come from many
@@ -305,7 +305,7 @@ def _train(args, model):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Train the toy CLIP on procedural toy images (CPU).")
-    parser.add_argument("--out", default="toyworld/toy_clip.pt", help="output fp16 state dict")
+    parser.add_argument("--out", default="clipwb/toyworld/toy_clip.pt", help="output fp16 state dict")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=128)

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 
-from clipwb.engine.errors import MissingFileError, UserInputError
+from clipwb.errors import MissingFileError, UserInputError
 
 from .render import CLASSNAMES, DOMAINS, NUM_CLASSES, class_folder, render
 

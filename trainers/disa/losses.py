@@ -10,7 +10,7 @@ which parts are CONFIRMED and which INFERRED).
 import torch
 import torch.nn.functional as F
 
-from clipwb.engine.errors import UserInputError
+from clipwb.errors import UserInputError
 
 from clipwb.trainers.kit.scl_losses import scl_losses
 

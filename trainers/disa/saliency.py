@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.prompted_encoders import record_attention
 

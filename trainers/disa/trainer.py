@@ -13,7 +13,7 @@ same ones). Inference is the prompted model on the full image, as PromptSRC.
 import torch
 
 from clipwb.engine import compute_accuracy
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
 from clipwb.trainers.disa.losses import (DIR_FORMS, KL_DIRECTIONS, ce_loss, cir_loss, class_prototypes,

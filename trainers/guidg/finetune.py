@@ -1,7 +1,7 @@
 """Full fine-tuning of CLIP's image encoder for domain generalization.
 
 ``DGFinetuneTrainer`` is the shared loop of CLIPood, ERM + WiSE-FT, UEO +
-WiSE-FT and GuiDG (``trainers/guidg.py``). The image encoder is trained, the
+WiSE-FT and GuiDG (``trainers/guidg/trainer.py``). The image encoder is trained, the
 text side is a frozen stack of classifiers ``[d, C, D]`` (one zero-shot
 classifier for the baselines; one per domain expert for GuiDG) and the
 evaluated encoder is a separate averaged copy (Beta moving average or WiSE-FT).
@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from clipwb.engine import (DatasetWrapper, TrainerX, build_lr_scheduler, build_optimizer,
                            build_transform, compute_accuracy)
-from clipwb.engine.errors import ClearResumeErrors, ConfigError
+from clipwb.errors import ClearResumeErrors, ConfigError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min

@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from torch.utils.data import Sampler
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 
 class DomainBalancedBatchSampler(Sampler):

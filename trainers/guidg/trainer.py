@@ -22,7 +22,7 @@ import re
 import torch
 
 from clipwb.engine import load_checkpoint
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.config import check_min
 from clipwb.trainers.coop import CoOp

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 CROSS_MODES = ("cross_attention", "linear")
 

@@ -27,7 +27,7 @@ the module gates at zero (their initial value) ISP's logits equal IVLP's.
 import torch
 
 from clipwb.engine import compute_accuracy
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_ivlp_keys, check_min, uses_vision_prompts
 from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features

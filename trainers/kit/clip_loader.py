@@ -22,7 +22,7 @@ import torch
 from clip import clip as clip_api
 from clip import model as clip_model_module
 
-from clipwb.engine.errors import ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 # The normalisation CLIP was trained with (configs' INPUT.PIXEL_MEAN / PIXEL_STD).
 CLIP_PIXEL_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -176,7 +176,7 @@ def _toy_clip_path():
 
 
 #: Named checkpoints shipped with the project (name -> function giving the path).
-#: ``ToyCLIP``: a small CLIP trained on the toy world (toyworld/README.md).
+#: ``ToyCLIP``: a small CLIP trained on the toy world (clipwb/toyworld/README.md).
 LOCAL_MODELS = {"ToyCLIP": _toy_clip_path}
 
 

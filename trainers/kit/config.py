@@ -1,6 +1,6 @@
 """Helpers for the ``TRAINER.<NAME>.*`` keys each trainer module adds."""
 from clipwb.engine import CfgNode
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 
 def add_trainer_keys(cfg, name, defaults):

@@ -18,7 +18,7 @@ import os
 import torch
 from clip.model import convert_weights
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 #: environment switch: keep the PREC modes on the CPU (see the module docstring)

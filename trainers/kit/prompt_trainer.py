@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from clipwb.engine import (TrainerX, build_data_loader, build_lr_scheduler, build_optimizer,
                     build_transform, compute_accuracy, load_checkpoint,
                     load_pretrained_weights)
-from clipwb.engine.errors import ClearResumeErrors, ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ClearResumeErrors, ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.frozen_clip import frozen_image_features

@@ -38,7 +38,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 
 def scl_text_loss(text_features, frozen_text_features, weight=1.0):

@@ -13,7 +13,7 @@ object), so checkpoints load with ``torch.load(weights_only=True)``.
 from torch.optim.lr_scheduler import (CosineAnnealingLR, LRScheduler,
                                       MultiStepLR, StepLR)
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 __all__ = ["build_lr_scheduler", "ConstantWarmupScheduler",
            "LinearWarmupScheduler", "AVAI_SCHEDS"]

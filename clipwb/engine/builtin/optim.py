@@ -4,7 +4,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 __all__ = ["build_optimizer", "AVAI_OPTIMS"]
 

@@ -1,7 +1,7 @@
 """Name -> class registries (Dassl's ``Registry``) and ``check_availability``."""
 from difflib import SequenceMatcher
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 __all__ = ["Registry", "check_availability"]
 

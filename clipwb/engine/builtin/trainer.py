@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from clipwb.engine.errors import ConfigError, MissingFileError
+from clipwb.errors import ConfigError, MissingFileError
 
 from .data import DataManager
 from .evaluation import build_evaluator

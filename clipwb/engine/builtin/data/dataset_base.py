@@ -6,7 +6,7 @@ import tarfile
 import zipfile
 from collections import defaultdict
 
-from clipwb.engine.errors import ConfigError, UserInputError
+from clipwb.errors import ConfigError, UserInputError
 
 from ..registry import Registry, check_availability
 

@@ -1,7 +1,7 @@
 """``Datum``: one labelled image (Dassl's data instance)."""
 import os.path as osp
 
-from clipwb.engine.errors import MissingFileError, UserInputError
+from clipwb.errors import MissingFileError, UserInputError
 
 __all__ = ["Datum"]
 

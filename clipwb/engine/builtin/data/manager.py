@@ -2,7 +2,7 @@
 import torch
 from tabulate import tabulate
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 from .dataset_base import build_dataset
 from .samplers import build_sampler

@@ -10,7 +10,7 @@ from collections import defaultdict
 import numpy as np
 from torch.utils.data.sampler import RandomSampler, Sampler, SequentialSampler
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 __all__ = ["RandomSampler", "SequentialSampler", "RandomDomainSampler",
            "SeqDomainSampler", "RandomClassSampler", "build_sampler",

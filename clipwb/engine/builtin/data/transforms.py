@@ -19,7 +19,7 @@ from torchvision.transforms import (AutoAugment, AutoAugmentPolicy, CenterCrop,
                                     Resize, ToTensor)
 from torchvision.transforms.functional import InterpolationMode
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 __all__ = ["INTERPOLATION_MODES", "AVAI_CHOICES", "build_transform",
            "Random2DTranslation", "InstanceNormalization", "Cutout",

@@ -2,7 +2,7 @@
 import torchvision.transforms as T
 from torch.utils.data import Dataset
 
-from clipwb.engine.errors import ConfigError
+from clipwb.errors import ConfigError
 
 from ..utils.io import read_image
 from .transforms import INTERPOLATION_MODES

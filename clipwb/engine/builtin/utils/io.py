@@ -5,7 +5,7 @@ import os
 import os.path as osp
 import warnings
 
-from clipwb.engine.errors import MissingFileError, UserInputError
+from clipwb.errors import MissingFileError, UserInputError
 
 __all__ = ["mkdir_if_missing", "check_isfile", "read_json", "write_json",
            "listdir_nohidden", "read_image", "tolist_if_not"]

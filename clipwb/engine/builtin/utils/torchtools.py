@@ -19,7 +19,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from clipwb.engine.errors import MissingFileError, UserInputError, resume_errors
+from clipwb.errors import MissingFileError, UserInputError, resume_errors
 
 from .io import mkdir_if_missing
 

@@ -1,0 +1,136 @@
+"""python -m clipwb.dropin on fixture checkouts: what it writes, what it refuses,
+what it never overwrites, and its undo."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from clipwb import dropin
+from tests.e2e_helpers import snapshot, subprocess_env
+from tests.host_checkout import HOST_DATA, write_host
+
+
+class Done:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def run_dropin(capsys):
+    """``python -m clipwb.dropin ARGS`` in this process (its ``main``)."""
+    def run(*args):
+        code = dropin.main([str(a) for a in args])
+        out = capsys.readouterr()
+        return Done(code, out.out, out.err)
+    return run
+
+
+def test_the_command_runs_from_any_directory(tmp_path):
+    host = write_host(str(tmp_path), "coop")
+    proc = subprocess.run([sys.executable, "-m", "clipwb.dropin", host, "--dry-run"],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
+                          env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "scripts/disa/base2new_train.sh: written" in proc.stdout
+    assert "dry run: nothing written" in proc.stdout
+    assert not os.path.exists(os.path.join(host, "scripts", "disa"))
+
+
+@pytest.fixture
+def host(tmp_path):
+    return write_host(str(tmp_path), "promptsrc")
+
+
+def test_dropin_patches_train_py_copies_configs_and_writes_host_scripts(host, run_dropin):
+    before = snapshot(host)
+    proc = run_dropin(host)
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(host, "train.py")) as f:
+        text = f.read()
+    lines = text.splitlines()
+    imp = lines.index(dropin.IMPORT_LINE)
+    assert lines[imp - 1] == "import trainers.promptsrc"  # after the host's own imports
+    call = lines.index("    extend_cfg(cfg)")
+    assert lines[call + 1] == "    " + dropin.EXTEND_LINE
+    with open(os.path.join(host, "train.py" + dropin.BACKUP_SUFFIX)) as f:
+        assert f.read().encode() == before["train.py"]
+    for rel in ("configs/trainers/DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+                "configs/trainers/ISP/toy.yaml", "configs/trainers/GuiDGExpert/toy.yaml",
+                "configs/datasets/toy.yaml", "configs/datasets/pacs.yaml",
+                "scripts/disa/base2new_train.sh", "scripts/isp/base2new_test.sh",
+                "scripts/guidg/dg.sh"):
+        assert os.path.isfile(os.path.join(host, rel)), rel
+    with open(os.path.join(host, "scripts/disa/base2new_test.sh")) as f:
+        script = f.read()
+    # the host's own form: its DATA, TRAINER, CFG, LOADEP = the config's MAX_EPOCH
+    assert 'DATA=${{DATA:-"{}"}}'.format(HOST_DATA) in script
+    assert "TRAINER=DiSa" in script and "CFG=vit_b16_c2_ep20_batch4_4+4ctx" in script
+    assert "LOADEP=20\n" in script
+    with open(os.path.join(host, "scripts/isp/base2new_test.sh")) as f:
+        assert "LOADEP=5\n" in f.read()
+    assert os.access(os.path.join(host, "scripts/disa/base2new_train.sh"), os.X_OK)
+    # every host file is untouched, train.py aside
+    after = snapshot(host)
+    for rel, data in before.items():
+        if rel != "train.py":
+            assert after[rel] == data, rel
+
+
+def test_dropin_twice_changes_nothing_and_never_overwrites(host, run_dropin):
+    mine = os.path.join(host, "configs", "trainers", "DiSa", "toy.yaml")
+    os.makedirs(os.path.dirname(mine))
+    with open(mine, "w") as f:
+        f.write("# the researcher's own file\n")
+    assert run_dropin(host).returncode == 0
+    first = snapshot(host)
+    proc = run_dropin(host)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(host) == first
+    assert "train.py: already has the plugin lines" in proc.stdout
+    assert "configs/trainers/DiSa/toy.yaml: kept the checkout's file (not overwritten)" in proc.stdout
+    with open(mine) as f:
+        assert f.read() == "# the researcher's own file\n"
+
+
+def test_undo_restores_the_checkout_and_keeps_edited_files(host, run_dropin):
+    before = snapshot(host)
+    assert run_dropin(host).returncode == 0
+    edited = os.path.join(host, "scripts", "isp", "base2new_train.sh")
+    with open(edited, "a") as f:
+        f.write("# my change\n")
+    proc = run_dropin(host, "--undo")
+    assert proc.returncode == 0, proc.stderr
+    assert "scripts/isp/base2new_train.sh: edited since the drop-in, kept" in proc.stdout
+    after = snapshot(host)
+    assert set(after) == set(before) | {"scripts/isp/base2new_train.sh"}
+    for rel, data in before.items():
+        assert after[rel] == data, rel
+
+
+def test_maple_checkouts_get_maple_style_script_names(tmp_path, run_dropin):
+    host = write_host(str(tmp_path), "maple")
+    assert run_dropin(host, "--data", "/my/data").returncode == 0
+    for rel in ("scripts/disa/base2new_train_disa.sh", "scripts/disa/base2new_test_disa.sh",
+                "scripts/isp/base2new_train_isp.sh", "scripts/guidg/dg_guidg.sh"):
+        assert os.path.isfile(os.path.join(host, rel)), rel
+    with open(os.path.join(host, "scripts/disa/base2new_train_disa.sh")) as f:
+        assert 'DATA=${DATA:-"/my/data"}' in f.read()
+
+
+def test_a_train_py_not_shaped_like_coops_is_refused(tmp_path, run_dropin):
+    host = write_host(str(tmp_path), "coop")
+    path = os.path.join(host, "train.py")
+    with open(path) as f:
+        text = f.read().replace("    extend_cfg(cfg)\n", "    add_my_keys(cfg)\n")
+    with open(path, "w") as f:
+        f.write(text)
+    before = snapshot(host)
+    proc = run_dropin(host)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: {} is not a CoOp-style train.py".format(path))
+    assert "no 'extend_cfg(cfg)' call inside setup_cfg" in proc.stderr
+    assert "Nothing was changed" in proc.stderr
+    assert snapshot(host) == before
+    missing = run_dropin(tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr

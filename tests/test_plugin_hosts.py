@@ -1,0 +1,141 @@
+"""End to end in fixture checkouts of CoOp, MaPLe and PromptSRC (tests/host_checkout.py):
+the drop-in command, then DiSa, ISP and GuiDG through the checkout's own
+``train.py``, scripts and readers; the checkout's own CoOp gives the same
+numbers before and after."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import clipwb.dropin
+
+from tests.dataset_layouts import write_dataset
+from tests.e2e_helpers import (describe, evaluator_block, progress, read_log, subprocess_env,
+                               train_args)
+from tests.host_checkout import write_dassl_standin, write_host
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, toy_data, tiny_clip_path):
+    """The Dassl stand-in, one DATA folder (the toy world + a tiny Caltech101)
+    and the tiny CLIP."""
+    base = tmp_path_factory.mktemp("hosts")
+    site = write_dassl_standin(str(base / "site"))
+    if not os.path.isdir(os.path.join(toy_data, "caltech-101")):
+        write_dataset(toy_data, "Caltech101", n_classes=4, n_per_class=8)
+    return dict(site=site, data=toy_data, clip=tiny_clip_path)
+
+
+def run(host, world, args, timeout=600):
+    env = subprocess_env(PYTHONPATH=world["site"], DATA=world["data"])
+    env.pop("DASSL_BACKEND", None)  # the checkout's Dassl, as a user runs it
+    proc = subprocess.run([str(a) for a in args], cwd=host, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, describe(proc)
+    return proc
+
+
+def host_coop(host, world, out):
+    """The checkout's own CoOp on its own Caltech101 reader: (losses, evaluator block)."""
+    run(host, world, [sys.executable, "train.py", "--root", world["data"], "--seed", 1,
+                      "--trainer", "CoOp", "--dataset-config-file",
+                      "configs/datasets/caltech101.yaml",
+                      "--config-file", "configs/trainers/CoOp/tiny.yaml", "--output-dir", out,
+                      "MODEL.BACKBONE.NAME", world["clip"], "DATASET.NUM_SHOTS", 4,
+                      "DATASET.SUBSAMPLE_CLASSES", "base"])
+    text = read_log(os.path.join(out, "log.txt"))
+    return [row[2] for row in progress(text)], evaluator_block(text)
+
+
+def dropin(host):
+    """The drop-in (in this process; tests/test_dropin.py runs the command)."""
+    said = clipwb.dropin.dropin(host, say=lambda line: None)
+    assert any(line.startswith("train.py: added") for line in said)
+
+
+def script(host, folder, job):
+    plain = os.path.join("scripts", folder, job + ".sh")
+    return plain if os.path.isfile(os.path.join(host, plain)) else os.path.join(
+        "scripts", folder, "{}_{}.sh".format(job, folder))
+
+
+def base2new_with_scripts(host, world, folder, trainer):
+    """``scripts/<folder>/base2new_{train,test}`` on the toy world; check both logs."""
+    tiny = ["DATASET.NUM_SHOTS", "2"]
+    train = run(host, world, ["bash", script(host, folder, "base2new_train"), "toy", "1"] + tiny)
+    assert "kept the ones already registered: ImageNet, Caltech101" in train.stdout
+    run(host, world, ["bash", script(host, folder, "base2new_test"), "toy", "1"] + tiny)
+    common = os.path.join("toy", "shots_16", trainer, "toy", "seed1")
+    for setting, classes in (("train_base", 13), ("test_new", 12)):
+        log = read_log(os.path.join(host, "output", "base2new", setting, common, "log.txt"))
+        block = evaluator_block(log)
+        assert block is not None, log[-2000:]
+        assert block[0] == 20 * classes  # the toy world's test images of those classes
+    assert os.path.isfile(os.path.join(host, "output", "base2new", "train_base", common,
+                                       "prompt_learner", "model.pth.tar-10"))
+
+
+def guidg_with_scripts(host, world):
+    """``scripts/guidg/dg`` on the toy world: experts, then step 2; a second call
+    reuses everything."""
+    args = ["bash", script(host, "guidg", "dg"), "toy", "sketch", "1", "DATASET.NUM_SHOTS", "2",
+            "OPTIM.MAX_EPOCH", "1", "TRAINER.GUIDG.ITERS_PER_EPOCH", "2"]
+    proc = run(host, world, args)
+    experts = os.path.join(host, "output", "dg", "toy", "shots_16", "GuiDGExpert", "toy")
+    for domain in ("plain", "textured", "noisy"):
+        assert "Step 1: the expert of " + domain in proc.stdout
+        assert os.path.isfile(os.path.join(experts, "expert_" + domain, "seed1",
+                                           "prompt_learner", "model-best.pth.tar"))
+    log = read_log(os.path.join(host, "output", "dg", "toy", "shots_16", "GuiDG", "toy",
+                                "sketch", "seed1", "log.txt"))
+    assert evaluator_block(log)[0] == 25 * 8  # sketch's test part: 8 images a class
+    again = run(host, world, args)
+    assert "Reusing the expert of plain" in again.stdout
+    assert "(so skip this job)" in again.stdout
+
+
+# One method per kind of checkout keeps the suite short (each run starts a
+# Python with torch); ISP runs on a checkout's own reader below too.
+METHOD_OF_KIND = {"coop": "guidg", "maple": "isp", "promptsrc": "disa"}
+
+
+@pytest.mark.parametrize("kind", sorted(METHOD_OF_KIND))
+def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, world, tmp_path):
+    host = write_host(str(tmp_path), kind)
+    if kind == "promptsrc":  # the fork-shaped checkout with the most trainers of its own
+        before = host_coop(host, world, str(tmp_path / "coop_before"))
+    dropin(host)
+    if kind == "promptsrc":
+        after = host_coop(host, world, str(tmp_path / "coop_after"))
+        assert before[0] and before == after  # the same per-iteration losses and accuracy
+    method = METHOD_OF_KIND[kind]
+    if method == "guidg":
+        guidg_with_scripts(host, world)
+    else:
+        base2new_with_scripts(host, world, method, {"isp": "ISP", "disa": "DiSa"}[method])
+
+
+def test_isp_trains_and_tests_on_the_checkouts_own_reader(world, tmp_path):
+    host = write_host(str(tmp_path), "promptsrc")
+    dropin(host)
+    for trainer in ("ISP",):
+        out = str(tmp_path / trainer)
+        args = train_args(trainer, world["data"], out, world["clip"], "OPTIM.MAX_EPOCH", "2",
+                          "DATASET.SUBSAMPLE_CLASSES", "base",
+                          dataset_config="configs/datasets/caltech101.yaml")
+        proc = run(host, world, [sys.executable, "train.py"] + args)
+        assert "Reading Caltech101 with the checkout's own reader" in proc.stdout
+        log = read_log(os.path.join(out, "log.txt"))
+        losses = progress(log)
+        assert len({epoch for epoch, _, _ in losses}) == 2
+        assert evaluator_block(log)[0] == 4  # the 2 base classes' test images
+        test_out = str(tmp_path / (trainer + "_new"))
+        args = train_args(trainer, world["data"], test_out, world["clip"],
+                          "DATASET.SUBSAMPLE_CLASSES", "new",
+                          dataset_config="configs/datasets/caltech101.yaml",
+                          flags=["--eval-only", "--model-dir", out, "--load-epoch", "2"])
+        run(host, world, [sys.executable, "train.py"] + args)
+        assert evaluator_block(read_log(os.path.join(test_out, "log.txt")))[0] == 4
