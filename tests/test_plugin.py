@@ -225,3 +225,16 @@ def test_package_imports_from_any_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("True")
     assert os.path.isdir(os.path.join(REPO, "configs", "trainers", "DiSa"))
+
+
+def test_every_code_folder_is_a_package():
+    """setup.py installs the folders that have an __init__.py: a folder of
+    modules without one works in an editable install but is missing from a
+    wheel (pip install git+...)."""
+    missing = []
+    for top in ("clipwb", "trainers", "datasets"):
+        for dirpath, dirnames, filenames in os.walk(os.path.join(REPO, top)):
+            dirnames[:] = [d for d in dirnames if not d.startswith((".", "__"))]
+            if any(f.endswith(".py") for f in filenames) and "__init__.py" not in filenames:
+                missing.append(os.path.relpath(dirpath, REPO))
+    assert not missing, "add an __init__.py to: {}".format(", ".join(missing))

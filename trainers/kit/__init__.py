@@ -1,0 +1,7 @@
+"""The prompted-CLIP kit every trainer imports (and which imports no trainer):
+``clip_loader`` (CLIP by name or file, stock or a CoOp-family fork),
+``prompted_encoders`` (the stock blocks run one by one with prompts),
+``prompted_clip``, ``prompt_learners`` (CoOp / CoCoOp / IVLP / MaPLe),
+``precision``, ``templates``, ``frozen_clip``, ``config`` (key helpers),
+``prompt_trainer`` (``ClipPromptTrainer``, the trainer base) and
+``scl_losses`` (PromptSRC's self-regulating losses and GPA)."""
