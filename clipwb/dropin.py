@@ -217,6 +217,15 @@ def _run(lines, indent="    "):
     return " \\\n".join(indent + line for line in lines) + "\n"
 
 
+def _train(trainer="${TRAINER}", dataset_cfg="${DATASET}", cfg_dir="${TRAINER}", cfg="${CFG}",
+           out="${DIR}"):
+    """The first lines of a ``python train.py`` call (CoOp's flag order)."""
+    return ["python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer " + trainer,
+            "--dataset-config-file configs/datasets/{}.yaml".format(dataset_cfg),
+            "--config-file configs/trainers/{}/{}.yaml".format(cfg_dir, cfg),
+            "--output-dir \"{}\"".format(out)]
+
+
 def b2n_train_script(trainer, cfg, data, usage, cfg_dir):
     return _HEADER.format(what="{}: train on the base classes (16 shots).".format(trainer),
                           usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
@@ -234,10 +243,7 @@ if [ -d "$DIR" ]; then
 else
     echo "Run this job and save the output to ${{DIR}}"
 fi
-""".format(cfg=cfg) + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
-        "--dataset-config-file configs/datasets/${DATASET}.yaml",
-        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+""".format(cfg=cfg) + _run(_train() + [
         "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES base", '"${@:3}"'], indent="")
 
 
@@ -258,10 +264,7 @@ COMMON_DIR=${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
 MODEL_DIR=output/base2new/train_base/${{COMMON_DIR}}
 DIR=output/base2new/test_${{SUB}}/${{COMMON_DIR}}
 echo "Evaluating the model of ${{MODEL_DIR}} (epoch ${{LOADEP}}) into ${{DIR}}"
-""".format(cfg=cfg, epoch=epoch, toy_epoch=toy_epoch) + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
-        "--dataset-config-file configs/datasets/${DATASET}.yaml",
-        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+""".format(cfg=cfg, epoch=epoch, toy_epoch=toy_epoch) + _run(_train() + [
         "--model-dir \"${MODEL_DIR}\"", "--load-epoch ${LOADEP}", "--eval-only",
         "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES ${SUB}", '"${@:3}"'], indent="")
 
@@ -283,10 +286,7 @@ if [ -d "$DIR" ]; then
 else
     echo "Run this job and save the output to ${{DIR}}"
 fi
-""".format(cfg=cfg) + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
-        "--dataset-config-file configs/datasets/${DATASET}.yaml",
-        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+""".format(cfg=cfg) + _run(_train() + [
         "DATASET.NUM_SHOTS ${SHOTS}", '"${@:3}"'], indent="")
 
 
@@ -303,10 +303,7 @@ LOADEP={epoch}
 
 DIR=output/evaluation/${{TRAINER}}/${{CFG}}_${{SHOTS}}shots/${{DATASET}}/seed${{SEED}}
 echo "Evaluating into ${{DIR}}"
-""".format(cfg=cfg, epoch=epoch) + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
-        "--dataset-config-file configs/datasets/${DATASET}.yaml",
-        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+""".format(cfg=cfg, epoch=epoch) + _run(_train() + [
         "--model-dir \"output/imagenet/${TRAINER}/${CFG}_${SHOTS}shots/seed${SEED}\"",
         "--load-epoch ${LOADEP}", "--eval-only", '"${@:3}"'], indent="")
 
@@ -345,11 +342,8 @@ for D in $DOMAINS; do
         continue
     fi
     echo "Step 1: the expert of ${{D}}"
-""".format(cases=cases) + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer GuiDGExpert",
-        "--dataset-config-file configs/datasets/${DATASET_CFG}.yaml",
-        "--config-file configs/trainers/GuiDGExpert/${EXPERT_CFG}.yaml",
-        "--output-dir \"${EXPERTS}/expert_${D}/seed${SEED}\"",
+""".format(cases=cases) + _run(_train("GuiDGExpert", "${DATASET_CFG}", "GuiDGExpert", "${EXPERT_CFG}",
+                "${EXPERTS}/expert_${D}/seed${SEED}") + [
         "DATASET.SOURCE_DOMAINS \"['${D}']\"", "DATASET.TARGET_DOMAINS \"['${D}']\"",
         "DATASET.DG_TRAIN_POOL A", "DATASET.NUM_SHOTS ${SHOTS}", '"${@:4}" || exit 1']) + """done
 
@@ -359,10 +353,7 @@ if grep -qs '^\* accuracy:' "${DIR}/log.txt"; then
     exit 0
 fi
 echo "Step 2: ${TRAINER} on ${SOURCES} -> ${TARGET} in ${DIR}"
-""" + _run([
-        "python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer ${TRAINER}",
-        "--dataset-config-file configs/datasets/${DATASET_CFG}.yaml",
-        "--config-file configs/trainers/${TRAINER}/${CFG}.yaml", "--output-dir \"${DIR}\"",
+""" + _run(_train(dataset_cfg="${DATASET_CFG}") + [
         "DATASET.SOURCE_DOMAINS \"[${SOURCES}]\"", "DATASET.TARGET_DOMAINS \"['${TARGET}']\"",
         "DATASET.DG_TRAIN_POOL B", "DATASET.NUM_SHOTS ${SHOTS}",
         "TRAINER.GUIDG.EXPERT_DIR \"${EXPERTS}/expert_{domain}/seed${SEED}\"", '"${@:4}"'], indent="")
