@@ -13,7 +13,9 @@ in a checkout; the built-in engine elsewhere), the trainers DiSa, ISP,
 GuiDGExpert, GuiDG, CLIPood, ERMWiSEFT, UEOWiSEFT and every dataset reader of
 the project that the registry lacks (ToyShapes, ToyShapesDG, the DomainBed
 readers, ...). A name the checkout already registered stays the checkout's,
-and one line says so. ``REPORT`` holds what was done.
+and one line says so; only GuiDG's DomainBed readers replace Dassl's own
+readers of the same names (see :func:`register`). ``REPORT`` holds what was
+done.
 """
 from clipwb import registration
 from clipwb.engine import CfgNode
@@ -22,8 +24,17 @@ __all__ = ["REPORT", "extend_cfg", "register"]
 
 
 def register():
-    """Register the plugin's trainers and the missing datasets; print one line."""
-    trainers, datasets = registration.register(list(registration.PLUGIN_TRAINERS))
+    """Register the plugin's trainers and the missing datasets; print one line.
+
+    GuiDG's DomainBed readers (PACS, VLCS, OfficeHome, TerraIncognita,
+    DomainNet) also replace readers of those names that come from the Dassl
+    library itself (another layout and domain spelling, no GuiDG pools; no
+    CoOp-family trainer reads them), never a reader of the checkout's own.
+    """
+    from clipwb.datasets import DG_DATASET_NAMES
+
+    trainers, datasets = registration.register(list(registration.PLUGIN_TRAINERS),
+                                               replace=DG_DATASET_NAMES)
     if trainers.registered or trainers.kept or datasets.registered or datasets.kept:
         print(registration.summary(trainers, datasets))
     return trainers, datasets

@@ -4,9 +4,9 @@ Defining a class registers nothing; :func:`register` does, once per name:
 
 - a name already in the registry stays as it is (a host checkout's CoOp,
   IVLP, MaPLe, PromptSRC and its dataset readers keep theirs), unless it is
-  in ``replace`` and held by a reader of the Dassl library itself (from this
-  repository's root, GuiDG's DomainBed readers replace Dassl's PACS / VLCS /
-  DomainNet readers, which have another layout and no GuiDG pools);
+  in ``replace`` and held by a reader of the Dassl library itself: GuiDG's
+  DomainBed readers replace Dassl's PACS / VLCS / OfficeHome / DomainNet
+  readers, which have another layout, other domain names and no GuiDG pools;
 - so no "already registered" error can happen and nothing of a host's is
   overwritten.
 
@@ -101,7 +101,8 @@ def register(trainers, datasets=None, replace=()):
 
 
 def summary(trainer_report, dataset_report):
-    """One line saying what was registered and which host names were kept."""
+    """One line saying what was registered, which names were left as they were
+    and which of Dassl's own readers were replaced."""
     parts = []
     names = trainer_report.registered + dataset_report.registered
     if names:
@@ -111,7 +112,7 @@ def summary(trainer_report, dataset_report):
         parts.append("kept the ones already registered: " + ", ".join(kept))
     replaced = trainer_report.replaced + dataset_report.replaced
     if replaced:
-        parts.append("replaced Dassl's own readers " + ", ".join(replaced))
+        parts.append("GuiDG's DomainBed readers replace Dassl's own " + ", ".join(replaced))
     return "clipwb plugin ({} Dassl): {}".format(
         "real" if BACKEND == "dassl" else "built-in", "; ".join(parts) or "nothing new")
 

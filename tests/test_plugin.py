@@ -65,8 +65,19 @@ class DiSa(TrainerX):
 class Caltech101(DatasetBase):
     pass
 
+class VLCS(DatasetBase):  # the checkout's own DG reader
+    pass
+
+class PACS(DatasetBase):  # a reader of the Dassl library itself
+    pass
+
+PACS.__module__ = "dassl.data.datasets.dg.pacs"
+DATASET_REGISTRY.register(VLCS)
+DATASET_REGISTRY.register(PACS)
 host = (CoOp, DiSa, Caltech101)
 import clipwb.plugin
+assert DATASET_REGISTRY.get("VLCS") is VLCS, "a checkout's reader was replaced"
+assert DATASET_REGISTRY.get("PACS").__module__ == "clipwb.datasets.pacs"
 assert TRAINER_REGISTRY.get("DiSa") is host[1], "overwritten"
 assert DATASET_REGISTRY.get("Caltech101") is host[2], "overwritten"
 assert TRAINER_REGISTRY.get("ISP").__module__ == "clipwb.trainers.isp.trainer"
@@ -74,9 +85,10 @@ print(clipwb.plugin.REPORT[0].kept, clipwb.plugin.REPORT[1].kept)
 """
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert "['DiSa'] ['Caltech101']" in proc.stdout
+    assert "['DiSa'] ['Caltech101', 'VLCS']" in proc.stdout
     line = next(line for line in proc.stdout.splitlines() if line.startswith("clipwb plugin"))
-    assert "kept the ones already registered: DiSa, Caltech101" in line
+    assert "kept the ones already registered: DiSa, Caltech101, VLCS" in line
+    assert line.endswith("GuiDG's DomainBed readers replace Dassl's own PACS")
 
 
 def test_dassl_readers_are_replaced_only_where_asked():
