@@ -9,10 +9,11 @@ import sys
 import pytest
 
 import clipwb.dropin
+from clipwb.toyworld.writer import ensure_toy_dataset
 
 from tests.dataset_layouts import write_dataset
-from tests.e2e_helpers import (describe, evaluator_block, progress, read_log, subprocess_env,
-                               train_args)
+from tests.e2e_helpers import (describe, evaluator_block, progress, read_log, run_all,
+                               subprocess_env, train_args)
 from tests.host_checkout import write_dassl_standin, write_host
 
 pytestmark = pytest.mark.timeout(900)
@@ -26,6 +27,7 @@ def world(tmp_path_factory, toy_data, tiny_clip_path):
     site = write_dassl_standin(str(base / "site"))
     if not os.path.isdir(os.path.join(toy_data, "caltech-101")):
         write_dataset(toy_data, "Caltech101", n_classes=4, n_per_class=8)
+    ensure_toy_dataset(toy_data)  # before the parallel jobs read it
     return dict(site=site, data=toy_data, clip=tiny_clip_path)
 
 
@@ -98,18 +100,17 @@ def guidg_with_scripts(host, world):
 
 
 # One method per kind of checkout keeps the suite short (each run starts a
-# Python with torch); ISP runs on a checkout's own reader below too.
+# Python with torch); ISP runs on a checkout's own reader too.
 METHOD_OF_KIND = {"coop": "guidg", "maple": "isp", "promptsrc": "disa"}
 
 
-@pytest.mark.parametrize("kind", sorted(METHOD_OF_KIND))
-def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, world, tmp_path):
-    host = write_host(str(tmp_path), kind)
+def dropin_then_method(kind, world, folder):
+    host = write_host(folder, kind)
     if kind == "promptsrc":  # the fork-shaped checkout with the most trainers of its own
-        before = host_coop(host, world, str(tmp_path / "coop_before"))
+        before = host_coop(host, world, os.path.join(folder, "coop_before"))
     dropin(host)
     if kind == "promptsrc":
-        after = host_coop(host, world, str(tmp_path / "coop_after"))
+        after = host_coop(host, world, os.path.join(folder, "coop_after"))
         assert before[0] and before == after  # the same per-iteration losses and accuracy
     method = METHOD_OF_KIND[kind]
     if method == "guidg":
@@ -118,24 +119,45 @@ def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, world, tmp_p
         base2new_with_scripts(host, world, method, {"isp": "ISP", "disa": "DiSa"}[method])
 
 
-def test_isp_trains_and_tests_on_the_checkouts_own_reader(world, tmp_path):
-    host = write_host(str(tmp_path), "promptsrc")
+def isp_on_the_checkouts_reader(world, folder):
+    host = write_host(folder, "promptsrc")
     dropin(host)
-    for trainer in ("ISP",):
-        out = str(tmp_path / trainer)
-        args = train_args(trainer, world["data"], out, world["clip"], "OPTIM.MAX_EPOCH", "2",
-                          "DATASET.SUBSAMPLE_CLASSES", "base",
-                          dataset_config="configs/datasets/caltech101.yaml")
-        proc = run(host, world, [sys.executable, "train.py"] + args)
-        assert "Reading Caltech101 with the checkout's own reader" in proc.stdout
-        log = read_log(os.path.join(out, "log.txt"))
-        losses = progress(log)
-        assert len({epoch for epoch, _, _ in losses}) == 2
-        assert evaluator_block(log)[0] == 4  # the 2 base classes' test images
-        test_out = str(tmp_path / (trainer + "_new"))
-        args = train_args(trainer, world["data"], test_out, world["clip"],
-                          "DATASET.SUBSAMPLE_CLASSES", "new",
-                          dataset_config="configs/datasets/caltech101.yaml",
-                          flags=["--eval-only", "--model-dir", out, "--load-epoch", "2"])
-        run(host, world, [sys.executable, "train.py"] + args)
-        assert evaluator_block(read_log(os.path.join(test_out, "log.txt")))[0] == 4
+    out = os.path.join(folder, "ISP")
+    args = train_args("ISP", world["data"], out, world["clip"], "OPTIM.MAX_EPOCH", "2",
+                      "DATASET.SUBSAMPLE_CLASSES", "base",
+                      dataset_config="configs/datasets/caltech101.yaml")
+    proc = run(host, world, [sys.executable, "train.py"] + args)
+    assert "Reading Caltech101 with the checkout's own reader" in proc.stdout
+    log = read_log(os.path.join(out, "log.txt"))
+    assert len({epoch for epoch, _, _ in progress(log)}) == 2
+    assert evaluator_block(log)[0] == 4  # the 2 base classes' test images
+    test_out = os.path.join(folder, "ISP_new")
+    args = train_args("ISP", world["data"], test_out, world["clip"],
+                      "DATASET.SUBSAMPLE_CLASSES", "new",
+                      dataset_config="configs/datasets/caltech101.yaml",
+                      flags=["--eval-only", "--model-dir", out, "--load-epoch", "2"])
+    run(host, world, [sys.executable, "train.py"] + args)
+    assert evaluator_block(read_log(os.path.join(test_out, "log.txt")))[0] == 4
+
+
+@pytest.fixture(scope="module")
+def host_runs(world, tmp_path_factory):
+    """Every checkout job, two at a time (each child runs one thread)."""
+    jobs = {kind: (lambda kind=kind: dropin_then_method(
+        kind, world, str(tmp_path_factory.mktemp(kind)))) for kind in METHOD_OF_KIND}
+    jobs["reader"] = lambda: isp_on_the_checkouts_reader(world, str(tmp_path_factory.mktemp("r")))
+    return run_all(jobs, workers=2)
+
+
+def outcome(result):
+    if isinstance(result, BaseException):
+        raise result
+
+
+@pytest.mark.parametrize("kind", sorted(METHOD_OF_KIND))
+def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, host_runs):
+    outcome(host_runs[kind])
+
+
+def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
+    outcome(host_runs["reader"])

@@ -15,8 +15,19 @@ def readme_commands():
 
 def test_readme_has_install_and_test_commands():
     install, test = readme_commands()
-    assert install.startswith("pip install -e .") and "scripts/" in install
+    assert install.startswith('pip install -e ".[test]"') and "scripts/" in install
     assert "pytest" in test
+
+
+def test_ci_installs_what_the_readme_installs():
+    """The README's first command installs everything its second one needs:
+    the same package install as .ci/run (which adds only torch's pinned wheels)."""
+    install, _ = readme_commands()
+    readme_install = install.split("&&")[0].strip()
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    ci_installs = [line.strip().replace("python -m pip install -q ", "pip install ")
+                   for line in ci.splitlines() if "pip install" in line and "torch" not in line]
+    assert ci_installs == [readme_install]
 
 
 def test_ci_runs_exactly_the_readme_test_command():
