@@ -447,7 +447,8 @@ def dropin(checkout, data=None, dry_run=False, say=print):
         act("train.py: added '{}' and '{}' (original kept as train.py{})".format(
             "import clipwb.plugin", "clipwb.plugin.extend_cfg(cfg)", BACKUP_SUFFIX))
 
-    for rel, content in host_files(checkout, data).items():
+    files = host_files(checkout, data)
+    for rel, content in files.items():
         path = os.path.join(checkout, rel)
         if os.path.exists(path):
             with open(path, errors="replace") as f:
@@ -464,7 +465,7 @@ def dropin(checkout, data=None, dry_run=False, say=print):
         _write_atomic(os.path.join(checkout, RECORD), json.dumps(record, indent=1, sort_keys=True))
     act("Done{}. Run e.g. bash {} toy 1 (DATA={}); undo with python -m clipwb.dropin {} --undo"
         .format(" (dry run: nothing written)" if dry_run else "",
-                [r for r in host_files(checkout, data) if "disa/base2new_train" in r][0],
+                next(rel for rel in files if "disa/base2new_train" in rel),
                 data, checkout))
     return actions
 

@@ -129,3 +129,17 @@ def test_same_results_on_both_engines(tmp_path):
     assert dassl_losses and dassl_acc
     assert builtin_losses == dassl_losses
     assert builtin_acc == dassl_acc
+
+
+def test_the_plugin_leaves_dassls_image_reader_alone_and_train_py_replaces_it():
+    """(d) changes Dassl's behaviour, so a host checkout's process that imports
+    the plugin keeps Dassl's own reader; this repository's train.py takes ours."""
+    code = ("import dassl.data.data_manager as dm, dassl.utils as du\n"
+            "import clipwb.plugin\n"
+            "print('plugin', dm.read_image is du.read_image)\n"
+            "import train\n"
+            "print('train', dm.read_image is du.read_image)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "plugin True" in proc.stdout and "train False" in proc.stdout

@@ -250,3 +250,12 @@ def test_every_code_folder_is_a_package():
             if any(f.endswith(".py") for f in filenames) and "__init__.py" not in filenames:
                 missing.append(os.path.relpath(dirpath, REPO))
     assert not missing, "add an __init__.py to: {}".format(", ".join(missing))
+
+
+def test_every_registered_trainer_adds_its_config_keys():
+    """The registration tables and clipwb.trainers.TRAINER_MODULES (whose
+    extend_cfg functions add the keys) name the same modules."""
+    import clipwb.trainers
+
+    tables = dict(registration.BASELINE_TRAINERS, **registration.PLUGIN_TRAINERS)
+    assert set(tables.values()) == set(clipwb.trainers.TRAINER_MODULES)

@@ -4,12 +4,15 @@ The backend is chosen once, at import, by the ``DASSL_BACKEND`` environment
 variable:
 
 - ``auto`` (default): real Dassl (``import dassl``) if it imports, else the
-  built-in engine (``engine.builtin``);
+  built-in engine (``clipwb.engine.builtin``);
 - ``dassl``: real Dassl, or a clear error saying how to install it;
 - ``builtin``: the built-in engine even when Dassl is installed.
 
-``engine.BACKEND`` is ``"dassl"`` or ``"builtin"``. With real Dassl the
-patches of :mod:`clipwb.engine.compat` (torch 2.x / numpy 2 fixes) are applied first.
+``clipwb.engine.BACKEND`` is ``"dassl"`` or ``"builtin"``. With real Dassl the
+patches of :mod:`clipwb.engine.compat` (torch 2.x / numpy 2 fixes) are applied
+first. A Dassl-shaped package that only re-exports the built-in engine (it
+sets ``CLIPWB_BUILTIN_VIEW``; the tests' fixture checkouts use one) counts as
+the built-in engine.
 """
 import importlib
 import os

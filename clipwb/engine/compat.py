@@ -2,8 +2,7 @@
 
 Patches (a)-(c) are applied by ``clipwb/engine/__init__.py`` before it
 imports Dassl's names, only when the backend is real Dassl, each only when the
-installed torch / numpy actually has the breakage (and only to a Dassl that
-is not the built-in engine under Dassl's names); applying twice changes
+installed torch / numpy actually has the breakage; applying twice changes
 nothing. They turn a crash into Dassl's own computation, so a host
 checkout's trainer that runs without them gives the same numbers with them.
 Patch (d) changes Dassl's behaviour (its error messages), so it is applied
@@ -29,7 +28,8 @@ the plugin inside a host checkout.
     ``dassl.utils.read_image``, which lets PIL's error out (a traceback, from
     a DataLoader worker too). ``dassl.data.data_manager`` gets the built-in
     ``read_image`` (same result; a corrupt or missing image raises a
-    ``UserInputError`` naming the file). Applied whatever the versions.
+    ``UserInputError`` naming the file). Applied whatever the versions, by
+    :func:`apply_usability` only.
 """
 import sys
 import types
@@ -65,11 +65,6 @@ def needed_patches():
     return needed
 
 
-def _ours(obj):
-    """Whether ``obj`` is the built-in engine's (a Dassl-shaped package backed
-    by it needs no patch)."""
-    return (getattr(obj, "__module__", "") or "").startswith("clipwb.engine")
-
 
 # ---- (a) warmup scheduler ------------------------------------------------
 def _patch_warmup_verbose():
@@ -77,8 +72,8 @@ def _patch_warmup_verbose():
 
     from dassl.optim import lr_scheduler as dassl_sched
 
-    base = getattr(dassl_sched, "_BaseWarmupScheduler", None)
-    if base is None or _ours(base) or getattr(base.__init__, _MARK, False):
+    base = dassl_sched._BaseWarmupScheduler
+    if getattr(base.__init__, _MARK, False):
         return False
 
     def __init__(self, optimizer, successor, warmup_epoch, last_epoch=-1,
@@ -99,7 +94,7 @@ def _patch_load_checkpoint():
     from dassl.utils import torchtools
 
     original = torchtools.load_checkpoint
-    if _ours(original) or getattr(original, _MARK, False):
+    if getattr(original, _MARK, False):
         return False
 
     def load_checkpoint(fpath):
@@ -136,11 +131,8 @@ def _patch_numpy_int():
     changed = False
     for mod_name in ("dassl.data.transforms.randaugment",
                      "dassl.data.transforms.autoaugment"):
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError:
-            continue
-        if hasattr(module, "np") and not getattr(module.np, _MARK, False):
+        module = importlib.import_module(mod_name)
+        if not getattr(module.np, _MARK, False):
             module.np = _NumpyWithInt()
             changed = True
     return changed
@@ -152,7 +144,7 @@ def _patch_read_image():
 
     from dassl.data import data_manager
 
-    if data_manager.read_image is read_image or _ours(data_manager.read_image):
+    if data_manager.read_image is read_image:
         return False
     data_manager.read_image = read_image
     return True
