@@ -18,7 +18,7 @@ try:
     import clipwb.trainers
 except ImportError as _err:  # a clone run before its one install command
     sys.exit("Error: {} -- install the project first: pip install -e .".format(_err))
-from clipwb import registration
+from clipwb import registration, runlog
 from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
                            collect_env_info, get_cfg_default, set_random_seed,
                            setup_logger)
@@ -125,15 +125,24 @@ def main(args):
         print("Setting fixed seed: {}".format(cfg.SEED))
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    runlog.line_buffered()
 
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
-    print_args(args, cfg)
-    print("Collecting env info ...")
-    print("** System info **\n{}\n".format(collect_env_info()))
-
-    trainer = build_trainer(cfg)
+    # The config and environment dump and the model build go to log.txt; the
+    # console gets a short header (all of it with --verbose).
+    runlog.set_quiet(not args.verbose)
+    with runlog.setup_output():
+        print_args(args, cfg)
+        print("Collecting env info ...")
+        print("** System info **\n{}\n".format(collect_env_info()))
+        trainer = build_trainer(cfg)
+    log = runlog.log_file()
+    for line in runlog.header_lines(cfg, trainer, BACKEND,
+                                    [args.config_file, args.dataset_config_file],
+                                    log.name if log is not None else None, args.eval_only):
+        print(line)
 
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
@@ -183,9 +192,19 @@ def build_parser():
     parser.add_argument("--load-epoch", type=int,
                         help="load model weights at this epoch for evaluation")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the config, environment and model build to the console "
+                             "too (they are always in log.txt)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line")
     return parser
+
+
+def fail(message, status):
+    """Print ``message`` on stderr and into the run's log.txt, and exit."""
+    print(message, file=sys.stderr)
+    runlog.log_line(message)
+    sys.exit(status)
 
 
 if __name__ == "__main__":
@@ -194,5 +213,9 @@ if __name__ == "__main__":
         main(_args)
     except UserInputError as err:
         # One clear sentence instead of a traceback for bad input.
-        print("Error: {}".format(user_error_message(err)), file=sys.stderr)
-        sys.exit(2)
+        fail("Error: {}".format(user_error_message(err)), 2)
+    except KeyboardInterrupt:  # before training started (the trainer handles the rest)
+        fail("Interrupted before training started; nothing was trained.", 130)
+    except Exception as err:
+        runlog.log_line("Error: {}: {}".format(type(err).__name__, err))
+        raise

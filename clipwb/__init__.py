@@ -14,3 +14,10 @@ One package, importable from any directory after ``pip install -e .`` (or
 - ``clipwb.toyworld``: the offline toy world and its small CLIP.
 """
 __version__ = "0.2.0"
+
+import warnings as _warnings
+
+# openai-clip imports pkg_resources, whose import warns that it is deprecated
+# (setuptools<81 is pinned for it): say nothing about it on every command.
+_warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API",
+                         category=UserWarning)

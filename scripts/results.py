@@ -4,6 +4,7 @@ Usage::
 
     python scripts/results.py output/base2new [--trainer NAME] [--cfg CFG]
         [--format table|markdown|csv] [--published] [--plot out.png]
+        [--compare | --per-trainer]
 
 Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
 
@@ -20,7 +21,24 @@ Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
 
 A run's result is the last ``* accuracy: X%`` line of its newest log file that
 has one (Dassl writes ``log.txt``, then ``log.txt-<timestamp>`` when the run
-dir already had a log). Logs without a result are reported and not counted.
+dir already had a log). A run dir none of whose logs has a result is not
+counted: such runs are listed once, after the tables, under "Unfinished or
+failed runs (not counted):", each with its folder and the error line of its
+newest log (``Error: ...`` or ``Interrupted ...`` as the trainer writes them,
+or a traceback's exception line such as ``RuntimeError: ...``), else
+"unfinished (last line: ...)". The filters apply to that list too when the
+folder is in a known layout. With ``--format csv`` the list goes to stderr.
+
+Base-to-novel output: with the runs of one (trainer, cfg, shots) group, one
+table per group (a row per dataset). With several groups, or ``--compare``,
+one table per dataset instead, the methods side by side: a row per group
+(Base / Novel / HM / seeds), then the published numbers known for that
+dataset, marked "(published)". A last table compares the averages over the
+datasets that every group finished, beside the published averages over the
+same datasets (the papers' 11-dataset averages for the 11 datasets). Tables
+per dataset read better in an 80-120 column terminal than one wide table with
+a Base / Novel / HM triple per method. ``--per-trainer`` (``--no-compare``)
+keeps one table per group. CSV output is the same flat table either way.
 Means and standard deviations are over seeds; the standard deviation is the
 population one, as CoOp's ``parse_test_res.py`` computes it. HM = 2BN/(B+N) is
 computed from the mean Base and Novel accuracies; the dataset average averages
@@ -36,7 +54,8 @@ import sys
 from collections import OrderedDict, defaultdict, namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from published_results import PUBLISHED_BASE2NEW, PUBLISHED_DG  # noqa: E402
+from published_results import (PUBLISHED_BASE2NEW, PUBLISHED_BASE2NEW_PER_DATASET,  # noqa: E402
+                               PUBLISHED_DG, PublishedResult, published_for_dataset)
 
 # The 11 base-to-novel datasets (config names) in the papers' order, then the
 # ImageNet variants of the domain-generalization setting.
@@ -55,8 +74,17 @@ SEED_RE = re.compile(r"^seed(\d+)$")
 SHOTS_DIR_RE = re.compile(r"^shots_(\d+)$")
 CFG_SHOTS_RE = re.compile(r"^(.+)_(\d+)shots$")
 
+# The trainer's last line of a failed run ("Error: ...") or of an interrupted
+# one ("Interrupted ..."); a traceback's last line ("RuntimeError: ...").
+ERROR_LINE_RE = re.compile(r"^(?:Error: |Interrupted)")
+EXCEPTION_LINE_RE = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?:KeyboardInterrupt|SystemExit"
+                               r"|[A-Z]\w*(?:Error|Exception))(?::\s.*)?$")
+TRACEBACK_HEADER = "Traceback (most recent call last)"
+LAST_LINE_WIDTH, ERROR_WIDTH = 80, 120
+
 Run = namedtuple("Run", "setting phase dataset trainer cfg shots seed accuracy log")
 Collection = namedtuple("Collection", "runs incomplete unrecognised")
+FailedRun = namedtuple("FailedRun", "run_dir log status logs")  # logs: how many log files
 
 
 class ResultsError(ValueError):
@@ -168,6 +196,67 @@ def collect_results(root):
     return Collection(runs, incomplete, unrecognised)
 
 
+def shorten(text, width):
+    """``text`` cut to ``width`` characters, ending in "..." when it was longer."""
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def scan_log(log_path):
+    """``(error_line, last_line)`` of a log: its last error line (``Error: ...``,
+    ``Interrupted ...``, a traceback's exception line), or None; and its last
+    non-empty line, or None for an empty log."""
+    error, last, in_traceback = None, None, False
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            line = raw.rstrip()
+            if not line.strip():
+                continue
+            last = line.strip()
+            if line.startswith(TRACEBACK_HEADER):
+                in_traceback = True
+            elif in_traceback and not line[0].isspace():
+                error, in_traceback = last, False  # the exception line ends the traceback
+            elif ERROR_LINE_RE.match(line) or EXCEPTION_LINE_RE.match(line):
+                error = last
+    return error, last
+
+
+def log_status(log_path):
+    """Why a log has no result: its error line, else "unfinished (last line: ...)"."""
+    error, last = scan_log(log_path)
+    if error is not None:
+        return shorten(error, ERROR_WIDTH)
+    if last is None:
+        return "unfinished (empty log)"
+    return "unfinished (last line: {})".format(shorten(last, LAST_LINE_WIDTH))
+
+
+def failed_run_matches(info, log, filters):
+    """Whether a classified run dir without a result passes the ``filter_runs``
+    filters. A GuiDG expert run counts as ``dg``; an ImageNet few-shot run may
+    be a cross-dataset source, so it counts as ``cross-dataset`` too."""
+    settings = [info["setting"]]
+    if info["setting"] == "dg-expert":
+        settings.append("dg")
+    if info["setting"] == "few-shot" and info["dataset"] == XD_SOURCE:
+        settings.append("cross-dataset")
+    return any(filter_runs([Run(accuracy=None, log=log, **dict(info, setting=setting))],
+                           **filters) for setting in settings)
+
+
+def failed_runs(incomplete, **filters):
+    """One ``FailedRun`` per newest log of ``incomplete`` (``Collection.incomplete``),
+    leaving out the run dirs in a known layout that the filters exclude."""
+    failed = []
+    for log in incomplete:
+        run_dir = os.path.dirname(log)
+        info = classify_run_dir(run_dir)
+        if info is not None and not failed_run_matches(info, log, filters):
+            continue
+        failed.append(FailedRun(run_dir, log, log_status(log), len(log_files(run_dir))))
+    return failed
+
+
 def filter_runs(runs, trainers=None, cfgs=None, shots=None, datasets=None,
                 seeds=None, settings=None):
     """Keep the runs that match every given filter (None: no filter).
@@ -268,6 +357,67 @@ def summarize_base2new(runs):
                              None, harmonic_mean(b, n), None, None)
         tables.append(B2NTable(key, rows, average))
     return tables
+
+
+B2NBlock = namedtuple("B2NBlock", "title rows published")
+# rows: [(group label, B2NRow)]; published: [(method, PublishedResult)]
+
+
+def _mean(values):
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def published_averages(datasets):
+    """``[(method, PublishedResult)]`` averaged over ``datasets``: the papers'
+    11-dataset averages for the 11 datasets; else, for each method whose
+    published per-dataset numbers cover them all, the means of Base and Novel
+    and the HM of those means (as for our runs)."""
+    if set(datasets) == set(BASE2NEW_DATASETS):
+        return list(PUBLISHED_BASE2NEW.items())
+    out = []
+    for name, per in PUBLISHED_BASE2NEW_PER_DATASET.items():
+        if datasets and all(d in per for d in datasets):
+            base = _mean(per[d].base for d in datasets)
+            novel = _mean(per[d].novel for d in datasets)
+            sources = list(OrderedDict.fromkeys(per[d].source for d in datasets))
+            out.append((name, PublishedResult(base, novel, harmonic_mean(base, novel),
+                                              "; ".join(sources))))
+    return out
+
+
+def compare_average(tables):
+    """The ``B2NBlock`` of each group's averages over the datasets that every
+    group has Base and Novel of, with the published averages over the same
+    datasets; None when fewer than two datasets are common to all groups (the
+    dataset's own block already says it all)."""
+    complete = [{r.dataset: r for r in t.rows if r.base is not None and r.novel is not None}
+                for t in tables]
+    common = dataset_order(set.intersection(*[set(c) for c in complete]))
+    if len(common) < 2:
+        return None
+    label = average_label(common)
+    rows = []
+    for table, rows_by_dataset in zip(tables, complete):
+        base = _mean(rows_by_dataset[d].base for d in common)
+        novel = _mean(rows_by_dataset[d].novel for d in common)
+        rows.append((group_label(table.key), B2NRow(label, base, None, novel, None,
+                                                    harmonic_mean(base, novel), None, None)))
+    title = label if set(common) == set(BASE2NEW_DATASETS) else "{}: {})".format(
+        label[:-1], ", ".join(common))
+    return B2NBlock(title, rows, published_averages(common))
+
+
+def compare_base2new(tables):
+    """The ``B2NTable`` s regrouped for the comparison: one ``B2NBlock`` per
+    dataset (a row per group that ran it, then that dataset's published
+    numbers), then the ``compare_average`` block."""
+    blocks = []
+    for dataset in dataset_order({r.dataset for t in tables for r in t.rows}):
+        rows = [(group_label(t.key), r) for t in tables for r in t.rows if r.dataset == dataset]
+        blocks.append(B2NBlock(dataset, rows, list(published_for_dataset(dataset).items())))
+    average = compare_average(tables)
+    return blocks + ([average] if average is not None else [])
 
 
 def summarize_accuracy(runs, setting):
@@ -400,29 +550,76 @@ def published_rows(tables):
     return rows
 
 
-def render_tables(tables, acc_tables, published, fmt_name, dg_tables=()):
-    """The text of the table or markdown report."""
+def b2n_cells(row):
+    """Base, Novel (mean ± std), HM and seeds cells of a ``B2NRow``."""
+    return [fmt(row.base, row.base_std), fmt(row.novel, row.novel_std), fmt(row.hm),
+            fmt_seeds(row.base_seeds, row.novel_seeds)]
+
+
+COMPARE_HEADERS = ["Method", "Base", "Novel", "HM", "Seeds"]
+
+
+def compare_rows(block):
+    """``(headers, rows)`` of a ``B2NBlock``: ours, then the published ones;
+    without the Seeds column when no row has seeds (the averages)."""
+    rows = [[label] + b2n_cells(row) for label, row in block.rows]
+    rows += [["{} (published)".format(name), fmt(p.base), fmt(p.novel), fmt(p.hm), ""]
+             for name, p in block.published]
+    if any(row[-1] for row in rows):
+        return COMPARE_HEADERS, rows
+    return COMPARE_HEADERS[:-1], [row[:-1] for row in rows]
+
+
+def sources_notes(published):
+    """One "(published) A, B: source" line per source of ``[(method, PublishedResult)]``."""
+    by_source = OrderedDict()
+    for name, p in published:
+        by_source.setdefault(p.source, []).append(name)
+    return ["(published) {}: {}".format(", ".join(names), source)
+            for source, names in by_source.items()]
+
+
+def add_section(out, fmt_name, title, headers, rows, notes=()):
+    """Append a titled table (``simple``, or ``github`` for markdown) and its
+    note lines to the list of report lines ``out``."""
     from tabulate import tabulate
 
-    tablefmt = "github" if fmt_name == "markdown" else "simple"
+    markdown = fmt_name == "markdown"
+    out.append(("### " if markdown else "") + title)
+    out.append("")
+    out.append(tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple",
+                        disable_numparse=True))
+    out.append("")
+    if notes:
+        out.extend(("- " if markdown else "") + note for note in notes)
+        out.append("")
+
+
+def render_tables(tables, acc_tables, published, fmt_name, dg_tables=(), compare=False):
+    """The text of the table or markdown report; ``compare``: the base-to-novel
+    results as one table per dataset with the groups side by side."""
     out = []
 
-    def section(title, headers, rows):
-        out.append(("### " if fmt_name == "markdown" else "") + title)
-        out.append("")
-        out.append(tabulate(rows, headers=headers, tablefmt=tablefmt,
-                            disable_numparse=True))
-        out.append("")
+    def section(title, headers, rows, notes=()):
+        add_section(out, fmt_name, title, headers, rows, notes)
 
-    for table in tables:
-        rows = [[r.dataset, fmt(r.base, r.base_std), fmt(r.novel, r.novel_std), fmt(r.hm),
-                 fmt_seeds(r.base_seeds, r.novel_seeds)] for r in table.rows]
-        if table.average is not None:
-            a = table.average
-            rows.append([a.dataset, fmt(a.base), fmt(a.novel), fmt(a.hm), ""])
-        section("Base-to-novel: " + group_label(table.key),
-                ["Dataset", "Base", "Novel", "HM", "Seeds"], rows)
-    if published and tables:
+    eleven_shown = False
+    if compare and tables:
+        for block in compare_base2new(tables):
+            headers, rows = compare_rows(block)
+            section("Base-to-novel: " + block.title, headers, rows,
+                    sources_notes(block.published))
+            eleven_shown = eleven_shown or block.title == average_label(BASE2NEW_DATASETS)
+    else:
+        for table in tables:
+            rows = [[r.dataset] + b2n_cells(r) for r in table.rows]
+            if table.average is not None:
+                a = table.average
+                rows.append([a.dataset, fmt(a.base), fmt(a.novel), fmt(a.hm), ""])
+            section("Base-to-novel: " + group_label(table.key),
+                    ["Dataset", "Base", "Novel", "HM", "Seeds"], rows)
+    # the comparison already shows the published 11-dataset averages beside ours
+    if published and tables and not eleven_shown:
         section("Published 11-dataset averages (ViT-B/16, 16 shots) and ours",
                 ["Method", "Base", "Novel", "HM", "Source"], published_rows(tables))
     for table in acc_tables:
@@ -468,6 +665,10 @@ def render_csv(tables, acc_tables, published, dg_tables=()):
         for name, p in PUBLISHED_BASE2NEW.items():
             writer.writerow(dict(setting="published", trainer=name, dataset="Average (11 datasets)",
                                  base=_num(p.base), novel=_num(p.novel), hm=_num(p.hm)))
+        for name, per in PUBLISHED_BASE2NEW_PER_DATASET.items():
+            for dataset, p in per.items():
+                writer.writerow(dict(setting="published", trainer=name, dataset=dataset,
+                                     base=_num(p.base), novel=_num(p.novel), hm=_num(p.hm)))
     for table in acc_tables:
         for row in table.rows + table.averages:
             for (trainer, cfg, shots), (mean, std, n) in row.values.items():
@@ -490,55 +691,149 @@ def render_csv(tables, acc_tables, published, dg_tables=()):
     return buf.getvalue()
 
 
-def plot_results(path, tables, acc_tables, published):
-    """Bar chart (PNG): HM per dataset and method, or accuracy without base2new runs."""
+FAILED_TITLE = "Unfinished or failed runs (not counted)"
+
+
+def render_failed(failed, fmt_name="table"):
+    """The list of ``FailedRun`` s under its title, one line each ("" when none)."""
+    if not failed:
+        return ""
+    lines = []
+    for run in failed:
+        where = run.run_dir
+        if run.logs > 1:
+            where += " ({} logs, newest {})".format(run.logs, os.path.basename(run.log))
+        lines.append((where, run.status))
+    if fmt_name == "markdown":
+        return "### {}\n\n{}".format(FAILED_TITLE, "".join(
+            "- `{}`: `{}`\n".format(where, status.replace("`", "'")) for where, status in lines))
+    return "{}:\n{}".format(FAILED_TITLE, "".join(
+        "  {}: {}\n".format(where, status) for where, status in lines))
+
+
+# ------------------------------------------------------------------ plot
+
+PLOT_DPI = 120
+PUBLISHED_SUFFIX = " (published)"
+
+
+def plot_series(tables, acc_tables, published):
+    """``(ylabel, title, categories, series)`` of the bar chart, ``series`` an
+    OrderedDict label -> {category: value}.
+
+    Base-to-novel: the HM per dataset and each group's average (category =
+    its label, e.g. "Average (3 datasets)"); with ``published`` also the
+    published HMs: per dataset where known, and the 11-dataset averages in the
+    "Average (11 datasets)" category. Without base-to-novel runs: the accuracy
+    of each setting's groups per dataset and average.
+    """
+    series, categories = OrderedDict(), []
+    if tables:
+        averages = []
+        for table in tables:
+            values = OrderedDict((r.dataset, r.hm) for r in table.rows if r.hm is not None)
+            if table.average is not None:
+                values[table.average.dataset] = table.average.hm
+                averages.append(table.average.dataset)
+            series[group_label(table.key)] = values
+        categories = dataset_order({r.dataset for t in tables for r in t.rows if r.hm is not None})
+        if published:
+            eleven = average_label(BASE2NEW_DATASETS)
+            averages.append(eleven)
+            for name in OrderedDict.fromkeys(list(PUBLISHED_BASE2NEW)
+                                             + list(PUBLISHED_BASE2NEW_PER_DATASET)):
+                per = PUBLISHED_BASE2NEW_PER_DATASET.get(name, {})
+                values = OrderedDict((d, per[d].hm) for d in categories if d in per)
+                if name in PUBLISHED_BASE2NEW:
+                    values[eleven] = PUBLISHED_BASE2NEW[name].hm
+                series[name + PUBLISHED_SUFFIX] = values
+        categories += list(OrderedDict.fromkeys(averages))
+        return "HM (%)", "Base-to-novel harmonic mean", categories, series
+    for table in acc_tables:
+        for row in table.rows + table.averages:
+            if row.dataset not in categories:
+                categories.append(row.dataset)
+            for key, (mean, _, _) in row.values.items():
+                if mean is not None:
+                    series.setdefault("{}: {}".format(table.setting, group_label(key)),
+                                      {})[row.dataset] = mean
+    return "Accuracy (%)", "Accuracy", categories, series
+
+
+def y_range(values, label_fraction):
+    """``(bottom, top)`` of the zoomed y axis: bottom floor((min - 5) / 5) * 5,
+    at least 0; top leaves ``label_fraction`` of the axis above the largest
+    value for the bar labels."""
+    bottom = max(0.0, math.floor((min(values) - 5.0) / 5.0) * 5.0)
+    top = (max(values) - label_fraction * bottom) / (1.0 - label_fraction)
+    return bottom, max(top, max(values) + 1.0)
+
+
+def build_plot(tables, acc_tables, published):
+    """The bar chart as ``(fig, ax)``.
+
+    In each category the bars of the series that have a value there are
+    centred on its tick; each bar carries its value ("%.1f", turned 90 degrees
+    when the bars are narrow); published series are hatched; the y axis is
+    zoomed to the values (``y_range``); the legend sits outside the axes, on
+    their right, clear of the bars.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = OrderedDict()
-    if tables:
-        ylabel, title = "HM (%)", "Base-to-novel harmonic mean"
-        categories = []
-        for table in tables:
-            values = {r.dataset: r.hm for r in table.rows if r.hm is not None}
-            if table.average is not None:
-                values["Average"] = table.average.hm
-            series[group_label(table.key)] = values
-            categories += [d for d in values if d not in categories and d != "Average"]
-        categories.append("Average")
-        if published:
-            for name, p in PUBLISHED_BASE2NEW.items():
-                series["{} (published)".format(name)] = {"Average": p.hm}
-    else:
-        ylabel, title = "Accuracy (%)", "Accuracy"
-        categories = []
-        for table in acc_tables:
-            for row in table.rows + table.averages:
-                if row.dataset not in categories:
-                    categories.append(row.dataset)
-                for key, (mean, _, _) in row.values.items():
-                    if mean is not None:
-                        series.setdefault("{}: {}".format(table.setting, group_label(key)),
-                                          {})[row.dataset] = mean
-    if not series:
+    ylabel, title, categories, series = plot_series(tables, acc_tables, published)
+    members = OrderedDict((c, [label for label, values in series.items()
+                               if values.get(c) is not None]) for c in categories)
+    members = OrderedDict((c, m) for c, m in members.items() if m)
+    if not members:
         raise ResultsError("nothing to plot: no finished run matched")
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(categories) * max(1, len(series) / 3)), 4.5))
+    categories = list(members)
+    slots = max(len(m) for m in members.values())
+    width = 0.8 / slots
+    plot_w = min(30.0, max(5.0, len(categories) * max(0.9, 0.18 * slots) + 1.0))
+    legend_w = 0.4 + 0.075 * max(len(label) for label in series)
+    fig, ax = plt.subplots(figsize=(plot_w + legend_w, 4.5), dpi=PLOT_DPI)
+    # labels of 4-5 digits in 7 pt fit across a bar of 0.3 in, else turn them
+    rotate = width * (plot_w - 1.0) / len(categories) < 0.3
+    cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+    plotted = []
     for i, (label, values) in enumerate(series.items()):
-        xs = [c + (i - (len(series) - 1) / 2.0) * width
-              for c, name in enumerate(categories) if values.get(name) is not None]
-        ys = [values[name] for name in categories if values.get(name) is not None]
-        ax.bar(xs, ys, width=width, label=label)
+        xs, ys = [], []
+        for c, name in enumerate(categories):
+            if label in members[name]:
+                k, n = members[name].index(label), len(members[name])
+                xs.append(c + (k - (n - 1) / 2.0) * width)
+                ys.append(values[name])
+        if not xs:
+            continue
+        bars = ax.bar(xs, ys, width=width, label=label, color=cmap(i % cmap.N),
+                      hatch="///" if label.endswith(PUBLISHED_SUFFIX) else None,
+                      edgecolor="white", linewidth=0.5)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2, rotation=90 if rotate else 0)
+        plotted += ys
+    ax.set_ylim(*y_range(plotted, 0.16 if rotate else 0.08))
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels(categories, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, frameon=False)
     fig.tight_layout()
+    return fig, ax
+
+
+def plot_results(path, tables, acc_tables, published):
+    """Write the ``build_plot`` bar chart to the PNG ``path``: HM per dataset
+    and method, or the accuracy without base-to-novel runs."""
+    import matplotlib.pyplot as plt
+
+    fig, _ = build_plot(tables, acc_tables, published)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=PLOT_DPI, bbox_inches="tight")  # "tight" keeps the outside legend
     plt.close(fig)
 
 
@@ -557,6 +852,14 @@ def build_parser():
     parser.add_argument("--published", action="store_true",
                         help="add the published 11-dataset base-to-novel averages")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart to this file")
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--compare", dest="compare", action="store_true",
+                      help="base-to-novel: one table per dataset with the methods side by side "
+                           "and the published numbers (the default with several trainer / "
+                           "config / shots groups)")
+    view.add_argument("--per-trainer", "--no-compare", dest="compare", action="store_false",
+                      help="base-to-novel: one table per trainer / config / shots group")
+    parser.set_defaults(compare=None)
     return parser
 
 
@@ -567,15 +870,16 @@ def warn(message):
 def report(args):
     """Collect, filter and print; return the process exit status."""
     collection = collect_results(args.root)
-    for log in collection.incomplete:
-        warn("{}: no '* accuracy:' line (unfinished or failed run); not counted".format(log))
     for log in collection.unrecognised:
         warn("{}: not in a CoOp-family layout (.../seed<N>/log.txt); not counted".format(log))
-    runs = filter_runs(collection.runs, args.trainer, args.cfg, args.shots, args.dataset,
-                       args.seed, args.setting)
+    filters = dict(trainers=args.trainer, cfgs=args.cfg, shots=args.shots,
+                   datasets=args.dataset, seeds=args.seed, settings=args.setting)
+    runs = filter_runs(collection.runs, **filters)
+    failed = failed_runs(collection.incomplete, **filters)
     if not runs:
         print("error: no finished run (a log.txt with '* accuracy:') under {}{}".format(
             args.root, " matches the filters" if collection.runs else ""), file=sys.stderr)
+        sys.stderr.write(render_failed(failed))
         return 1
     tables = summarize_base2new(runs)
     for table in tables:
@@ -587,11 +891,16 @@ def report(args):
     acc_tables = [t for t in (summarize_accuracy(runs, "cross-dataset"),
                               summarize_accuracy(runs, "few-shot")) if t is not None]
     dg_tables = summarize_dg(runs)
+    compare = len(tables) > 1 if args.compare is None else args.compare
     if args.format == "csv":
         sys.stdout.write(render_csv(tables, acc_tables, args.published, dg_tables))
+        sys.stdout.flush()
+        sys.stderr.write(render_failed(failed))  # the CSV stays one flat table
     else:
-        sys.stdout.write(render_tables(tables, acc_tables, args.published, args.format,
-                                       dg_tables))
+        text = render_tables(tables, acc_tables, args.published, args.format, dg_tables,
+                             compare)
+        failed_text = render_failed(failed, args.format)
+        sys.stdout.write(text + ("\n" + failed_text if failed_text else ""))
     if args.plot:
         plot_results(args.plot, tables, acc_tables, args.published)
         print("Saved the plot to {}".format(args.plot), file=sys.stderr)

@@ -62,6 +62,14 @@ class SelfRegulatingTrainer(IVLP):
             "loss_scl_logits": scl.logits.item(),
         }
 
+    def extra_run_state(self):
+        """GPA's running sum and weight (resumed with the run state)."""
+        return {"gpa_state": self.gpa.state, "gpa_total_weight": self.gpa.total_weight}
+
+    def load_extra_run_state(self, state):
+        self.gpa.state = state["gpa_state"]
+        self.gpa.total_weight = state["gpa_total_weight"]
+
     def after_epoch(self):
         learner = self._models[self.model_name]
         self.gpa.update(learner, self.epoch)

@@ -12,6 +12,7 @@ same ones). Inference is the prompted model on the full image, as PromptSRC.
 """
 import torch
 
+from clipwb import runlog
 from clipwb.engine import compute_accuracy
 from clipwb.errors import ConfigError
 
@@ -125,7 +126,8 @@ class DiSa(SelfRegulatingTrainer):
     # -- L_DiR prototypes (spec 2.5) ------------------------------------------
     def before_train(self):
         super().before_train()
-        self.class_prototypes()
+        with runlog.setup_output():
+            self.class_prototypes()
 
     def class_prototypes(self):
         """The prototypes [C, D], computed on first use and kept for the run."""

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from clipwb.engine import (DatasetWrapper, TrainerX, build_lr_scheduler, build_optimizer,
                            build_transform, compute_accuracy)
-from clipwb.errors import ClearResumeErrors, ConfigError
+from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
@@ -30,6 +30,7 @@ from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_
 from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler
 from clipwb.trainers.kit.precision import autocast_context, check_precision, make_grad_scaler, resolve_precision
 from clipwb.trainers.kit.prompted_encoders import PromptedTextEncoder
+from clipwb.trainers.kit.resumable import ResumableTrainer
 
 BASELINES = ("clipood", "erm", "ueo")
 WEIGHTINGS = ("batch", "sample")
@@ -102,7 +103,7 @@ class GuidedCLIP(nn.Module):
         return mix_expert_logits(self.logits(features), self.weights(features))
 
 
-class DGFinetuneTrainer(ClearResumeErrors, TrainerX):
+class DGFinetuneTrainer(ResumableTrainer, TrainerX):
     """Shared fine-tuning loop (see the module docstring)."""
 
     cfg_key = None

@@ -51,3 +51,15 @@ class DomainBalancedBatchSampler(Sampler):
 
     def __len__(self):
         return self.num_batches
+
+    def state_dict(self):
+        """The position in each domain's shuffled order (what is left of it),
+        so a resumed run draws the batches an uninterrupted one draws."""
+        return {"queues": {d: list(q) for d, q in self._queues.items()}}
+
+    def load_state_dict(self, state):
+        queues = state["queues"]
+        if set(queues) != set(self._queues):
+            raise ValueError("sampler state of domains {} for domains {}".format(
+                sorted(queues), sorted(self._queues)))
+        self._queues = {d: list(queues[d]) for d in self._queues}

@@ -6,7 +6,8 @@ The base loads CLIP, applies the precision mode, freezes everything but the
 learnable module, registers it as ``prompt_learner`` (checkpoints in
 ``prompt_learner/model.pth.tar-EPOCH``), runs the training step in the
 precision mode, loads checkpoints as CoOp does, and computes the
-image-independent text features once per evaluation.
+image-independent text features once per evaluation. Resume, the log and
+interrupts come from :class:`~clipwb.trainers.kit.resumable.ResumableTrainer`.
 """
 import os
 import os.path as osp
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from clipwb.engine import (TrainerX, build_data_loader, build_lr_scheduler, build_optimizer,
                     build_transform, compute_accuracy, load_checkpoint,
                     load_pretrained_weights)
-from clipwb.errors import ClearResumeErrors, ConfigError, MissingFileError, UserInputError
+from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.frozen_clip import frozen_image_features
@@ -25,9 +26,10 @@ from clipwb.trainers.kit.precision import (apply_weight_precision, autocast_cont
                         make_grad_scaler, resolve_precision)
 from clipwb.trainers.kit.prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
 from clipwb.trainers.kit.prompted_clip import text_feature_cache
+from clipwb.trainers.kit.resumable import ResumableTrainer
 
 
-class ClipPromptTrainer(ClearResumeErrors, TrainerX):
+class ClipPromptTrainer(ResumableTrainer, TrainerX):
     """Base trainer for prompt learning on a frozen CLIP."""
 
     #: name of the trainer's config node, ``cfg.TRAINER.<cfg_key>``

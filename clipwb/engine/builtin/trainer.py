@@ -18,6 +18,8 @@ from tqdm import tqdm
 
 from clipwb.errors import ConfigError, MissingFileError
 
+from ..progress import batches_left, report_batch
+
 from .data import DataManager
 from .evaluation import build_evaluator
 from .lr_scheduler import build_lr_scheduler
@@ -397,28 +399,10 @@ class SimpleTrainer(TrainerBase):
 
     # ---- shared by TrainerX / TrainerXU ----------------------------------
     def _after_batch(self, losses, batch_time, data_time):
-        """Print Dassl's progress line (every PRINT_FREQ batches, or every
-        batch when an epoch is shorter than PRINT_FREQ) and log scalars."""
-        print_freq = self.cfg.TRAIN.PRINT_FREQ
-        meet_freq = (self.batch_idx + 1) % print_freq == 0
-        only_few_batches = self.num_batches < print_freq
-        if meet_freq or only_few_batches:
-            nb_remain = (self.num_batches - self.batch_idx - 1
-                         + (self.max_epoch - self.epoch - 1) * self.num_batches)
-            eta = datetime.timedelta(seconds=int(batch_time.avg * nb_remain))
-            print(" ".join([
-                "epoch [{}/{}]".format(self.epoch + 1, self.max_epoch),
-                "batch [{}/{}]".format(self.batch_idx + 1, self.num_batches),
-                "time {:.3f} ({:.3f})".format(batch_time.val, batch_time.avg),
-                "data {:.3f} ({:.3f})".format(data_time.val, data_time.avg),
-                str(losses),
-                "lr {:.4e}".format(self.get_current_lr()),
-                "eta {}".format(eta),
-            ]))
-        n_iter = self.epoch * self.num_batches + self.batch_idx
-        for name, meter in losses.meters.items():
-            self.write_scalar("train/" + name, meter.avg, n_iter)
-        self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+        """Dassl's progress line, with Dassl's ETA (the epoch's mean batch time
+        times the batches left), and the scalars."""
+        report_batch(self, losses, batch_time, data_time,
+                     batch_time.avg * batches_left(self))
 
 
 class TrainerX(SimpleTrainer):

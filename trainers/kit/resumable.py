@@ -1,0 +1,265 @@
+"""Exact resume, a log on disk up to a kill, and a clean Ctrl-C: the trainer
+mixin every method's base uses (before Dassl's ``TrainerX`` in the bases).
+
+**The run state.** At the start of every epoch after the first one run, the
+trainer writes ``OUTPUT_DIR/run_state.pth``: the state at the end of the
+epoch just finished, written to a temporary file and moved into place
+(``os.replace``), so a kill leaves the previous state whole. It holds, for
+every registered model, the weights, optimizer and scheduler; the GradScaler;
+the method's accumulators (:meth:`ResumableTrainer.extra_run_state`: PromptSRC
+/ DiSa's GPA sum; GuiDG's BMA average is a registered model); the train
+sampler's position (a sampler with ``state_dict``); the best validation
+result; and the random-number states of Python, NumPy, torch and CUDA. It is
+apart from the CoOp-family checkpoints (``<model>/model.pth.tar-<epoch>``,
+which stay exactly as Dassl writes them) and is deleted when training ends.
+
+**Resume.** Dassl's ``before_train`` calls ``resume_model_if_exist``; here it
+first lets Dassl resume from its checkpoints, then loads the run state when it
+is at least as far. The random states are put back at the start of the first
+epoch run, after ``before_train``'s own work (DiSa's prototype pass draws
+random numbers), so a run killed and started again with the same command logs
+the same per-iteration losses and ends with the same accuracy as one never
+stopped.
+
+**Log and interrupts.** The trainer makes the log file of Dassl's ``Logger``
+line-buffered (every printed line is on disk at once, on real Dassl too), and
+Ctrl-C or SIGTERM during training ends with one line saying how to resume
+(exit status 130).
+"""
+import os
+import os.path as osp
+import random
+import signal
+import time
+
+import numpy as np
+import torch
+
+from clipwb import runlog
+from clipwb.engine import AverageMeter, MetricMeter
+from clipwb.engine.progress import MovingEta, batches_left, report_batch
+from clipwb.errors import ClearResumeErrors, resume_errors
+
+RUN_STATE_FILE = "run_state.pth"
+RUN_STATE_FORMAT = 1
+
+
+def random_states():
+    """The random-number states of Python, NumPy, torch and every CUDA device."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_random_states(states):
+    """Put back what :func:`random_states` returned."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_atomically(obj, path):
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``:
+    the file at ``path`` is always a whole one, the old or the new."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _state_dict(obj):
+    return obj.state_dict() if obj is not None else None
+
+
+class ResumableTrainer(ClearResumeErrors):
+    """Trainer mixin: exact resume from ``run_state.pth``, a moving-average
+    ETA, a line-buffered log and a one-line Ctrl-C (see the module docstring)."""
+
+    run_state_file = RUN_STATE_FILE
+
+    # -- what a method adds -----------------------------------------------------
+    def extra_run_state(self):
+        """The method's own state that lives across epochs (a dict); default none."""
+        return {}
+
+    def load_extra_run_state(self, state):
+        """Put back what :meth:`extra_run_state` returned."""
+
+    # -- the state file ------------------------------------------------------------
+    def run_state_path(self, directory=None):
+        return osp.join(directory or self.output_dir, self.run_state_file)
+
+    def _train_samplers(self):
+        loader = getattr(self, "train_loader_x", None)
+        found = []
+        for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict") \
+                    and obj not in found:
+                found.append(obj)
+        return found
+
+    def run_state(self, finished_epochs):
+        """Everything needed to continue after ``finished_epochs`` epochs."""
+        models = {}
+        for name in self.get_model_names():
+            models[name] = {"state_dict": self._models[name].state_dict(),
+                            "optimizer": _state_dict(self._optims[name]),
+                            "scheduler": _state_dict(self._scheds[name])}
+        return {
+            "format": RUN_STATE_FORMAT,
+            "trainer": type(self).__name__,
+            "epoch": finished_epochs,
+            "max_epoch": self.max_epoch,
+            "models": models,
+            "scaler": _state_dict(getattr(self, "scaler", None)),
+            "samplers": [s.state_dict() for s in self._train_samplers()],
+            "best_result": float(getattr(self, "best_result", -np.inf)),
+            "extra": self.extra_run_state(),
+            "random": random_states(),
+        }
+
+    def save_run_state(self, finished_epochs):
+        os.makedirs(self.output_dir, exist_ok=True)
+        save_atomically(self.run_state(finished_epochs), self.run_state_path())
+
+    def load_run_state(self, state):
+        """Load a :meth:`run_state` into the trainer; return its finished epochs."""
+        if state.get("format") != RUN_STATE_FORMAT or state.get("trainer") != type(self).__name__:
+            raise ValueError("written by {} (format {}), not by this {}".format(
+                state.get("trainer"), state.get("format"), type(self).__name__))
+        if set(state["models"]) != set(self.get_model_names()):
+            raise KeyError("models {} against {}".format(sorted(state["models"]),
+                                                        self.get_model_names()))
+        for name, saved in state["models"].items():
+            self._models[name].load_state_dict(saved["state_dict"])
+            for obj, key in ((self._optims[name], "optimizer"), (self._scheds[name], "scheduler")):
+                if obj is not None and saved[key] is not None:
+                    obj.load_state_dict(saved[key])
+        scaler = getattr(self, "scaler", None)
+        if scaler is not None and state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
+        for sampler, saved in zip(self._train_samplers(), state["samplers"]):
+            sampler.load_state_dict(saved)
+        self.best_result = state["best_result"]
+        self.load_extra_run_state(state["extra"])
+        self._pending_random_states = state["random"]
+        return state["epoch"]
+
+    def resume_model_if_exist(self, directory):
+        start_epoch = super().resume_model_if_exist(directory)
+        path = self.run_state_path(directory)
+        if osp.isfile(path):
+            with resume_errors(path):
+                state = torch.load(path, map_location=self.device, weights_only=False)
+                if start_epoch <= state["epoch"] < self.max_epoch:
+                    start_epoch = self.load_run_state(state)
+                    self._resume_note = (
+                        "Found the run state of epoch {} at {}: resume exactly from there "
+                        "(weights, optimizer, scheduler, sampler, random state)".format(
+                            start_epoch, path))
+        return start_epoch
+
+    def before_train(self):
+        """Dassl's (resume, TensorBoard) and the method's setup; on a quiet
+        console (``train.py`` without ``--verbose``) into the log file only."""
+        with runlog.setup_output():
+            super().before_train()
+        note = self.__dict__.pop("_resume_note", None)
+        if note:
+            print(note)
+
+    # -- the loop ------------------------------------------------------------------
+    def __init__(self, *args, **kwargs):
+        runlog.line_buffered()
+        super().__init__(*args, **kwargs)
+
+    def train(self, *args, **kwargs):
+        runlog.line_buffered()
+        with interrupts_say_how_to_resume(self):
+            return super().train(*args, **kwargs)
+
+    def before_epoch(self):
+        pending = self.__dict__.pop("_pending_random_states", None)
+        if pending is not None:
+            set_random_states(pending)
+        elif self.epoch > self.start_epoch:
+            self.save_run_state(self.epoch)
+        super().before_epoch()
+
+    def after_train(self):
+        self._training_done = True
+        path = self.run_state_path()
+        if osp.isfile(path):
+            os.remove(path)  # the last epoch's checkpoint holds the finished run
+        super().after_train()
+
+    def run_epoch(self):
+        """Dassl's ``TrainerX.run_epoch``, with the ETA of :class:`MovingEta`."""
+        self.set_model_mode("train")
+        losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        if "_eta" not in self.__dict__:
+            self._eta = MovingEta()
+        self.num_batches = len(self.train_loader_x)
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            self._eta.update(batch_time.val)
+            losses.update(loss_summary)
+            report_batch(self, losses, batch_time, data_time,
+                         self._eta.seconds_left(batches_left(self)))
+            end = time.time()
+
+    def interrupt_message(self):
+        """The line printed when training is interrupted."""
+        if self.__dict__.get("_training_done"):
+            return ("Interrupted after training, during the final test: the model is saved; "
+                    "run the same command again to test it.")
+        epoch = getattr(self, "epoch", 0)
+        if epoch > 0 and osp.isfile(self.run_state_path()):
+            kept = "the state at the end of epoch {} is kept in {}".format(
+                epoch, self.run_state_path())
+        else:
+            kept = "no epoch had finished, so it will start again"
+        return ("Interrupted in epoch {} of {}: {}; run the same command again to "
+                "resume.".format(epoch + 1, self.max_epoch, kept))
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised as a KeyboardInterrupt in the main thread."""
+
+
+class interrupts_say_how_to_resume:
+    """During training, Ctrl-C (and SIGTERM, in the main thread) end the run
+    with the trainer's :meth:`~ResumableTrainer.interrupt_message` (to the
+    console and the log) and exit status 130, instead of a traceback."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.previous = None
+
+    def _on_sigterm(self, signum, frame):
+        raise _Interrupted()
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread: leave SIGTERM alone
+            self.previous = None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            print(self.trainer.interrupt_message(), flush=True)
+            raise SystemExit(130)
+        return False
