@@ -94,11 +94,11 @@ def setup_cfg(args):
                        ("--config-file", args.config_file)):
         if path:
             check_config_file(flag, path)
-            with friendly_errors(path):
+            with friendly_errors(path, cfg):
                 cfg.merge_from_file(path)
     # 3. the command-line flags, 4. the trailing KEY VALUE pairs
     reset_cfg(cfg, args)
-    with friendly_errors("the command-line options"):
+    with friendly_errors("the command-line options", cfg):
         cfg.merge_from_list(args.opts or [])
     cfg.freeze()
     return cfg

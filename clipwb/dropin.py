@@ -220,7 +220,7 @@ def _run(lines, indent="    "):
 def _train(trainer="${TRAINER}", dataset_cfg="${DATASET}", cfg_dir="${TRAINER}", cfg="${CFG}",
            out="${DIR}"):
     """The first lines of a ``python train.py`` call (CoOp's flag order)."""
-    return ["python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer " + trainer,
+    return ["CLIPWB_SCRIPT=1 python train.py", "--root \"${DATA}\"", "--seed ${SEED}", "--trainer " + trainer,
             "--dataset-config-file configs/datasets/{}.yaml".format(dataset_cfg),
             "--config-file configs/trainers/{}/{}.yaml".format(cfg_dir, cfg),
             "--output-dir \"{}\"".format(out)]

@@ -5,7 +5,9 @@ input the user can fix: the message names the file, key or value and says how
 to fix it. ``train.py`` prints that one sentence instead of a traceback.
 """
 import contextlib
+import difflib
 import os
+import re
 
 
 class UserInputError(Exception):
@@ -28,18 +30,70 @@ def check_config_file(flag, path):
             "(e.g. configs/datasets/caltech101.yaml).".format(flag, path))
 
 
+def config_keys(cfg, prefix=""):
+    """Every full key name of a yacs config (``TRAINER.DISA.N_CTX_TEXT``, ...)."""
+    keys = []
+    for name, value in cfg.items():
+        full = prefix + name
+        if isinstance(value, dict):
+            keys += config_keys(value, full + ".")
+        else:
+            keys.append(full)
+    return keys
+
+
+def closest_keys(cfg, key, n=3):
+    """The existing keys most like ``key``: its misspelt last part in the same
+    node first, then keys of other nodes with (nearly) that last part."""
+    known = config_keys(cfg)
+    parent, _, last = key.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
+    near = [parent + "." + m if parent else m
+            for m in difflib.get_close_matches(last, siblings, n=n, cutoff=0.6)]
+    by_last = {}
+    for k in known:
+        by_last.setdefault(k.rpartition(".")[2], []).append(k)
+    for m in difflib.get_close_matches(last, list(by_last), n=n, cutoff=0.8):
+        near += [k for k in by_last[m] if k not in near]
+    return near[:n]
+
+
+_UNKNOWN_KEY = re.compile(r"Non-existent (?:config )?key: (\S+)")
+
+
+def unknown_key_hint(message, cfg):
+    """For yacs' "Non-existent (config) key: K": the closest keys of ``cfg``,
+    else how to check the key; None for other messages."""
+    match = _UNKNOWN_KEY.search(message)
+    if match is None:
+        return None
+    key = match.group(1)
+    near = closest_keys(cfg, key) if cfg is not None else []
+    if near:
+        return "Did you mean {}?".format(" or ".join(near))
+    parent = key.rpartition(".")[0]
+    siblings = [k.rpartition(".")[2] for k in config_keys(cfg or {})
+                if k.rpartition(".")[0] == parent]
+    if parent and siblings:
+        return "The keys of {} are: {}.".format(parent, ", ".join(sorted(siblings)))
+    return ("Check the key's spelling; trainer keys exist only under TRAINER.<NAME> of a "
+            "registered trainer.")
+
+
 @contextlib.contextmanager
-def friendly_errors(source):
-    """Re-raise yacs' errors for unknown keys or bad values as ConfigError."""
+def friendly_errors(source, cfg=None):
+    """Re-raise yacs' errors for unknown keys or bad values as ConfigError; an
+    unknown key names the closest existing keys of ``cfg``."""
     try:
         yield
-    except KeyError as err:
-        msg = err.args[0] if err.args else str(err)
-        raise ConfigError(
-            "{}: {}. Check the key's spelling; trainer keys exist only under "
-            "TRAINER.<NAME> of a registered trainer.".format(source, msg)) from None
-    except (ValueError, AssertionError) as err:
-        raise ConfigError("{}: {}".format(source, err)) from None
+    except (KeyError, ValueError, AssertionError) as err:
+        msg = str(err.args[0] if err.args else err)
+        hint = unknown_key_hint(msg, cfg)
+        if hint is None and isinstance(err, KeyError):
+            hint = unknown_key_hint("Non-existent key: ?", None)
+        if hint:
+            msg = msg.rstrip(".") + ". " + hint
+        raise ConfigError("{}: {}".format(source, msg)) from None
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from clipwb.engine import DatasetBase
 from clipwb.errors import MissingFileError, UserInputError
 
 from .dg_splits import check_domains, load_pools, load_shots, train_pool, with_domain
-from .sources import data_root
+from .sources import data_root, root_hint
 from .splits import list_images, list_subfolders, make_datum
 
 POOL_FRACTIONS = (0.4, 0.4)  # pool A, pool B; the remaining 20% is the test part
@@ -54,10 +54,9 @@ class DomainBedDataset(DatasetBase):
         if not os.path.isdir(self.dataset_dir):
             raise MissingFileError(
                 "{}: dataset folder not found: {}. Expected the DomainBed layout "
-                "DATA/{}/<domain>/<class>/<image> with the domains {} (DATA = {}, set "
-                "with --root or DATASET.ROOT). {}".format(
-                    type(self).__name__, self.dataset_dir, type(self).dataset_dir,
-                    list(self.domains), self.root, self.source).strip())
+                "DATA/{}/<domain>/<class>/<image> with the domains {} (DATA = {}, {}). "
+                "{}".format(type(self).__name__, self.dataset_dir, type(self).dataset_dir,
+                            list(self.domains), self.root, root_hint(), self.source).strip())
         self.class_folders = self.find_class_folders(sources + targets)
         labels = {folder: i for i, folder in enumerate(self.class_folders)}
 

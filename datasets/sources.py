@@ -21,6 +21,18 @@ def data_root(cfg):
     return os.path.abspath(os.path.expanduser(root))
 
 
+#: set by the run scripts (scripts/common.sh) for the train.py they run
+SCRIPT_ENV = "CLIPWB_SCRIPT"
+
+
+def root_hint():
+    """How the user sets the DATA folder: the scripts take ``DATA``, train.py
+    ``--root``."""
+    if os.environ.get(SCRIPT_ENV):
+        return "set with DATA=/path/to/data before the script"
+    return "set with --root or DATASET.ROOT"
+
+
 def download_enabled():
     """True when the user opted in to downloads with ``DATA_DOWNLOAD=1``."""
     return os.environ.get(DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
@@ -46,9 +58,9 @@ def expected_layout(dataset):
 def missing_error(dataset, path, what):
     """A :class:`MissingFileError` naming ``path`` and saying how to provide it."""
     return MissingFileError(
-        "{name}: {what} not found: {path}. Expected layout (DATA = {root}, set with "
-        "--root or DATASET.ROOT): {layout}. {how}".format(
-            name=type(dataset).__name__, what=what, path=path,
+        "{name}: {what} not found: {path}. Expected layout (DATA = {root}, {set}): "
+        "{layout}. {how}".format(
+            name=type(dataset).__name__, what=what, path=path, set=root_hint(),
             layout=expected_layout(dataset), root=dataset.root,
             how=how_to_get(dataset)).strip())
 

@@ -157,7 +157,7 @@ train_py() {
     local dataset_yaml=$1 out_dir=$2
     shift 2
     echo "Run this job and save the output to $out_dir"
-    "$PYTHON" "$TRAINPY" \
+    CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" \
         --root "$DATA" \
         --seed "$SEED" \
         --trainer "$TRAINER" \

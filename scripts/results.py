@@ -39,6 +39,10 @@ same datasets (the papers' 11-dataset averages for the 11 datasets). Tables
 per dataset read better in an 80-120 column terminal than one wide table with
 a Base / Novel / HM triple per method. ``--per-trainer`` (``--no-compare``)
 keeps one table per group. CSV output is the same flat table either way.
+``--plot`` draws the HM per dataset and method (accuracy without base-to-novel
+runs) as bars labelled with their values, the y axis zoomed to them, the
+legend right of the axes.
+
 Means and standard deviations are over seeds; the standard deviation is the
 population one, as CoOp's ``parse_test_res.py`` computes it. HM = 2BN/(B+N) is
 computed from the mean Base and Novel accuracies; the dataset average averages
@@ -124,6 +128,7 @@ def run_result(run_dir, names=None):
 
 
 def _join_cfg(cfg, extra):
+    """The config name with the layout's extra levels: ``cfg/level/...``."""
     return "/".join([cfg] + list(extra))
 
 
@@ -303,15 +308,18 @@ def harmonic_mean(base, novel):
 
 
 def dataset_order(names):
+    """``names`` sorted in the papers' order, unknown datasets last by name."""
     known = BASE2NEW_DATASETS + IMAGENET_VARIANTS
     return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
 def group_key(run):
+    """The (trainer, cfg, shots) group of a run."""
     return (run.trainer, run.cfg, run.shots)
 
 
 def group_label(key):
+    """The label "TRAINER / CFG / K shots" of a group key."""
     trainer, cfg, shots = key
     return "{} / {} / {} shots".format(trainer, cfg, shots)
 
@@ -323,6 +331,7 @@ AccTable = namedtuple("AccTable", "setting keys rows averages")
 
 
 def average_label(datasets):
+    """The average's label: "Average (11 datasets)" or "Average (N datasets)"."""
     if set(datasets) == set(BASE2NEW_DATASETS):
         return "Average (11 datasets)"
     return "Average ({} dataset{})".format(len(datasets), "" if len(datasets) == 1 else "s")
@@ -364,6 +373,7 @@ B2NBlock = namedtuple("B2NBlock", "title rows published")
 
 
 def _mean(values):
+    """The mean of a non-empty iterable."""
     values = list(values)
     return sum(values) / len(values)
 
@@ -513,6 +523,7 @@ def published_dg_rows(table):
 
 
 def dg_headers(table):
+    """Column headers of a ``DGTable``: the published short domain names where known."""
     pub = PUBLISHED_DG.get(table.dataset)
     names = [pub.labels[pub.domains.index(d)] if pub and d in pub.domains else d
              for d in table.domains]
@@ -522,6 +533,7 @@ def dg_headers(table):
 # ------------------------------------------------------------- formatting
 
 def fmt(value, std=None):
+    """A cell: "12.34", "12.34 ± 0.56", or "-" for a missing value."""
     if value is None:
         return "-"
     if std is None:
@@ -530,6 +542,7 @@ def fmt(value, std=None):
 
 
 def fmt_seeds(base_seeds, novel_seeds):
+    """The seeds cell: "1,2,3", or "B:1,2 N:1" when Base and Novel differ."""
     if base_seeds is None:
         return ""
     if base_seeds == novel_seeds:
@@ -644,6 +657,7 @@ CSV_COLUMNS = ["setting", "trainer", "cfg", "shots", "dataset", "seeds", "base",
 
 
 def _num(value):
+    """A CSV number with 2 decimals, "" when missing."""
     return "" if value is None else "{:.2f}".format(value)
 
 
@@ -769,15 +783,49 @@ def y_range(values, label_fraction):
     return bottom, max(top, max(values) + 1.0)
 
 
-def build_plot(tables, acc_tables, published):
-    """The bar chart as ``(fig, ax)``.
+def draw_bars(ax, categories, members, series, category_in):
+    """Draw and label the bars of ``series`` on ``ax``: in category ``c`` the
+    bars of ``members[c]`` share 0.8 of its width, centred on its tick, each
+    with its value on top ("%.1f", turned 90 degrees where the bars are too
+    narrow for it); published series are hatched. ``category_in``: a
+    category's width in inches, about. Returns ``(values, rotated)``."""
+    import matplotlib.pyplot as plt
 
-    In each category the bars of the series that have a value there are
-    centred on its tick; each bar carries its value ("%.1f", turned 90 degrees
-    when the bars are narrow); published series are hatched; the y axis is
-    zoomed to the values (``y_range``); the legend sits outside the axes, on
-    their right, clear of the bars.
-    """
+    cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+    names = list(series)
+    values, rotated, in_legend = [], False, set()
+    for c, category in enumerate(categories):
+        n = len(members[category])
+        width = 0.8 / n
+        # labels of 4-5 digits in 7 pt fit across a bar of 0.3 in, else turn them
+        rotate = width * category_in < 0.3
+        rotated = rotated or rotate
+        for k, label in enumerate(members[category]):
+            value = series[label][category]
+            bars = ax.bar([c + (k - (n - 1) / 2.0) * width], [value], width=width,
+                          color=cmap(names.index(label) % cmap.N),
+                          label=label if label not in in_legend else "_nolegend_",
+                          hatch="///" if label.endswith(PUBLISHED_SUFFIX) else None,
+                          edgecolor="white", linewidth=0.5)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2, rotation=90 if rotate else 0)
+            in_legend.add(label)
+            values.append(value)
+    return values, rotated
+
+
+def place_legend(ax, names):
+    """The legend of ``ax`` in the order of ``names``, outside the axes on
+    their right (``savefig(..., bbox_inches="tight")`` keeps it)."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda j: names.index(labels[j]))
+    ax.legend([handles[j] for j in order], [labels[j] for j in order], fontsize="small",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def build_plot(tables, acc_tables, published):
+    """The bar chart of ``plot_series`` as ``(fig, ax)``: bars by ``draw_bars``,
+    the y axis zoomed to the values (``y_range``), the legend outside the axes
+    on their right, clear of the bars (``place_legend``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -790,37 +838,19 @@ def build_plot(tables, acc_tables, published):
         raise ResultsError("nothing to plot: no finished run matched")
     categories = list(members)
     slots = max(len(m) for m in members.values())
-    width = 0.8 / slots
     plot_w = min(30.0, max(5.0, len(categories) * max(0.9, 0.18 * slots) + 1.0))
     legend_w = 0.4 + 0.075 * max(len(label) for label in series)
     fig, ax = plt.subplots(figsize=(plot_w + legend_w, 4.5), dpi=PLOT_DPI)
-    # labels of 4-5 digits in 7 pt fit across a bar of 0.3 in, else turn them
-    rotate = width * (plot_w - 1.0) / len(categories) < 0.3
-    cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
-    plotted = []
-    for i, (label, values) in enumerate(series.items()):
-        xs, ys = [], []
-        for c, name in enumerate(categories):
-            if label in members[name]:
-                k, n = members[name].index(label), len(members[name])
-                xs.append(c + (k - (n - 1) / 2.0) * width)
-                ys.append(values[name])
-        if not xs:
-            continue
-        bars = ax.bar(xs, ys, width=width, label=label, color=cmap(i % cmap.N),
-                      hatch="///" if label.endswith(PUBLISHED_SUFFIX) else None,
-                      edgecolor="white", linewidth=0.5)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2, rotation=90 if rotate else 0)
-        plotted += ys
-    ax.set_ylim(*y_range(plotted, 0.16 if rotate else 0.08))
+    values, rotated = draw_bars(ax, categories, members, series,
+                                (plot_w - 1.0) / len(categories))
+    ax.set_ylim(*y_range(values, 0.12 if rotated else 0.07))
     ax.set_xticks(range(len(categories)))
     ax.set_xticklabels(categories, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              borderaxespad=0.0, frameon=False)
+    place_legend(ax, list(series))
     fig.tight_layout()
     return fig, ax
 
@@ -840,6 +870,7 @@ def plot_results(path, tables, acc_tables, published):
 # -------------------------------------------------------------------- CLI
 
 def build_parser():
+    """The command-line parser."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="output folder to walk, e.g. output/base2new")
     parser.add_argument("--trainer", nargs="+", help="keep these trainers (e.g. PromptSRC)")
@@ -850,7 +881,9 @@ def build_parser():
     parser.add_argument("--setting", nargs="+", choices=SETTINGS, help="keep these settings")
     parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     parser.add_argument("--published", action="store_true",
-                        help="add the published 11-dataset base-to-novel averages")
+                        help="add the published 11-dataset base-to-novel averages (to the "
+                             "plot, and as a table of their own unless the comparison's "
+                             "11-dataset average already shows them)")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart to this file")
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--compare", dest="compare", action="store_true",
@@ -864,6 +897,7 @@ def build_parser():
 
 
 def warn(message):
+    """Print a warning on stderr."""
     print("warning: " + message, file=sys.stderr)
 
 
@@ -908,6 +942,7 @@ def report(args):
 
 
 def main(argv=None):
+    """Run the tool; return the exit status (2 for bad input)."""
     args = build_parser().parse_args(argv)
     try:
         return report(args)

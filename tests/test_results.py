@@ -165,8 +165,13 @@ def test_cli_table_reports_logs_without_result(b2n_root):
     assert "82.00 ± 1.63" in out and "61.00 ± 1.41" in out and "69.96" in out
     assert "Average (2 datasets)" in out and "83.57" in out
     assert "Average (11 datasets)" not in out
-    assert "seed4" in proc.stderr and "not counted" in proc.stderr
-    assert "seed4" not in out
+    # the unfinished run: listed once, after the tables, with its log's last line
+    seed4 = os.path.join(str(b2n_root), "train_base", "dtd", "shots_16", TRAINER, CFG, "seed4")
+    assert out.count("seed4") == 1
+    assert out.endswith("\n\nUnfinished or failed runs (not counted):\n"
+                        "  {}: unfinished (last line: Evaluate on the *test* set)\n".format(seed4))
+    assert out.index("Unfinished or failed runs") > out.index("Average (2 datasets)")
+    assert "seed4" not in proc.stderr and "not counted" not in proc.stderr
 
 
 def test_cli_markdown_cells(b2n_root):
@@ -198,6 +203,10 @@ def test_cli_csv(b2n_root):
             published["PromptSRC"]["hm"]) == ("84.26", "76.10", "79.97")
     assert published["CLIP"]["hm"] == "71.70"
     assert "warning" not in proc.stdout  # warnings go to stderr, CSV stays clean
+    # so does the list of unfinished runs
+    assert "seed4" not in proc.stdout
+    assert proc.stderr.startswith("Unfinished or failed runs (not counted):\n  ")
+    assert "seed4: unfinished (last line: Evaluate on the *test* set)" in proc.stderr
 
 
 def test_cli_published_and_plot(b2n_root, tmp_path):
@@ -302,3 +311,7 @@ def test_bad_input_gives_one_clear_error(tmp_path):
     proc = run_cli(empty)
     assert proc.returncode == 1
     assert "no finished run" in proc.stderr and "not counted" in proc.stderr
+    assert proc.stderr.index("no finished run") < proc.stderr.index("not counted")
+    assert "{}: unfinished (last line: no result here)".format(
+        os.path.join(str(empty), "x", "seed1")) in proc.stderr
+    assert proc.stdout == ""

@@ -99,7 +99,7 @@ train_expert() {
         eval "extra=($EXPERT_OPTS)" || die "cannot parse EXPERT_OPTS='$EXPERT_OPTS'"
     fi
     echo "Step 1: training the expert of $domain in $dir"
-    "$PYTHON" "$TRAINPY" --root "$DATA" --seed "$seed" --trainer "$EXPERT_TRAINER" \
+    CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" --root "$DATA" --seed "$seed" --trainer "$EXPERT_TRAINER" \
         --dataset-config-file "$dataset_yaml" --config-file "$expert_config" \
         --output-dir "$dir" \
         DATASET.SOURCE_DOMAINS "$(py_list "$domain")" \

@@ -160,20 +160,11 @@ class ResumableTrainer(ClearResumeErrors):
                 state = torch.load(path, map_location=self.device, weights_only=False)
                 if start_epoch <= state["epoch"] < self.max_epoch:
                     start_epoch = self.load_run_state(state)
-                    self._resume_note = (
+                    print(
                         "Found the run state of epoch {} at {}: resume exactly from there "
                         "(weights, optimizer, scheduler, sampler, random state)".format(
                             start_epoch, path))
         return start_epoch
-
-    def before_train(self):
-        """Dassl's (resume, TensorBoard) and the method's setup; on a quiet
-        console (``train.py`` without ``--verbose``) into the log file only."""
-        with runlog.setup_output():
-            super().before_train()
-        note = self.__dict__.pop("_resume_note", None)
-        if note:
-            print(note)
 
     # -- the loop ------------------------------------------------------------------
     def __init__(self, *args, **kwargs):
