@@ -23,8 +23,8 @@ stopped.
 
 **Log and interrupts.** The trainer makes the log file of Dassl's ``Logger``
 line-buffered (every printed line is on disk at once, on real Dassl too), and
-Ctrl-C or SIGTERM during training ends with one line saying how to resume
-(exit status 130).
+Ctrl-C or SIGTERM during training stops after the current step with one line
+saying how to resume (exit status 130).
 """
 import os
 import os.path as osp
@@ -198,16 +198,22 @@ class ResumableTrainer(ClearResumeErrors):
         if "_eta" not in self.__dict__:
             self._eta = MovingEta()
         self.num_batches = len(self.train_loader_x)
-        end = time.time()
-        for self.batch_idx, batch in enumerate(self.train_loader_x):
-            data_time.update(time.time() - end)
-            loss_summary = self.forward_backward(batch)
-            batch_time.update(time.time() - end)
-            self._eta.update(batch_time.val)
-            losses.update(loss_summary)
-            report_batch(self, losses, batch_time, data_time,
-                         self._eta.seconds_left(batches_left(self)))
+        self._in_steps = True
+        try:
             end = time.time()
+            for self.batch_idx, batch in enumerate(self.train_loader_x):
+                data_time.update(time.time() - end)
+                loss_summary = self.forward_backward(batch)
+                batch_time.update(time.time() - end)
+                self._eta.update(batch_time.val)
+                losses.update(loss_summary)
+                report_batch(self, losses, batch_time, data_time,
+                             self._eta.seconds_left(batches_left(self)))
+                if self.__dict__.get("_stop_requested"):
+                    raise KeyboardInterrupt
+                end = time.time()
+        finally:
+            self._in_steps = False
 
     def interrupt_message(self):
         """The line printed when training is interrupted."""
@@ -224,32 +230,41 @@ class ResumableTrainer(ClearResumeErrors):
                 "resume.".format(epoch + 1, self.max_epoch, kept))
 
 
-class _Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised as a KeyboardInterrupt in the main thread."""
-
-
 class interrupts_say_how_to_resume:
-    """During training, Ctrl-C (and SIGTERM, in the main thread) end the run
-    with the trainer's :meth:`~ResumableTrainer.interrupt_message` (to the
-    console and the log) and exit status 130, instead of a traceback."""
+    """During training, Ctrl-C and SIGTERM (in the main thread) end the run with
+    the trainer's :meth:`~ResumableTrainer.interrupt_message` (to the console
+    and the log) and exit status 130, instead of a traceback.
+
+    Inside the training steps the signal only asks the loop to stop after the
+    current step (so no printed line is cut in half); a second signal, or one
+    outside the steps (the evaluation), stops at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, trainer):
         self.trainer = trainer
-        self.previous = None
+        self.previous = {}
 
-    def _on_sigterm(self, signum, frame):
-        raise _Interrupted()
+    def _on_signal(self, signum, frame):
+        trainer = self.trainer
+        if trainer.__dict__.get("_in_steps") and not trainer.__dict__.get("_stop_requested"):
+            trainer._stop_requested = True
+            return
+        raise KeyboardInterrupt
 
     def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except ValueError:  # not the main thread: leave SIGTERM alone
-            self.previous = None
+        self.trainer._stop_requested = False
+        for sig in self.SIGNALS:
+            try:
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             print(self.trainer.interrupt_message(), flush=True)
             raise SystemExit(130)
