@@ -28,6 +28,7 @@
 #   LOADEP               epoch to evaluate [OPTIM.MAX_EPOCH of the config]
 #   ZERO_SHOT [0]        1: no training, every job only evaluates
 #   PYTHON [python]      interpreter; TRAINPY [train.py] the script it runs
+#   VERBOSE [0]          1: train.py --verbose (the config dump on the console too)
 #   DATASETS, SEEDS      loops of the reproduce jobs [11 datasets, 1 2 3]
 #   XD_DATASETS          targets of xd_reproduce [10 datasets + 4 ImageNet variants]
 #
@@ -48,6 +49,8 @@ DATASET_CFG_DIR=${DATASET_CFG_DIR:-configs/datasets}
 ZERO_SHOT=${ZERO_SHOT:-0}
 PYTHON=${PYTHON:-python}
 TRAINPY=${TRAINPY:-train.py}
+VERBOSE_FLAG=
+if [ "${VERBOSE:-0}" = 1 ]; then VERBOSE_FLAG=--verbose; fi
 BASE2NEW_DATASETS="imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101 imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
@@ -164,6 +167,7 @@ train_py() {
         --dataset-config-file "$dataset_yaml" \
         --config-file "$CONFIG_FILE" \
         --output-dir "$out_dir" \
+        ${VERBOSE_FLAG:+"$VERBOSE_FLAG"} \
         "$@" "${USER_OPTS[@]}"
 }
 

@@ -118,6 +118,22 @@ def train_args(trainer, data_root, output_dir, clip_path, *extra, seed=1,
             + list(extra))
 
 
+def selected(request, param):
+    """The values of ``param`` in the tests of the requesting module that run
+    in this session (after ``-m`` / ``-k`` selection), so that a module
+    fixture runs only the jobs those tests need."""
+    return {item.callspec.params[param] for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec")
+            and param in item.callspec.params}
+
+
+def params(values, slow=()):
+    """``values`` for ``parametrize``, the ones in ``slow`` marked ``slow``."""
+    import pytest
+
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
 def run_all(jobs, workers=2):
     """Run the zero-argument callables ``jobs`` (a dict name -> callable) on
     ``workers`` threads; return name -> result, or name -> the exception."""

@@ -58,6 +58,7 @@ def script_env(data, output, clip_path):
     return env
 
 
+@pytest.mark.slow
 def test_imagenet_dg_script_runs_both_steps(imagenet_family, tiny_clip_path, tmp_path):
     data, written = imagenet_family
     output = str(tmp_path / "output")

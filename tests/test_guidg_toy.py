@@ -71,6 +71,7 @@ def script_env(toy_data, output):
     return env
 
 
+@pytest.mark.slow
 def test_dg_script_on_the_toy_world_runs_both_steps(toy_data, tmp_path):
     env = script_env(toy_data, str(tmp_path / "output"))
     proc = subprocess.run(["bash", "scripts/guidg/dg.sh", "toy", "sketch", "1"], cwd=REPO,

@@ -12,8 +12,8 @@ import clipwb.dropin
 from clipwb.toyworld.writer import ensure_toy_dataset
 
 from tests.dataset_layouts import write_dataset
-from tests.e2e_helpers import (describe, evaluator_block, progress, read_log, run_all,
-                               subprocess_env, train_args)
+from tests.e2e_helpers import (describe, evaluator_block, params, progress, read_log,
+                               run_all, selected, subprocess_env, train_args)
 from tests.host_checkout import write_dassl_standin, write_host
 
 pytestmark = pytest.mark.timeout(900)
@@ -141,11 +141,17 @@ def isp_on_the_checkouts_reader(world, folder):
 
 
 @pytest.fixture(scope="module")
-def host_runs(world, tmp_path_factory):
-    """Every checkout job, two at a time (each child runs one thread)."""
+def host_runs(world, tmp_path_factory, request):
+    """The checkout jobs the selected tests need, two at a time (each child
+    runs one thread)."""
+    kinds = selected(request, "kind")
     jobs = {kind: (lambda kind=kind: dropin_then_method(
-        kind, world, str(tmp_path_factory.mktemp(kind)))) for kind in METHOD_OF_KIND}
-    jobs["reader"] = lambda: isp_on_the_checkouts_reader(world, str(tmp_path_factory.mktemp("r")))
+        kind, world, str(tmp_path_factory.mktemp(kind)))) for kind in METHOD_OF_KIND
+        if kind in kinds}
+    if any(item.name == "test_isp_trains_and_tests_on_the_checkouts_own_reader"
+           for item in request.session.items):
+        jobs["reader"] = lambda: isp_on_the_checkouts_reader(
+            world, str(tmp_path_factory.mktemp("r")))
     return run_all(jobs, workers=2)
 
 
@@ -154,10 +160,13 @@ def outcome(result):
         raise result
 
 
-@pytest.mark.parametrize("kind", sorted(METHOD_OF_KIND))
+# CoOp's checkout in the default set; MaPLe's and PromptSRC's and the
+# checkout's own reader in the slow set (pytest -m slow).
+@pytest.mark.parametrize("kind", params(sorted(METHOD_OF_KIND), slow=("maple", "promptsrc")))
 def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, host_runs):
     outcome(host_runs[kind])
 
 
+@pytest.mark.slow
 def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])

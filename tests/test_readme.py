@@ -31,10 +31,21 @@ def test_ci_installs_what_the_readme_installs():
 
 
 def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run's first test command is the README's (the slow set may follow)."""
     _, test = readme_commands()
     ci = open(os.path.join(ROOT, ".ci", "run")).read().splitlines()
-    commands = [line for line in ci if line.strip() and not line.lstrip().startswith("#")]
-    assert commands[-1].strip() == test
+    commands = [line.strip() for line in ci if "pytest" in line
+                and not line.lstrip().startswith("#")]
+    assert commands[0] == test
+    assert all("-m slow" in c for c in commands[1:]), commands
+
+
+def test_the_default_set_leaves_out_only_the_slow_set():
+    """The README's command runs everything but the ``slow`` marker, which
+    .ci/run then runs as the budget allows."""
+    ini = open(os.path.join(ROOT, "pytest.ini")).read()
+    assert re.search(r'^addopts = .*-m "not slow"', ini, re.M)
+    assert re.search(r"^\s+slow: ", ini, re.M)
 
 
 def test_first_command_scripts_exist():

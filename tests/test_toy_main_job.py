@@ -22,7 +22,10 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+# The README's main job (DiSa) runs in the default set; the others in the slow
+# set (pytest -m slow).
+@pytest.mark.parametrize("method", [m if m == "disa" else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in sorted(METHODS)])
 def test_base2new_on_the_toy_world_prints_the_table(method, toy_data, tmp_path):
     trainer = METHODS[method]
     env = dict(os.environ, DATA=toy_data, OUTPUT=str(tmp_path / "output"), SHOTS="2",

@@ -28,6 +28,11 @@ RESUME_EPOCHS = 4
 CFG_NAME = "tiny"
 SHOTS = 4  # DATASET.NUM_SHOTS in e2e_helpers.COMMON_OPTS
 SCRIPT_METHODS = {"coop": "CoOp", "promptsrc": "PromptSRC"}
+# In the slow set (pytest -m slow): the baselines the other runs do not
+# stand for (CoOp and PromptSRC are the ones compared with the official code).
+SLOW = {"CoCoOp", "IVLP", "MaPLe", "ZeroshotCLIP2", "promptsrc"}
+TRAINABLE = h.params(h.TRAINABLE_TRAINERS, SLOW)
+ZERO_SHOT = h.params(h.ZERO_SHOT_TRAINERS, SLOW)
 
 
 def run_dir(out, phase, trainer):
@@ -115,17 +120,24 @@ def workspace(tmp_path_factory, tiny_clip_path):
 
 
 @pytest.fixture(scope="module")
-def runs(workspace):
-    """Every run of this module, two processes at a time (2 CPU cores)."""
+def runs(workspace, request):
+    """Every run the selected tests of this module need, two processes at a
+    time (2 CPU cores)."""
+    everything = set(h.TRAINABLE_TRAINERS + h.ZERO_SHOT_TRAINERS) | set(SCRIPT_METHODS)
+    trainers = h.selected(request, "trainer") or everything - SLOW
+    methods = h.selected(request, "method") or everything - SLOW
     jobs = {}
     # Longest jobs first (3, 2, then 1 train.py runs), so that the two workers
     # finish together.
     for trainer in h.TRAINABLE_TRAINERS:
-        jobs[trainer] = lambda t=trainer: trainable_chain(workspace, t)
+        if trainer in trainers:
+            jobs[trainer] = lambda t=trainer: trainable_chain(workspace, t)
     for method in SCRIPT_METHODS:
-        jobs["script:" + method] = lambda m=method: script_run(workspace, m)
+        if method in methods:
+            jobs["script:" + method] = lambda m=method: script_run(workspace, m)
     for trainer in h.ZERO_SHOT_TRAINERS:
-        jobs[trainer] = lambda t=trainer: zero_shot_eval(workspace, t)
+        if trainer in trainers:
+            jobs[trainer] = lambda t=trainer: zero_shot_eval(workspace, t)
     return h.run_all(jobs, workers=2)
 
 
@@ -145,7 +157,7 @@ def get_run(runs, name, *steps):
 
 # ------------------------------------------------------------ trainable ones
 
-@pytest.mark.parametrize("trainer", h.TRAINABLE_TRAINERS)
+@pytest.mark.parametrize("trainer", TRAINABLE)
 def test_training_loss_decreases(runs, trainer):
     result = get_run(runs, trainer, "train")
     means = h.epoch_mean_losses(result["train_log"])
@@ -157,7 +169,7 @@ def test_training_loss_decreases(runs, trainer):
     assert means[TRAIN_EPOCHS] < means[1], means
 
 
-@pytest.mark.parametrize("trainer", h.TRAINABLE_TRAINERS)
+@pytest.mark.parametrize("trainer", TRAINABLE)
 def test_training_writes_checkpoint_and_tests(runs, workspace, trainer):
     result = get_run(runs, trainer, "train")
     folder = os.path.join(result["train_dir"], "prompt_learner")
@@ -173,7 +185,7 @@ def test_training_writes_checkpoint_and_tests(runs, workspace, trainer):
     assert total == 2 * workspace["dataset"].counts["test"]  # 2 base classes
 
 
-@pytest.mark.parametrize("trainer", h.TRAINABLE_TRAINERS)
+@pytest.mark.parametrize("trainer", TRAINABLE)
 def test_resume_continues_from_checkpoint(runs, trainer):
     result = get_run(runs, trainer, "train", "resume")
     log = result["resume_log"]
@@ -193,7 +205,7 @@ def test_resume_continues_from_checkpoint(runs, trainer):
     assert h.ends_with_evaluator_block(log)
 
 
-@pytest.mark.parametrize("trainer", h.TRAINABLE_TRAINERS)
+@pytest.mark.parametrize("trainer", TRAINABLE)
 def test_eval_only_on_new_classes(runs, workspace, trainer):
     result = get_run(runs, trainer, "train", "resume", "eval")
     log = result["eval_log"]
@@ -212,7 +224,7 @@ def test_eval_only_on_new_classes(runs, workspace, trainer):
 
 # ------------------------------------------------------------ zero-shot ones
 
-@pytest.mark.parametrize("trainer", h.ZERO_SHOT_TRAINERS)
+@pytest.mark.parametrize("trainer", ZERO_SHOT)
 def test_zero_shot_eval_only(runs, workspace, trainer):
     result = get_run(runs, trainer, "eval")
     log = result["eval_log"]
@@ -234,7 +246,7 @@ TABLE_ROW = re.compile(r"^caltech101\s+(\d+\.\d\d) ± \d+\.\d\d\s+(\d+\.\d\d) ±
                        r"\s+(\d+\.\d\d)\s+1\s*$", re.M)
 
 
-@pytest.mark.parametrize("method", sorted(SCRIPT_METHODS))
+@pytest.mark.parametrize("method", h.params(sorted(SCRIPT_METHODS), SLOW))
 def test_base2new_script_prints_table_of_its_logs(runs, method):
     result = runs["script:" + method]
     if isinstance(result, Exception):
@@ -261,9 +273,12 @@ def test_base2new_script_prints_table_of_its_logs(runs, method):
 
 
 def test_results_py_on_real_logs(runs, workspace):
-    """results.py (CSV) on the output tree of the train.py runs above."""
+    """results.py (CSV, then the side-by-side table) on the output tree of the
+    train.py runs above."""
     expected = {}
     for trainer in h.TRAINABLE_TRAINERS + h.ZERO_SHOT_TRAINERS:
+        if trainer not in runs:
+            continue  # in the slow set
         result = runs[trainer]
         if isinstance(result, Exception) or "eval_log" not in result:
             pytest.fail("{} did not finish".format(trainer))
@@ -271,6 +286,7 @@ def test_results_py_on_real_logs(runs, workspace):
                 else None)
         novel = h.evaluator_block(result["eval_log"])[2]
         expected[trainer] = (base, novel)
+    assert {"CoOp", "PromptSRC", "ZeroshotCLIP"} <= set(expected)
     proc = subprocess.run([sys.executable, "scripts/results.py",
                            os.path.join(workspace["output"], "base2new"), "--format", "csv"],
                           cwd=h.REPO, capture_output=True, text=True, timeout=120)
@@ -288,12 +304,12 @@ def test_results_py_on_real_logs(runs, workspace):
             assert float(row["base"]) == pytest.approx(base, abs=0.005)
             hm = 2 * base * novel / (base + novel) if base + novel else 0.0
             assert float(row["hm"]) == pytest.approx(hm, abs=0.005)
-    # The table of the scripts' tree puts both methods side by side on caltech101.
+    # The default table puts the methods side by side on caltech101.
     table = subprocess.run([sys.executable, "scripts/results.py",
-                            os.path.join(workspace["script_output"], "base2new")],
+                            os.path.join(workspace["output"], "base2new")],
                            cwd=h.REPO, capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, h.describe(table)
     block = table.stdout.split("Base-to-novel: caltech101", 1)[1].split("Base-to-novel:")[0]
-    for method, trainer in SCRIPT_METHODS.items():
-        assert any(line.startswith("{} / tiny_{} / {} shots".format(trainer, method, SHOTS))
+    for trainer in expected:
+        assert any(line.startswith("{} / {} / {} shots".format(trainer, CFG_NAME, SHOTS))
                    for line in block.splitlines()), table.stdout
