@@ -5,11 +5,15 @@ tiny settings below shrink each shipped trainer YAML to the tiny CLIP
 (``tests/tiny_clip.py``: 32 px images, 2 transformer layers) and a tiny
 dataset (``tests/dataset_layouts.py``).
 """
+import atexit
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,11 +104,33 @@ def subprocess_env(**extra):
     return env
 
 
+_SERVER = []
+_SERVER_LOCK = threading.Lock()
+
+
+def train_server():
+    """The session's :class:`tests.train_server.TrainServer` (started on first use)."""
+    with _SERVER_LOCK:
+        if not _SERVER:
+            from tests.train_server import TrainServer
+
+            scratch = tempfile.mkdtemp(prefix="train_server_")
+            _SERVER.append(TrainServer(subprocess_env(), REPO, scratch))
+            atexit.register(_SERVER[0].close)
+            atexit.register(shutil.rmtree, scratch, True)
+        return _SERVER[0]
+
+
 def run_train_py(args, env=None, timeout=300, python=None):
-    """Run ``python train.py ARGS`` from the repository root; return the process."""
-    return subprocess.run([python or sys.executable, "train.py"] + [str(a) for a in args],
-                          cwd=REPO, env=env or subprocess_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    """Run ``python train.py ARGS`` from the repository root; return the
+    finished process. Forked from the tests' train server (no start-up cost)
+    unless another interpreter or an import-time variable asks for a real one."""
+    env = env or subprocess_env()
+    argv = ["train.py"] + [str(a) for a in args]
+    if python is None and train_server().can_run(env):
+        return train_server().run(argv, env, timeout)
+    return subprocess.run([python or sys.executable] + argv, cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def train_args(trainer, data_root, output_dir, clip_path, *extra, seed=1,

@@ -50,18 +50,18 @@ def killed_and_resumed(tmp_path_factory, tiny_clip_path):
     write_dataset(data, "Caltech101", n_classes=4)
 
     def args(out):
-        return [sys.executable, "train.py"] + [str(a) for a in h.train_args(
-            "DiSa", data, out, tiny_clip_path, "OPTIM.MAX_EPOCH", EPOCHS,
-            "DATASET.SUBSAMPLE_CLASSES", "base")]
+        return h.train_args("DiSa", data, out, tiny_clip_path, "OPTIM.MAX_EPOCH", EPOCHS,
+                            "DATASET.SUBSAMPLE_CLASSES", "base")
 
     ref_dir, run_dir = str(tmp / "reference"), str(tmp / "killed")
     reference = {}
-    thread = threading.Thread(target=lambda: reference.update(proc=subprocess.run(
-        args(ref_dir), cwd=h.REPO, env=h.subprocess_env(), capture_output=True, text=True,
-        timeout=600)))
+    thread = threading.Thread(target=lambda: reference.update(
+        proc=h.run_train_py(args(ref_dir), timeout=600)))
     thread.start()
 
-    proc = subprocess.Popen(args(run_dir), cwd=h.REPO, env=h.subprocess_env(),
+    # A real process, killed as a user's shell or a cluster's scheduler kills it.
+    proc = subprocess.Popen([sys.executable, "train.py"] + [str(a) for a in args(run_dir)],
+                            cwd=h.REPO, env=h.subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     printed = []
     killed = False
@@ -73,8 +73,7 @@ def killed_and_resumed(tmp_path_factory, tiny_clip_path):
     proc.wait(timeout=300)
     first_log = h.read_log(os.path.join(run_dir, "log.txt"))
     had_state = os.path.isfile(os.path.join(run_dir, RUN_STATE_FILE))
-    again = subprocess.run(args(run_dir), cwd=h.REPO, env=h.subprocess_env(),
-                           capture_output=True, text=True, timeout=600)
+    again = h.run_train_py(args(run_dir), timeout=600)
     thread.join(timeout=600)
     return dict(ref=reference["proc"], ref_dir=ref_dir, run_dir=run_dir, killed=proc,
                 printed=printed, first_log=first_log, had_state=had_state, again=again)
