@@ -141,11 +141,25 @@ def test_bma_average_of_a_weight_sequence():
         avg.bma_update(net, total, beta)
     alphas = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total)]
     want = sum(a * th for a, th in zip(alphas, thetas)) / sum(alphas)
-    assert avg.module.weight[0, 0].item() == pytest.approx(want, rel=1e-5)
+    assert avg.encoder.weight[0, 0].item() == pytest.approx(want, rel=1e-5)
     assert int(avg.num_updates) == total
     assert float(avg.weight_sum) == pytest.approx(sum(alphas), rel=1e-6)
-    # the running state is in the state dict (resumable)
+    # the running state is in the state dict (resumable), and it goes through
+    # a Dassl checkpoint file, which strips a leading "module." from the keys
     assert {"weight_sum", "num_updates"} <= set(avg.state_dict())
+    saved = {k[len("module."):] if k.startswith("module.") else k: v
+             for k, v in avg.state_dict().items()}
+    back = AveragedEncoder(nn.Linear(2, 1))
+    back.load_state_dict(saved)
+    assert torch.equal(back.encoder.weight, avg.encoder.weight)
+    assert int(back.num_updates) == total
+    # a checkpoint of the older layout (the encoder's keys without a prefix) loads too
+    older = {k[len("encoder."):] if k.startswith("encoder.") else k: v
+             for k, v in avg.state_dict().items()}
+    assert set(older) == {"weight", "bias", "weight_sum", "num_updates"}
+    again = AveragedEncoder(nn.Linear(2, 1))
+    again.load_state_dict(older)
+    assert torch.equal(again.encoder.weight, avg.encoder.weight)
 
 
 def test_wise_ft_interpolates_on_a_separate_copy():
@@ -162,8 +176,8 @@ def test_wise_ft_interpolates_on_a_separate_copy():
     assert torch.allclose(mixed["weight"], torch.full((2, 3), 0.75 * 1 + 0.25 * 3))
     evaluated = AveragedEncoder(tuned)
     evaluated.wise_ft(zs_state, tuned, 0.5)
-    assert torch.allclose(evaluated.module.weight, torch.full((2, 3), 2.0))
-    assert torch.allclose(evaluated.module.bias, torch.zeros(2))
+    assert torch.allclose(evaluated.encoder.weight, torch.full((2, 3), 2.0))
+    assert torch.allclose(evaluated.encoder.bias, torch.zeros(2))
     assert torch.allclose(tuned.weight, torch.full((2, 3), 3.0))  # training weights untouched
 
 

@@ -192,6 +192,23 @@ def test_guidg_resumes_exactly_with_its_average_and_sampler(pacs, tiny_clip_path
     assert int(trainer.eval_encoder.num_updates) == 9  # BMA over all 9 steps
 
 
+def test_a_finished_guidg_run_run_again_trains_nothing_and_tests_the_same(
+        pacs, tiny_clip_path, tmp_path, capsys):
+    """The same command on a finished GuiDG run resumes from Dassl's last
+    checkpoint, the averaged encoder included, and only tests."""
+    experts = tmp_path / "experts"
+    for seed, domain in enumerate(["art_painting", "cartoon"]):
+        write_expert(str(experts / ("expert_" + domain)), seed=seed)
+    cfg = make_dg_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out", [
+        "TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}"),
+        "TRAINER.GUIDG.ITERS_PER_EPOCH", "2", "OPTIM.MAX_EPOCH", "2", "SEED", "1"])
+    first, _ = train_and_capture(capsys, cfg)
+    again, trainer = train_and_capture(capsys, cfg)
+    assert "Previous epoch: 2" in again and not logged_steps(again)
+    assert int(trainer.eval_encoder.num_updates) == 4
+    assert h.evaluator_block(again) == h.evaluator_block(first)
+
+
 def test_promptsrc_resumes_exactly_with_its_gpa(tiny_clip_path, tmp_path, capsys):
     data = write_two_class_images(tmp_path)
     opts = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",

@@ -23,19 +23,32 @@ class AveragedEncoder(nn.Module):
     """A frozen copy of an encoder that holds an average of its weights.
 
     ``weight_sum`` and ``num_updates`` are buffers, so a checkpoint resumes the
-    running average exactly.
+    running average exactly. The copy is ``self.encoder``: Dassl's
+    ``save_checkpoint`` strips a leading ``module.`` from every key (meant for
+    ``nn.DataParallel``), so that name would not load back; checkpoints saved
+    with it (keys without a prefix) still load.
     """
 
     def __init__(self, encoder):
         super().__init__()
-        self.module = copy.deepcopy(encoder)
-        for param in self.module.parameters():
+        self.encoder = copy.deepcopy(encoder)
+        for param in self.encoder.parameters():
             param.requires_grad_(False)
         self.register_buffer("weight_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)
+        return self.encoder(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Also load keys without the ``encoder.`` prefix (older checkpoints)."""
+        own = ("weight_sum", "num_updates")
+        fixed = {}
+        for key, value in state_dict.items():
+            if key not in own and not key.startswith("encoder."):
+                key = "encoder." + (key[len("module."):] if key.startswith("module.") else key)
+            fixed[key] = value
+        return super().load_state_dict(fixed, strict=strict, assign=assign)
 
     @torch.no_grad()
     def bma_update(self, encoder, total_steps, beta):
@@ -43,7 +56,7 @@ class AveragedEncoder(nn.Module):
         alpha = bma_weight(int(self.num_updates), total_steps, beta)
         new_sum = float(self.weight_sum) + alpha
         keep = float(self.weight_sum) / new_sum
-        for avg, cur in zip(self.module.state_dict().values(), encoder.state_dict().values()):
+        for avg, cur in zip(self.encoder.state_dict().values(), encoder.state_dict().values()):
             if avg.dtype.is_floating_point:
                 avg.mul_(keep).add_(cur.to(avg.dtype), alpha=alpha / new_sum)
             else:
@@ -55,7 +68,7 @@ class AveragedEncoder(nn.Module):
     def wise_ft(self, zero_shot_state, encoder, alpha):
         """Set the weights to WiSE-FT's mix of ``zero_shot_state`` and ``encoder``."""
         mixed = interpolate_state_dicts(zero_shot_state, encoder.state_dict(), alpha)
-        self.module.load_state_dict(mixed)
+        self.encoder.load_state_dict(mixed)
         self.num_updates += 1
 
 

@@ -261,7 +261,7 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
 
     # -- evaluation -----------------------------------------------------------
     def model_inference(self, input):
-        encoder = self.eval_encoder.module
+        encoder = self.eval_encoder.encoder
         if int(self.eval_encoder.num_updates) == 0:
             encoder = self.model.visual  # not trained yet (or eval of a fresh model)
         with autocast_context(self.precision, self.device):
