@@ -78,6 +78,28 @@ def _state_dict(obj):
     return obj.state_dict() if obj is not None else None
 
 
+def scheduler_state(sched):
+    """``sched.state_dict()`` with a warmup wrapper's successor as its state
+    dict: real Dassl's wrappers keep the successor object, which pickles a copy
+    of the optimizer, so a successor loaded back would step that copy."""
+    state = sched.state_dict()
+    successor = state.get("successor")
+    if hasattr(successor, "state_dict"):
+        state = dict(state, successor=successor.state_dict())
+    return state
+
+
+def load_scheduler_state(sched, state):
+    """Load :func:`scheduler_state` into ``sched``, keeping its live successor."""
+    state = dict(state)
+    successor = state.pop("successor", None)
+    if hasattr(successor, "state_dict"):
+        successor = successor.state_dict()
+    sched.load_state_dict(state)
+    if successor is not None and getattr(sched, "successor", None) is not None:
+        sched.successor.load_state_dict(successor)
+
+
 class ResumableTrainer(ClearResumeErrors):
     """Trainer mixin: exact resume from ``run_state.pth``, a moving-average
     ETA, a line-buffered log and a one-line Ctrl-C (see the module docstring)."""
@@ -109,9 +131,10 @@ class ResumableTrainer(ClearResumeErrors):
         """Everything needed to continue after ``finished_epochs`` epochs."""
         models = {}
         for name in self.get_model_names():
+            sched = self._scheds[name]
             models[name] = {"state_dict": self._models[name].state_dict(),
                             "optimizer": _state_dict(self._optims[name]),
-                            "scheduler": _state_dict(self._scheds[name])}
+                            "scheduler": scheduler_state(sched) if sched is not None else None}
         return {
             "format": RUN_STATE_FORMAT,
             "trainer": type(self).__name__,
@@ -139,9 +162,10 @@ class ResumableTrainer(ClearResumeErrors):
                                                         self.get_model_names()))
         for name, saved in state["models"].items():
             self._models[name].load_state_dict(saved["state_dict"])
-            for obj, key in ((self._optims[name], "optimizer"), (self._scheds[name], "scheduler")):
-                if obj is not None and saved[key] is not None:
-                    obj.load_state_dict(saved[key])
+            if self._optims[name] is not None and saved["optimizer"] is not None:
+                self._optims[name].load_state_dict(saved["optimizer"])
+            if self._scheds[name] is not None and saved["scheduler"] is not None:
+                load_scheduler_state(self._scheds[name], saved["scheduler"])
         scaler = getattr(self, "scaler", None)
         if scaler is not None and state["scaler"] is not None:
             scaler.load_state_dict(state["scaler"])
