@@ -20,8 +20,6 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("CLIP", PublishedResult(69.34, 74.22, 71.70, "Zhou et al., CoCoOp, CVPR 2022")),
     ("CoOp", PublishedResult(82.69, 63.22, 71.66, "Zhou et al., CoCoOp, CVPR 2022")),
     ("CoCoOp", PublishedResult(80.47, 71.69, 75.83, "Zhou et al., CoCoOp, CVPR 2022")),
-    ("ProDA", PublishedResult(81.56, 75.83, 76.65,
-                              "Khattak et al., PromptSRC README, state-of-the-art table")),
     ("MaPLe", PublishedResult(82.28, 75.14, 78.55, "Khattak et al., MaPLe, CVPR 2023")),
     ("IVLP", PublishedResult(84.21, 71.79, 77.51, "Khattak et al., PromptSRC, ICCV 2023")),
     ("PromptSRC", PublishedResult(84.26, 76.10, 79.97, "Khattak et al., PromptSRC, ICCV 2023")),
