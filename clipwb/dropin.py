@@ -226,6 +226,16 @@ def _train(trainer="${TRAINER}", dataset_cfg="${DATASET}", cfg_dir="${TRAINER}",
             "--output-dir \"{}\"".format(out)]
 
 
+# A train script's note before the run (CoOp's wording): an existing run dir
+# resumes (the run state or the checkpoints in it).
+_RESUME_NOTE = """if [ -d "$DIR" ]; then
+    echo "Results are available in ${DIR}. Resuming..."
+else
+    echo "Run this job and save the output to ${DIR}"
+fi
+"""
+
+
 def b2n_train_script(trainer, cfg, data, usage, cfg_dir):
     return _HEADER.format(what="{}: train on the base classes (16 shots).".format(trainer),
                           usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
@@ -238,12 +248,7 @@ if [ "$DATASET" = toy ]; then CFG=toy; fi
 
 
 DIR=output/base2new/train_base/${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
-if [ -d "$DIR" ]; then
-    echo "Results are available in ${{DIR}}. Resuming..."
-else
-    echo "Run this job and save the output to ${{DIR}}"
-fi
-""".format(cfg=cfg) + _run(_train() + [
+""".format(cfg=cfg) + _RESUME_NOTE + _run(_train() + [
         "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES base", '"${@:3}"'], indent="")
 
 
@@ -281,12 +286,7 @@ SHOTS=16
 
 
 DIR=output/${{DATASET}}/${{TRAINER}}/${{CFG}}_${{SHOTS}}shots/seed${{SEED}}
-if [ -d "$DIR" ]; then
-    echo "Results are available in ${{DIR}}. Resuming..."
-else
-    echo "Run this job and save the output to ${{DIR}}"
-fi
-""".format(cfg=cfg) + _run(_train() + [
+""".format(cfg=cfg) + _RESUME_NOTE + _run(_train() + [
         "DATASET.NUM_SHOTS ${SHOTS}", '"${@:3}"'], indent="")
 
 

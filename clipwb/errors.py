@@ -7,6 +7,7 @@ to fix it. ``train.py`` prints that one sentence instead of a traceback.
 import contextlib
 import difflib
 import os
+import pickle
 import re
 
 
@@ -100,11 +101,18 @@ def friendly_errors(source, cfg=None):
 def resume_errors(checkpoint):
     """Re-raise torch's errors for a checkpoint that does not fit the model,
     optimizer or scheduler being resumed (another config or code version) as
-    one UserInputError naming ``checkpoint`` (a file or a run folder)."""
+    one UserInputError naming ``checkpoint`` (a file or a run folder); a file
+    cut short or not a checkpoint at all gets its own sentence."""
     try:
         yield
     except UserInputError:
         raise
+    except (EOFError, pickle.UnpicklingError) as err:
+        raise UserInputError(
+            'Cannot resume from "{}": it is not a readable checkpoint ({}: {}); the file is '
+            "cut short or damaged. Move it away to train again from the previous "
+            "checkpoint, or train into a new --output-dir.".format(
+                checkpoint, type(err).__name__, err)) from None
     except (RuntimeError, ValueError, KeyError) as err:
         raise UserInputError(
             'Cannot resume from "{}": it does not fit this model or optimizer ({}). It was '

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from clipwb.engine import build_trainer, set_random_seed
+from clipwb.errors import UserInputError
 from clipwb.trainers.kit.resumable import RUN_STATE_FILE, save_atomically
 from tests import e2e_helpers as h
 from tests.dataset_layouts import write_dataset
@@ -261,6 +262,20 @@ def test_a_run_state_of_another_trainer_is_one_clear_error(tiny_clip_path, tmp_p
     set_random_seed(1)
     other = build_trainer(make_cfg("CoCoOp", tiny_clip_path, data, out, ["SEED", "1"],
                                    max_epoch=3))
-    with pytest.raises(Exception, match='Cannot resume from ".*run_state.pth"'):
+    with pytest.raises(UserInputError, match='Cannot resume from ".*run_state.pth"'):
         other.train()
     assert (out / RUN_STATE_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"])
+def test_a_damaged_run_state_is_one_clear_error(tiny_clip_path, tmp_path, capsys, content):
+    data = write_two_class_images(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / RUN_STATE_FILE).write_bytes(content)
+    set_random_seed(1)
+    trainer = build_trainer(make_cfg("CoOp", tiny_clip_path, data, out, ["SEED", "1"]))
+    with pytest.raises(UserInputError, match='Cannot resume from ".*run_state.pth": it is not a '
+                                             "readable checkpoint"):
+        trainer.train()
+    assert (out / RUN_STATE_FILE).read_bytes() == content  # left for the user to look at

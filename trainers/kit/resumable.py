@@ -196,7 +196,6 @@ class ResumableTrainer(ClearResumeErrors):
         super().__init__(*args, **kwargs)
 
     def train(self, *args, **kwargs):
-        runlog.line_buffered()
         with interrupts_say_how_to_resume(self):
             return super().train(*args, **kwargs)
 
