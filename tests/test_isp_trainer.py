@@ -144,6 +144,25 @@ def test_checkpoint_round_trip(build, tmp_path):
         assert torch.allclose(fresh.model_inference(images), expected, atol=1e-6)
 
 
+def test_maple_coupling_mode_trains_and_round_trips(build, tmp_path):
+    trainer = build("TRAINER.ISP.CROSS_MODE", "maple")
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert {"prompt_learner.ctx", "prompt_learner.proj.weight",
+            "prompt_learner.deep_proj.0.weight"} <= trainable
+    assert not any(".vision_ctx" in n or ".cross." in n for n in trainable)
+    batch = first_batch(trainer)
+    losses = [trainer.forward_backward(batch)["loss"] for _ in range(5)]
+    assert losses[-1] < losses[0], losses
+    trainer.save_model(0, str(tmp_path / "ckpt"))
+    images = next(iter(trainer.test_loader))["img"]
+    with torch.no_grad():
+        expected = trainer.model_inference(images)
+    fresh = build("TRAINER.ISP.CROSS_MODE", "maple")
+    fresh.load_model(str(tmp_path / "ckpt"), epoch=1)
+    with torch.no_grad():
+        assert torch.allclose(fresh.model_inference(images), expected, atol=1e-6)
+
+
 def test_bad_key_is_a_config_error(build):
     with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE_SOURCE = 'teacher'"):
         build("TRAINER.ISP.PROBE_SOURCE", "teacher")

@@ -15,7 +15,7 @@ from clipwb.trainers.isp.losses import (probe_weights, sample_difficulty, true_c
                                  weighted_cross_entropy)
 from clipwb.trainers.isp.modules import (CrossStructuralPrompts, LayeredPromptAttention,
                                   SelfStructuralPrompts, ignore_bias)
-from clipwb.trainers.kit.prompt_learners import ivlp_learner
+from clipwb.trainers.kit.prompt_learners import PromptLearner, ivlp_learner
 from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
 CLASSNAMES = ["cat", "golden retriever", "red sports car"]
@@ -205,6 +205,8 @@ def test_checkpoints_of_the_per_layer_layout_still_load(clip_model):
 def test_module_errors_name_the_problem():
     with pytest.raises(ConfigError, match="cross_attention, linear"):
         CrossStructuralPrompts(32, 48, 2, mode="graph")
+    with pytest.raises(ConfigError, match="module mode 'maple'"):
+        CrossStructuralPrompts(32, 48, 2, mode="maple")
     with pytest.raises(ConfigError, match="multiple of the number of heads"):
         LayeredPromptAttention(2, 16, 16, width=30, heads=4)
 
@@ -289,6 +291,60 @@ def test_zero_gates_give_ivlps_logits(clip_model, overrides):
         for gate in gates:
             gate.fill_(0.5)
     assert not torch.allclose(isp(images), ref.logits, atol=1e-3)
+
+
+def maple_models(clip_model, **overrides):
+    """ISP with CROSS_MODE maple and MaPLe's learner (same prompt count and
+    depth), ISP carrying MaPLe's randomised weights."""
+    node = isp_node(CROSS_MODE="maple", **overrides)
+    torch.manual_seed(0)
+    maple = PromptedCLIP(clip_model, PromptLearner(
+        clip_model, CLASSNAMES, n_ctx=node.N_CTX_TEXT, ctx_init=node.CTX_INIT,
+        init_policy="fixed", text_depth=node.PROMPT_DEPTH_TEXT, coupled=True))
+    randomised(maple.prompt_learner, std=0.05, seed=1)
+    isp = PromptedCLIP(clip_model, isp_learner(clip_model, CLASSNAMES, node))
+    result = isp.prompt_learner.load_state_dict(maple.prompt_learner.state_dict(), strict=False)
+    assert not result.unexpected_keys  # MaPLe's names: ctx, text_deep, proj, deep_proj
+    assert all(k.startswith(("self_text.", "self_vision.")) for k in result.missing_keys)
+    return isp, maple
+
+
+@pytest.mark.parametrize("self_struct", [False, True], ids=["coupling_only", "with_self"])
+def test_maple_mode_vision_prompts_are_maples_linear_maps(clip_model, self_struct):
+    isp, maple = maple_models(clip_model, SELF_STRUCT=self_struct)
+    learner = isp.prompt_learner
+    assert learner.cross is None and not hasattr(learner, "vision_ctx")
+    # the vision prompts of each layer are MaPLe's map of that layer's text prompts
+    shallow, deep = learner.vision_prompts()
+    ref_shallow, ref_deep = maple.prompt_learner.vision_prompts()
+    assert torch.allclose(shallow, learner.ctx @ learner.proj.weight.t() + learner.proj.bias,
+                          atol=1e-6)
+    assert torch.equal(shallow, ref_shallow)
+    if not self_struct:
+        assert all(torch.equal(a, b) for a, b in zip(deep, ref_deep))
+    images = torch.randn(3, 3, 32, 32)
+    out, ref = isp.forward_features(images), maple.forward_features(images)
+    assert torch.allclose(out.logits, ref.logits, atol=1e-6, rtol=0)
+    assert torch.allclose(out.image_features, ref.image_features, atol=1e-6, rtol=0)
+    # the image loss reaches the text context through the coupling (one-way)
+    out.image_features.sum().backward()
+    assert learner.ctx.grad is not None and learner.ctx.grad.abs().sum() > 0
+    assert learner.proj.weight.grad.abs().sum() > 0
+    if self_struct:  # the self-structural blocks act on the coupled prompts
+        with torch.no_grad():
+            for gate in learner.gate_parameters():
+                gate.fill_(0.5)
+        assert not torch.allclose(isp(images), ref.logits, atol=1e-3)
+
+
+def test_maple_mode_needs_the_text_prompts_count_and_depth(clip_model):
+    check_isp_keys(isp_node(CROSS_MODE="maple"))
+    with pytest.raises(ConfigError, match=r"N_CTX_VISION = N_CTX_TEXT \(2\).*got 4 and 2"):
+        check_isp_keys(isp_node(CROSS_MODE="maple", N_CTX_VISION=4))
+    with pytest.raises(ConfigError, match="PROMPT_DEPTH_VISION = PROMPT_DEPTH_TEXT"):
+        isp_learner(clip_model, CLASSNAMES, isp_node(CROSS_MODE="maple", PROMPT_DEPTH_VISION=1))
+    # without the cross-structural module the mode has nothing to couple
+    check_isp_keys(isp_node(CROSS_MODE="maple", CROSS_STRUCT=False, N_CTX_VISION=4))
 
 
 def test_learner_modules_and_prompt_shapes(clip_model):

@@ -7,7 +7,10 @@ groups, all learnable and saved with the prompts:
 
 - ``cross`` (:class:`CrossStructuralPrompts`): applied to the per-layer prompt
   parameters (image independent, so text features are still computed once
-  per evaluation);
+  per evaluation). With ``cross_mode="maple"`` there is no such module and
+  no independent vision prompt: as in MaPLe, the vision prompts of each layer
+  are a linear map of that layer's text prompts (MaPLe's parameters and
+  names: ``proj``, ``deep_proj.*``), spec item 3's degenerate case;
 - ``self_text`` / ``self_vision`` (:class:`SelfStructuralPrompts`): applied
   inside the encoders, through the callable deep prompts of
   ``prompted_encoders``, to each deep layer's prompts and that layer's frozen
@@ -17,7 +20,8 @@ With every gate at zero the prompts it returns equal IVLP's.
 """
 import torch
 
-from clipwb.trainers.isp.modules import CrossStructuralPrompts, SelfStructuralPrompts, ignore_bias
+from clipwb.trainers.isp.modules import (CrossStructuralPrompts, SelfStructuralPrompts,
+                                         check_maple_coupling, ignore_bias)
 from clipwb.trainers.kit.prompt_learners import PromptLearner, PromptSet
 
 
@@ -29,29 +33,38 @@ class ISPPromptLearner(PromptLearner):
             modality); ``self_width`` / ``self_heads`` size their attention.
         cross_struct: add the cross-structural module over the layers with
             both text and vision prompts; ``cross_mode`` "cross_attention" or
-            "linear", ``cross_width`` / ``cross_heads`` size the attention.
+            "linear" (gated, beside independent vision prompts) or "maple"
+            (vision prompts = linear maps of the text prompts; needs
+            ``vision_n_ctx == n_ctx`` and ``vision_depth == text_depth``),
+            ``cross_width`` / ``cross_heads`` size the attention.
     """
 
     def __init__(self, clip_model, classnames, n_ctx=2, ctx_init="", text_depth=1,
                  vision_n_ctx=0, vision_depth=0, self_struct=True, self_width=64,
                  self_heads=1, cross_struct=True, cross_mode="cross_attention",
                  cross_width=64, cross_heads=1):
+        coupled = bool(cross_struct) and cross_mode == "maple"
+        if coupled:
+            check_maple_coupling(n_ctx, text_depth, vision_n_ctx, vision_depth)
         super().__init__(clip_model, classnames, n_ctx=n_ctx, ctx_init=ctx_init,
                          init_policy="fixed", text_depth=text_depth,
-                         vision_n_ctx=vision_n_ctx, vision_depth=vision_depth)
+                         vision_n_ctx=vision_n_ctx, vision_depth=vision_depth,
+                         coupled=coupled)
         text_width = clip_model.ln_final.weight.shape[0]
         vision_width = clip_model.visual.conv1.out_channels
-        has_vision = hasattr(self, "vision_ctx")
+        has_vision = coupled or hasattr(self, "vision_ctx")
+        vision_deep_layers = len(self.deep_proj) if coupled else len(
+            getattr(self, "vision_deep", ()))
         self.self_text = self.self_vision = self.cross = None
         if self_struct:
             if len(self.text_deep):
                 self.self_text = SelfStructuralPrompts(
                     text_width, len(self.text_deep), self_width, self_heads)
-            if has_vision and len(self.vision_deep):
+            if has_vision and vision_deep_layers:
                 self.self_vision = SelfStructuralPrompts(
-                    vision_width, len(self.vision_deep), self_width, self_heads)
-        if cross_struct and has_vision:
-            layers = min(1 + len(self.text_deep), 1 + len(self.vision_deep))
+                    vision_width, vision_deep_layers, self_width, self_heads)
+        if cross_struct and has_vision and not coupled:
+            layers = min(1 + len(self.text_deep), 1 + vision_deep_layers)
             self.cross = CrossStructuralPrompts(text_width, vision_width, layers, cross_mode,
                                                 cross_width, cross_heads)
         # Text positions no prompt attends to, per class: the context (the
@@ -70,7 +83,13 @@ class ISPPromptLearner(PromptLearner):
         """Per-layer prompt lists ``(text, vision)`` (layer 0 first) after the
         cross-structural exchange; vision is empty without vision prompts."""
         text = [self.ctx] + list(self.text_deep)
-        vision = [self.vision_ctx] + list(self.vision_deep) if hasattr(self, "vision_ctx") else []
+        if self.coupled:  # MaPLe: each layer's vision prompts map its text prompts
+            shallow, deep = PromptLearner.vision_prompts(self)
+            vision = [shallow] + deep
+        elif hasattr(self, "vision_ctx"):
+            vision = [self.vision_ctx] + list(self.vision_deep)
+        else:
+            vision = []
         if self.cross is not None:
             text, vision = self.cross(text, vision)
         return text, vision
@@ -96,7 +115,7 @@ class ISPPromptLearner(PromptLearner):
     def _vision_deep(self, prompts):
         if not prompts or self.self_vision is None:
             return prompts or None
-        n_prompts = self.vision_ctx.shape[0]
+        n_prompts = prompts[0].shape[0]
         prepared = self.self_vision.prepare(torch.stack(prompts))
 
         def prompt_for(layer, tokens):  # tokens [B, 1 + P + n_v, W]
@@ -135,7 +154,10 @@ class ISPPromptLearner(PromptLearner):
 
 def isp_learner(clip_model, classnames, node):
     """The learner of the ``TRAINER.ISP`` keys."""
-    print("ISP design: IVLP prompts with structural prompt modules")
+    if node.CROSS_STRUCT and node.CROSS_MODE == "maple":
+        print("ISP design: MaPLe-coupled prompts with structural prompt modules")
+    else:
+        print("ISP design: IVLP prompts with structural prompt modules")
     return ISPPromptLearner(
         clip_model, classnames, n_ctx=node.N_CTX_TEXT, ctx_init=node.CTX_INIT,
         text_depth=node.PROMPT_DEPTH_TEXT, vision_n_ctx=node.N_CTX_VISION,

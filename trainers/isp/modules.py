@@ -28,7 +28,22 @@ from torch import nn
 
 from clipwb.errors import ConfigError
 
-CROSS_MODES = ("cross_attention", "linear")
+#: TRAINER.ISP.CROSS_MODE values; "maple" is not a module of its own (the
+#: learner couples the prompts as MaPLe does, :mod:`clipwb.trainers.isp.learner`)
+CROSS_MODES = ("cross_attention", "linear", "maple")
+MODULE_MODES = ("cross_attention", "linear")
+
+
+def check_maple_coupling(n_ctx, text_depth, vision_n_ctx, vision_depth, prefix="TRAINER.ISP"):
+    """Raise ConfigError unless the vision prompt count and depth equal the
+    text ones, as MaPLe's coupling (vision prompts = linear maps of the text
+    prompts) makes them."""
+    if (vision_n_ctx, vision_depth) != (n_ctx, text_depth):
+        raise ConfigError(
+            "{0}.CROSS_MODE maple makes the vision prompts linear maps of the text prompts, "
+            "so they have the text prompts' count and depth: set {0}.N_CTX_VISION = "
+            "N_CTX_TEXT ({1}) and {0}.PROMPT_DEPTH_VISION = PROMPT_DEPTH_TEXT ({2}); got {3} "
+            "and {4}.".format(prefix, n_ctx, text_depth, vision_n_ctx, vision_depth))
 
 
 def check_heads(width, heads, key):
@@ -265,16 +280,18 @@ class CrossStructuralPrompts(nn.Module):
     encoders, ``P_t' = P_t + g_t * Attn(P_t, P_v)`` and
     ``P_v' = P_v + g_v * Attn(P_v, P_t)``, the key / value maps taking one
     width to the other (all layers in one batched pass). ``linear``
-    (MaPLe-style one-way coupling): ``P_v' = P_v + g_v * Linear(P_t)``. Both
-    updates use the prompts before the exchange; the gates start at zero.
+    (MaPLe-style one-way coupling beside independent vision prompts):
+    ``P_v' = P_v + g_v * Linear(P_t)``. Both updates use the prompts before
+    the exchange; the gates start at zero. (CROSS_MODE ``maple``, MaPLe's own
+    coupling ``P_v = Linear(P_t)``, needs no module: see the learner.)
     """
 
     def __init__(self, text_width, vision_width, num_layers, mode="cross_attention",
                  width=64, heads=1):
         super().__init__()
-        if mode not in CROSS_MODES:
-            raise ConfigError("cross-structural mode {!r} is not valid: use one of {}.".format(
-                mode, ", ".join(CROSS_MODES)))
+        if mode not in MODULE_MODES:
+            raise ConfigError("cross-structural module mode {!r} is not valid: use one of {}."
+                              .format(mode, ", ".join(MODULE_MODES)))
         self.mode = mode
         self.num_layers = num_layers
         if mode == "cross_attention":

@@ -34,7 +34,7 @@ from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features
 from clipwb.trainers.isp.learner import isp_learner
 from clipwb.trainers.isp.losses import (PROBE_SOURCES, PROBE_WEIGHTINGS, probe_weights, sample_difficulty,
                          weighted_cross_entropy)
-from clipwb.trainers.isp.modules import CROSS_MODES, check_heads
+from clipwb.trainers.isp.modules import CROSS_MODES, check_heads, check_maple_coupling
 from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
 from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 from clipwb.trainers.kit.scl_losses import scl_image_loss, scl_logits_loss, scl_text_loss
@@ -56,7 +56,7 @@ def extend_cfg(cfg):
         "SELF_HEADS": 1,
         # cross-structural module: text <-> vision prompts of each layer
         "CROSS_STRUCT": True,
-        "CROSS_MODE": "cross_attention",  # cross_attention or linear (MaPLe-style coupling)
+        "CROSS_MODE": "cross_attention",  # cross_attention, linear (gated P_v + Linear(P_t)) or maple (P_v = Linear(P_t))
         "CROSS_WIDTH": 64,
         "CROSS_HEADS": 1,
         # sample probing: per-sample cross-entropy coefficients
@@ -94,6 +94,9 @@ def check_isp_keys(node, prefix="TRAINER.ISP"):
             "{0}.CROSS_STRUCT = True needs vision prompts, but {0}.N_CTX_VISION = {1} and "
             "{0}.PROMPT_DEPTH_VISION = {2}: set both > 0, or {0}.CROSS_STRUCT False.".format(
                 prefix, node.N_CTX_VISION, node.PROMPT_DEPTH_VISION))
+    if node.CROSS_STRUCT and node.CROSS_MODE == "maple":
+        check_maple_coupling(node.N_CTX_TEXT, node.PROMPT_DEPTH_TEXT, node.N_CTX_VISION,
+                             node.PROMPT_DEPTH_VISION, prefix)
 
 
 class ISP(ClipPromptTrainer):
