@@ -97,7 +97,8 @@ def subprocess_env(**extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
                         "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA",
-                        "PYTHON", "TRAINPY", "DATASET_CFG_DIR", "DATA_DOWNLOAD")}
+                        "PYTHON", "TRAINPY", "DATASET_CFG_DIR", "DATA_DOWNLOAD", "VERBOSE",
+                        "EXPERT_OPTS", "EXPERT_TRAINER", "SOURCES", "DOMAINS")}
     env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     env.update({k: str(v) for k, v in extra.items()})
@@ -119,6 +120,13 @@ def train_server():
             atexit.register(_SERVER[0].close)
             atexit.register(shutil.rmtree, scratch, True)
         return _SERVER[0]
+
+
+def script_python():
+    """``PYTHON`` (and the server's socket) for a bash run script: its
+    ``python train.py`` / ``scripts/results.py`` runs are forked from the
+    train server; anything else it runs with the real interpreter."""
+    return train_server().script_env()
 
 
 def run_train_py(args, env=None, timeout=300, python=None):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from clipwb.errors import ConfigError
 from tests.dataset_layouts import write_dataset
+from tests.e2e_helpers import script_python, subprocess_env
 from tests.trainer_kit import REPO, run_script, tiny_script_yaml
 from clipwb.trainers.disa.trainer import DiSa
 from clipwb.trainers.kit.templates import PROMPTSRC_TEMPLATES
@@ -28,12 +29,8 @@ def setup(tmp_path_factory, tiny_clip_path):
     written = write_dataset(str(data), "caltech101", n_classes=4, n_per_class=8)
     cfg = tmp / "disa_tiny.yaml"
     cfg.write_text(TINY_CFG)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINER", "CFG", "CFG_DIR", "OPTS", "LOADEP", "ZERO_SHOT",
-                        "DATASETS", "SEEDS", "DATASET_CFG_DIR", "TRAINPY")}
-    env.update(PYTHON=sys.executable, DATA=str(data), OUTPUT=str(tmp / "output"), CFG=str(cfg),
-               BACKBONE=tiny_clip_path, SHOTS=str(SHOTS),
-               CUDA_VISIBLE_DEVICES="")
+    env = subprocess_env(DATA=str(data), OUTPUT=str(tmp / "output"), CFG=str(cfg),
+                         BACKBONE=tiny_clip_path, SHOTS=str(SHOTS), **script_python())
     run_dir = os.path.join(env["OUTPUT"], "base2new", "{}", "caltech101", "shots_%d" % SHOTS,
                            "DiSa", "disa_tiny", "seed1")
     return dict(env=env, tmp=tmp, cfg=str(cfg), written=written, train_dir=run_dir.format(

@@ -3,7 +3,6 @@ a missing expert is a clear error, and scripts/guidg/dg.sh runs both steps
 and ends with the evaluator block (experts reused on a second run)."""
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 from clipwb.engine import build_trainer
 from clipwb.errors import MissingFileError
 from tests.dg_kit import make_dg_cfg, write_expert
+from tests.e2e_helpers import script_python, subprocess_env
 from tests.dg_layouts import write_domainbed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,10 +60,9 @@ def test_missing_expert_is_a_clear_error(pacs, tiny_clip_path, tmp_path):
 
 
 def test_dg_script_runs_both_steps_and_reuses_experts(pacs, tiny_clip_path, tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINER", "CFG", "CFG_DIR", "OPTS", "EXPERT_OPTS", "SOURCES", "LOADEP")}
+    env = subprocess_env(**script_python())
     env.update(
-        PYTHON=sys.executable, DATA=pacs.root, OUTPUT=str(tmp_path / "output"), SHOTS="2",
+        DATA=pacs.root, OUTPUT=str(tmp_path / "output"), SHOTS="2",
         DOMAINS="art_painting cartoon photo", BACKBONE=tiny_clip_path,
         OPTS="INPUT.SIZE '(32, 32)' DATALOADER.NUM_WORKERS 0 OPTIM.MAX_EPOCH 1 "
              "TRAINER.GUIDG.BATCH_PER_DOMAIN 2 TRAINER.GUIDG.ITERS_PER_EPOCH 2",

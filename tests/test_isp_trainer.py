@@ -3,7 +3,6 @@ lowering the loss, checkpoints, and a real ``scripts/isp/base2new.sh`` run
 (train, test, table, skip, resume)."""
 import glob
 import os
-import sys
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from clipwb.engine import build_trainer
 from clipwb.errors import ConfigError, UserInputError
 from tests.dataset_layouts import write_dataset
+from tests.e2e_helpers import script_python, subprocess_env
 from tests.trainer_kit import make_cfg, run_script, tiny_script_yaml, write_two_class_images
 from clipwb.trainers.isp.losses import weighted_cross_entropy
 
@@ -183,12 +183,8 @@ def test_base2new_script_trains_tests_skips_and_resumes(tmp_path, tiny_clip_path
     cfg_file = tmp_path / "isp_tiny.yaml"
     cfg_file.write_text(TINY_YAML)
     out = tmp_path / "output"
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINER", "CFG_DIR", "SHOTS", "OPTS", "LOADEP", "ZERO_SHOT",
-                        "TRAINPY", "DATASET_CFG_DIR")}
-    env.update(CFG=str(cfg_file), BACKBONE=tiny_clip_path, DATA=str(data), OUTPUT=str(out),
-               PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1",
-               PYTHONWARNINGS="ignore")
+    env = subprocess_env(CFG=str(cfg_file), BACKBONE=tiny_clip_path, DATA=str(data),
+                         OUTPUT=str(out), **script_python())
     proc = run_base2new(env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = "caltech101/shots_16/ISP/isp_tiny/seed1"

@@ -15,6 +15,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from results import parse_accuracy  # noqa: E402
+from tests.e2e_helpers import script_python, subprocess_env  # noqa: E402
 
 METHODS = {
     "zsclip": "ZeroshotCLIP", "coop": "CoOp", "cocoop": "CoCoOp", "ivlp": "IVLP",
@@ -28,9 +29,8 @@ METHODS = {
                                     for m in sorted(METHODS)])
 def test_base2new_on_the_toy_world_prints_the_table(method, toy_data, tmp_path):
     trainer = METHODS[method]
-    env = dict(os.environ, DATA=toy_data, OUTPUT=str(tmp_path / "output"), SHOTS="2",
-               OPTS="OPTIM.MAX_EPOCH 1", PYTHON=sys.executable)
-    env.pop("CFG", None)
+    env = subprocess_env(DATA=toy_data, OUTPUT=str(tmp_path / "output"), SHOTS="2",
+                         OPTS="OPTIM.MAX_EPOCH 1", **script_python())
     proc = subprocess.run(["bash", "scripts/{}/base2new.sh".format(method), "toy", "1"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
