@@ -98,7 +98,8 @@ def subprocess_env(**extra):
            if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
                         "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA",
                         "PYTHON", "TRAINPY", "DATASET_CFG_DIR", "DATA_DOWNLOAD", "VERBOSE",
-                        "EXPERT_OPTS", "EXPERT_TRAINER", "SOURCES", "DOMAINS")}
+                        "EXPERT_OPTS", "EXPERT_TRAINER", "EXPERT_CFG", "EXPERT_PER_TARGET",
+                        "SOURCES", "DOMAINS")}
     env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     env.update({k: str(v) for k, v in extra.items()})

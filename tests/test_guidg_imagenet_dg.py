@@ -9,11 +9,11 @@ ImageNet-A and prints the DG table.
 """
 import os
 import subprocess
-import sys
 
 import pytest
 
 from tests.dataset_layouts import write_dataset
+from tests.e2e_helpers import script_python, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("imagenet_train", "imagenet_sketch", "imagenetv2")
@@ -44,14 +44,9 @@ def imagenet_family(tmp_path_factory):
 
 
 def script_env(data, output, clip_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
-                        "ZERO_SHOT", "EXPERT_OPTS", "EXPERT_CFG", "DOMAINS", "SOURCES",
-                        "EXPERT_PER_TARGET", "DATASET_CFG_DIR", "TRAINPY")}
+    env = subprocess_env(**script_python())
     env.update(
-        PYTHON=sys.executable, DATA=data, OUTPUT=output, SHOTS="2", BACKBONE=clip_path,
-        CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-        PYTHONWARNINGS="ignore",
+        DATA=data, OUTPUT=output, SHOTS="2", BACKBONE=clip_path,
         OPTS="INPUT.SIZE '(32, 32)' DATALOADER.NUM_WORKERS 0 DATALOADER.TEST.BATCH_SIZE 8 "
              "OPTIM.MAX_EPOCH 1 TRAINER.GUIDG.ITERS_PER_EPOCH 2",
         EXPERT_OPTS="TRAINER.COOP.N_CTX 4 DATALOADER.TRAIN_X.BATCH_SIZE 4")

@@ -15,6 +15,7 @@ import pytest
 import clipwb.datasets
 from clipwb.engine import DATASET_REGISTRY, get_cfg_default
 from clipwb.errors import ConfigError
+from tests.e2e_helpers import script_python, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -63,10 +64,8 @@ def test_toy_dg_bad_domain_is_a_config_error(toy_data):
 
 
 def script_env(toy_data, output):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TRAINER", "CFG", "CFG_DIR", "EXPERT_CFG", "OPTS", "EXPERT_OPTS",
-                        "SOURCES", "DOMAINS", "LOADEP", "BACKBONE", "ZERO_SHOT")}
-    env.update(PYTHON=sys.executable, DATA=toy_data, OUTPUT=output, SHOTS="4",
+    env = subprocess_env(**script_python())
+    env.update(DATA=toy_data, OUTPUT=output, SHOTS="4",
                OPTS="OPTIM.MAX_EPOCH 1 TRAINER.GUIDG.ITERS_PER_EPOCH 3")
     return env
 

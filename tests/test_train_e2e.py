@@ -100,8 +100,8 @@ def script_run(ws, method):
     trainer = SCRIPT_METHODS[method]
     cfg = tiny_yaml(trainer, os.path.join(ws["root"], "tiny_{}.yaml".format(method)))
     env = h.subprocess_env(DATA=ws["data"], OUTPUT=ws["script_output"], CFG=cfg,
-                           SHOTS=SHOTS, BACKBONE=ws["clip"], PYTHON=sys.executable,
-                           OPTS="DATALOADER.NUM_WORKERS 0")
+                           SHOTS=SHOTS, BACKBONE=ws["clip"], OPTS="DATALOADER.NUM_WORKERS 0",
+                           **h.script_python())
     proc = subprocess.run(["bash", "scripts/{}/base2new.sh".format(method), "caltech101", "1"],
                           cwd=h.REPO, env=env, capture_output=True, text=True, timeout=600)
     dirs = {phase: os.path.join(ws["script_output"], "base2new", phase, "caltech101",
