@@ -41,8 +41,8 @@ from typing import Optional
 
 import torch
 
-from .backbones import BACKBONES
-from .configs import TRAINER_CONFIGS
+# only torch before the CUDA check (clip's import warns about pkg_resources,
+# which would bury the refusal); the rest is imported where it is used
 from .flops import peak_dtype_of
 from .measure import cpu_name, device_name
 
@@ -65,14 +65,18 @@ def parse_args(argv=None):
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--backbone", default="ViT-B/16",
-                   help="{} or a CLIP checkpoint path".format(" | ".join(BACKBONES)))
+                   help="a named random-weight backbone of benchmarks/backbones.py "
+                        "(ViT-B/16, ViT-B/32, RN50, RN101, small, tiny) or a CLIP "
+                        "checkpoint path")
     p.add_argument("--out", default=os.path.join("output", "gpu_check", "report.md"),
                    help="the Markdown report (the parts' logs go beside it)")
     p.add_argument("--workdir", default=None,
                    help="backbone file, synthetic data, runs (default: temporary, removed)")
     p.add_argument("--budget-s", type=float, default=DEFAULT_BUDGET_S,
                    help="seconds for all parts; each part's cap is its share of PLAN")
-    p.add_argument("--trainers", nargs="+", default=list(TRAINER_CONFIGS), metavar="NAME")
+    p.add_argument("--trainers", nargs="+", default=None, metavar="NAME",
+                   help="benchmarked trainers (default: every one benchmarks/configs.py "
+                        "knows)")
     p.add_argument("--steps", type=int, default=5, help="timed train steps per trainer")
     p.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
     p.add_argument("--eval-batches", type=int, default=4, help="timed test batches")
@@ -466,6 +470,9 @@ def main(argv=None):
     if args.device == "cuda" and not torch.cuda.is_available():
         print(NO_CUDA, file=sys.stderr)
         return 2
+    from .configs import TRAINER_CONFIGS
+
+    args.trainers = args.trainers or list(TRAINER_CONFIGS)
     unknown = [t for t in args.trainers if t not in TRAINER_CONFIGS]
     if unknown:
         print("Error: --trainers: unknown {}; choose from {}.".format(

@@ -69,22 +69,45 @@ def read_yaml(path):
         return yaml.safe_load(f) or {}
 
 
+#: trainers the scripts run with another folder's YAML, and that YAML:
+#: scripts/zsclip/ (CFG_DIR CoOp, DEFAULT_CFG vit_b16) and the DG baselines
+#: alone (TRAINER=CLIPood / ERMWiSEFT / UEOWiSEFT bash scripts/guidg/dg.sh,
+#: CFG=vit_b16_<their file>)
+SCRIPT_PAIRS = {"ZeroshotCLIP": "CoOp/vit_b16.yaml", "ZeroshotCLIP2": "CoOp/vit_b16.yaml",
+                "CLIPood": "GuiDG/vit_b16_clipood.yaml",
+                "ERMWiSEFT": "GuiDG/vit_b16_erm_wf.yaml",
+                "UEOWiSEFT": "GuiDG/vit_b16_ueo_wf.yaml"}
+ZERO_SHOT = ("ZeroshotCLIP", "ZeroshotCLIP2")
+#: fine-tuning trainers (domain-balanced batches, trainers/guidg/finetune.py)
+DG_FINETUNE = ("GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT")
+
+
 @dataclass(frozen=True)
 class Case:
-    """One shipped trainer YAML (``path``) and what it runs with."""
+    """One shipped trainer YAML (``path``) and the trainer it runs with
+    (``with_trainer``; None: the trainer its folder is named after)."""
 
     path: str
+    with_trainer: str = None
 
     @property
-    def id(self):
+    def config(self):
         """``<TRAINER>/<name>.yaml``, as under configs/trainers/."""
         return os.path.relpath(self.path, os.path.dirname(os.path.dirname(self.path)))
 
     @property
+    def id(self):
+        """The config, and ``@TRAINER`` when another folder's trainer runs it."""
+        return self.config + ("@" + self.with_trainer if self.with_trainer else "")
+
+    @property
     def trainer(self):
-        """The trainer of the YAML's folder (CoOp's folder also serves ZeroshotCLIP,
-        GuiDG's the DG baselines alone; the check builds the folder's trainer)."""
-        return os.path.basename(os.path.dirname(self.path))
+        return self.with_trainer or os.path.basename(os.path.dirname(self.path))
+
+    @property
+    def zero_shot(self):
+        """Nothing to train: ``train.py`` evaluates the frozen model."""
+        return self.trainer in ZERO_SHOT
 
     @property
     def backbone(self):
@@ -99,7 +122,7 @@ class Case:
         """The tiny dataset: PACS for GuiDG's steps (DomainBed layout), ImageNet
         for the cross-dataset configs (trained on ImageNet), else Caltech101
         (the 11 base-to-novel / few-shot datasets share one reader family)."""
-        if self.trainer in DG_TRAINERS:
+        if self.trainer in DG_TRAINERS + DG_FINETUNE:
             return "PACS"
         if "cross_datasets" in os.path.basename(self.path):
             return "ImageNet"
@@ -136,18 +159,23 @@ class Case:
         batch = self.train_batch
         opts = ["MODEL.BACKBONE.NAME", clip_path, "DATALOADER.TRAIN_X.BATCH_SIZE", batch,
                 "DATASET.NUM_SHOTS", batch, "OPTIM.MAX_EPOCH", 1]
-        if self.trainer == "GuiDG":
+        if self.trainer in DG_FINETUNE:
             # batches hold BATCH_PER_DOMAIN images of each source domain, and
-            # an epoch is ITERS_PER_EPOCH of them (the YAML: 16 x 2, 400)
-            opts += ["TRAINER.GUIDG.BATCH_PER_DOMAIN", batch // len(DG_SOURCES),
-                     "TRAINER.GUIDG.ITERS_PER_EPOCH", STEPS]
+            # an epoch is ITERS_PER_EPOCH of them (defaults: 16 x 2, 400)
+            node = "TRAINER.{}.".format(TRAINER_REGISTRY.get(self.trainer).cfg_key)
+            opts += [node + "BATCH_PER_DOMAIN", batch // len(DG_SOURCES),
+                     node + "ITERS_PER_EPOCH", STEPS]
         return opts
 
 
 def find_cases():
-    """Every shipped trainer YAML but the toy ones, sorted."""
+    """Every shipped trainer YAML but the toy ones, sorted, with its folder's
+    trainer; then the :data:`SCRIPT_PAIRS`."""
     paths = sorted(glob.glob(CONFIG_GLOB))
-    return [Case(p) for p in paths if os.path.basename(p) != TOY_CONFIG]
+    cases = [Case(p) for p in paths if os.path.basename(p) != TOY_CONFIG]
+    root = os.path.dirname(os.path.dirname(CONFIG_GLOB))
+    return cases + [Case(os.path.join(root, config), trainer)
+                    for trainer, config in SCRIPT_PAIRS.items()]
 
 
 def case_by_id(cases, case_id):
