@@ -153,12 +153,12 @@ def run_one_part(args):
     if args.part == "throughput":
         data = gpu_parts.measure_throughput(
             args.device, args.backbone, args.throughput_batches, args.throughput_repeats,
-            args.classes or (100 if args.device == "cuda" else 50),
-            os.path.join(args.workdir, "throughput"), peak_size=args.peak_size)
+            args.classes or (100 if args.device == "cuda" else 50), args.workdir,
+            peak_size=args.peak_size)
+        data["backbone"] = args.backbone
     else:
         data = gpu_parts.train_run(args.device, args.backbone, args.train_config,
-                                   args.train_steps, args.train_classes,
-                                   os.path.join(args.workdir, "train"),
+                                   args.train_steps, args.train_classes, args.workdir,
                                    workers=args.train_workers)
     with open(args.json, "w") as f:
         json.dump(data, f, indent=1)

@@ -41,10 +41,13 @@ def measure_throughput(device, backbone, batch_sizes, batches, n_classes, workdi
     """Images/s of ZeroshotCLIP's ``model_inference`` (text features cached,
     as in an evaluation) for each batch size, fastest and median of
     ``batches`` calls; the image encoder's multiply-adds per image; the
-    matmul FLOP/s of each dtype of :func:`benchmarks.flops.peak_dtypes`."""
-    settings = BenchSettings(device=device, backbone=backbone, n_classes=n_classes,
-                             test_batch=max(batch_sizes), eval_batches=batches,
-                             workdir=workdir, seed=seed)
+    matmul FLOP/s of each dtype of :func:`benchmarks.flops.peak_dtypes`.
+    The backbone file is the one of ``workdir`` (written by the benchmark
+    parts, else here); the data go to ``workdir/throughput``."""
+    settings = BenchSettings(device=device, backbone=backbone_checkpoint(backbone, workdir),
+                             n_classes=n_classes, test_batch=max(batch_sizes),
+                             eval_batches=batches, workdir=os.path.join(workdir, "throughput"),
+                             seed=seed)
     with Workbench(settings) as bench:
         macs = vit_image_macs(load_clip(bench.clip_path).visual)
         trainer = bench.build("ZeroshotCLIP")
@@ -82,7 +85,8 @@ def train_run(device, backbone, config, steps, n_classes, workdir, workers=None,
     synthetic dataset of ``n_classes`` classes (one image per class and
     domain, at the backbone's input size) for about ``steps`` steps: whole
     epochs of the config's batch size, then the test. ``workers``: the data
-    loader workers (None: the config's)."""
+    loader workers (None: the config's). The backbone file is the one of
+    ``workdir``; the data and the run go to ``workdir/train``."""
     import train  # the repository's train.py (the check runs from the repository root)
 
     path = os.path.join(CONFIG_DIR, config)
@@ -98,9 +102,9 @@ def train_run(device, backbone, config, steps, n_classes, workdir, workers=None,
         raise ValueError("--train-classes {}: {} images make no batch of {}; use more "
                          "classes.".format(n_classes, images, batch))
     epochs = max(1, math.ceil(steps / per_epoch))
-    data_root = synthetic.write_synthetic_dataset(os.path.join(workdir, "train_data"),
+    data_root = synthetic.write_synthetic_dataset(os.path.join(workdir, "train", "data"),
                                                   n_classes, resolution, seed=seed)
-    out_dir = os.path.join(workdir, "train_run")
+    out_dir = os.path.join(workdir, "train", "run")
     opts = ["DATASET.NAME", synthetic.DATASET_NAME, "MODEL.BACKBONE.NAME", clip_path,
             "INPUT.SIZE", "({0}, {0})".format(resolution), "OPTIM.MAX_EPOCH", str(epochs),
             "USE_CUDA", str(device == "cuda"), "TRAIN.PRINT_FREQ", str(print_freq)]

@@ -95,7 +95,9 @@ def test_cpu_run_writes_every_section(tmp_path):
                                       "--workdir", str(tmp_path / "work")])
     assert code == 0
     check_report(out.read_text(), ["-"] * 5)
-    assert (tmp_path / "work" / "clip_tiny.pt").is_file()  # one backbone file for all parts
+    # one backbone file for all parts
+    assert [str(p.relative_to(tmp_path)) for p in sorted(tmp_path.rglob("clip_*.pt"))] == [
+        os.path.join("work", "clip_tiny.pt")]
 
 
 @pytest.mark.slow
