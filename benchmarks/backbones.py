@@ -1,9 +1,12 @@
-"""Random-weight CLIP backbones for the benchmarks (no download).
+"""Random-weight CLIP backbones for the benchmarks and the full-size
+config check (no download).
 
 A backbone is written once as a ``clip.model.CLIP`` state dict and given to
 the trainers as ``MODEL.BACKBONE.NAME`` (the path form ``load_clip`` reads),
 so the trainers load it exactly as they load OpenAI's files. Widths are
 multiples of 64 (``clip.model.build_model`` infers heads as width // 64).
+The four OpenAI entries have the dimensions of OpenAI's checkpoints of that
+name (the shipped configs' backbones), with random weights.
 """
 import os
 
@@ -13,6 +16,8 @@ from clip.model import CLIP
 from clipwb.errors import ConfigError, MissingFileError
 
 _TEXT = dict(context_length=77, vocab_size=49408)
+#: the text transformer of every OpenAI model named below
+_OPENAI_TEXT = dict(transformer_width=512, transformer_heads=8, transformer_layers=12, **_TEXT)
 
 #: name -> clip.model.CLIP arguments
 BACKBONES = {
@@ -26,10 +31,17 @@ BACKBONES = {
     "small": dict(embed_dim=128, image_resolution=112, vision_layers=12, vision_width=128,
                   vision_patch_size=8, transformer_width=128, transformer_heads=2,
                   transformer_layers=12, **_TEXT),
-    # ViT-B/16's dimensions (OpenAI's), random weights: for GPU runs
+    # OpenAI's dimensions, random weights: ViT-B/16 for GPU runs; all four for
+    # the full-size config check (tests/test_fullsize_configs.py)
     "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
-                     vision_patch_size=16, transformer_width=512, transformer_heads=8,
-                     transformer_layers=12, **_TEXT),
+                     vision_patch_size=16, **_OPENAI_TEXT),
+    "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
+                     vision_patch_size=32, **_OPENAI_TEXT),
+    # ModifiedResNet: vision_layers are the blocks of its four stages
+    "RN50": dict(embed_dim=1024, image_resolution=224, vision_layers=(3, 4, 6, 3),
+                 vision_width=64, vision_patch_size=None, **_OPENAI_TEXT),
+    "RN101": dict(embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3),
+                  vision_width=64, vision_patch_size=None, **_OPENAI_TEXT),
 }
 
 
@@ -38,23 +50,36 @@ def describe_backbone(name):
     if name not in BACKBONES:
         return "{} (checkpoint file)".format(name)
     a = BACKBONES[name]
-    return ("{} random weights (ViT: {} layers x {} wide, {} px, patch {}; text: {} layers x "
-            "{} wide; embed {})".format(name, a["vision_layers"], a["vision_width"],
-                                        a["image_resolution"], a["vision_patch_size"],
-                                        a["transformer_layers"], a["transformer_width"],
-                                        a["embed_dim"]))
+    if isinstance(a["vision_layers"], (tuple, list)):
+        vision = "ResNet: stages of {} blocks, {} wide stem, {} px".format(
+            "-".join(str(n) for n in a["vision_layers"]), a["vision_width"],
+            a["image_resolution"])
+    else:
+        vision = "ViT: {} layers x {} wide, {} px, patch {}".format(
+            a["vision_layers"], a["vision_width"], a["image_resolution"],
+            a["vision_patch_size"])
+    return "{} random weights ({}; text: {} layers x {} wide; embed {})".format(
+        name, vision, a["transformer_layers"], a["transformer_width"], a["embed_dim"])
 
 
-def backbone_checkpoint(name, directory, seed=0):
+def backbone_checkpoint(name, directory, seed=0, half=False):
     """Path of a CLIP checkpoint for ``name``: a named random backbone is
-    written into ``directory``; any other value must be an existing file."""
+    written into ``directory`` (``half``: its floating-point tensors stored as
+    float16, as OpenAI ships them: half the file); any other value must be an
+    existing file."""
     if name in BACKBONES:
-        path = os.path.join(directory, "clip_{}.pt".format(name.replace("/", "-")))
+        path = os.path.join(directory, "clip_{}{}.pt".format(name.replace("/", "-"),
+                                                            "_fp16" if half else ""))
         if not os.path.isfile(path):
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 model = CLIP(**BACKBONES[name]).float()
-            torch.save(model.state_dict(), path)
+            state = model.state_dict()
+            if half:
+                state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            partial = path + ".partial"
+            torch.save(state, partial)
+            os.replace(partial, path)  # never a half-written file under the final name
         return path
     path = os.path.expanduser(name)
     if os.path.isfile(path):

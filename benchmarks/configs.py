@@ -10,8 +10,13 @@ import os
 
 import clipwb.datasets
 import clipwb.trainers
+from clipwb import registration
 from clipwb.engine import TRAINER_REGISTRY, get_cfg_default
 from clipwb.errors import ConfigError
+
+# every trainer and dataset, as train.py registers them (the command line
+# has no test fixture doing it; names already registered are kept)
+registration.register_all()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(REPO, "configs", "trainers")
@@ -58,16 +63,23 @@ def config_path(name):
     return os.path.join(CONFIG_DIR, TRAINER_CONFIGS[name])
 
 
-def trainer_cfg(name, opts):
-    """Defaults + the trainer's shipped YAML + ``opts`` (a KEY VALUE list), frozen."""
+def config_from_file(path, trainer, opts=()):
+    """Defaults + every trainer's and dataset's keys (as ``train.py`` adds
+    them) + the YAML ``path`` + ``TRAINER.NAME trainer`` + ``opts`` (a KEY
+    VALUE list), frozen."""
     cfg = get_cfg_default()
     clipwb.datasets.extend_cfg(cfg)
     clipwb.trainers.extend_cfg(cfg)
-    cfg.merge_from_file(config_path(name))
-    cfg.TRAINER.NAME = registered_name(name)
+    cfg.merge_from_file(path)
+    cfg.TRAINER.NAME = trainer
     cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg
+
+
+def trainer_cfg(name, opts):
+    """Defaults + the trainer's shipped YAML + ``opts`` (a KEY VALUE list), frozen."""
+    return config_from_file(config_path(name), registered_name(name), opts)
 
 
 def precision_key(name):

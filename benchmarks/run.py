@@ -8,6 +8,8 @@ Examples::
     python -m benchmarks.run --device cuda --backbone ViT-B/16 --prec amp --out results.md
 """
 import argparse
+import dataclasses
+import json
 import os
 import sys
 
@@ -16,6 +18,7 @@ from clipwb.errors import UserInputError
 from .backbones import BACKBONES, describe_backbone
 from .configs import DEFAULT_TRAINERS, TRAINER_CONFIGS
 from .harness import BenchSettings, run_benchmarks
+from .measure import device_name
 from .report import render, render_markdown
 
 
@@ -43,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--workdir", default=None,
                    help="folder for the backbone file and synthetic data (default: temporary)")
     p.add_argument("--out", default=None, help="also write the table as Markdown here")
+    p.add_argument("--json", default=None,
+                   help="also write the settings and measurements as JSON here")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                    help="config overrides for every trainer (TRAINER.<NODE>.* keys only "
                         "reach that trainer), e.g. TRAINER.ISP.SELF_STRUCT False")
@@ -72,7 +77,21 @@ def main(argv=None):
         with open(args.out, "w") as f:
             f.write(render_markdown(resolved, results, describe_backbone))
         print("Markdown table written to {}".format(args.out))
+    if args.json:
+        write_json(args.json, resolved, results)
+        print("Measurements written to {}".format(args.json))
     return 0
+
+
+def write_json(path, settings, results):
+    """``{"device": name, "settings": {...}, "results": [{...}, ...]}`` (seconds,
+    images/s, MiB as in :class:`benchmarks.harness.TrainerResult`)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"device": device_name(settings.device),
+                   "settings": dataclasses.asdict(settings),
+                   "results": [dataclasses.asdict(r) for r in results]}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,17 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert all("-m slow" in c for c in commands[1:]), commands
 
 
-def test_the_default_set_leaves_out_only_the_slow_set():
+def test_the_default_set_leaves_out_only_the_slow_and_fullsize_sets():
     """The README's command runs everything but the ``slow`` marker, which
-    .ci/run then runs as the budget allows."""
+    .ci/run then runs as the budget allows, and the ``fullsize`` marker (the
+    full-size config check, its own README command)."""
     ini = open(os.path.join(ROOT, "pytest.ini")).read()
-    assert re.search(r'^addopts = .*-m "not slow"', ini, re.M)
-    assert re.search(r"^\s+slow: ", ini, re.M)
+    assert re.search(r'^addopts = .*-m "not slow and not fullsize"', ini, re.M)
+    for marker in ("slow", "fullsize"):
+        assert re.search(r"^\s+{}: .*python -m pytest -q -m {}$".format(marker, marker), ini,
+                         re.M)
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert "python -m pytest -q -m fullsize" in readme
 
 
 def test_first_command_scripts_exist():

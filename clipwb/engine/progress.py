@@ -10,8 +10,24 @@ shorter than that), and the losses and the learning rate go to TensorBoard.
 """
 import collections
 import datetime
+import re
 
-__all__ = ["MovingEta", "report_batch"]
+__all__ = ["MovingEta", "report_batch", "ProgressLine", "parse_progress"]
+
+#: the line as :func:`report_batch` prints it; ``loss`` is the first loss
+#: meter's current value (``nan`` / ``inf`` included, for a diverged run)
+PROGRESS_RE = re.compile(
+    r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\] time (\S+) \((\S+)\) "
+    r"data \S+ \(\S+\) .*?\bloss (\S+) \(", re.M)
+ProgressLine = collections.namedtuple(
+    "ProgressLine", "epoch max_epoch batch num_batches batch_time avg_batch_time loss")
+
+
+def parse_progress(text):
+    """Every progress line of a log ``text`` as a :class:`ProgressLine`
+    (numbers as int / float; the loss may be nan or inf)."""
+    return [ProgressLine(int(e), int(me), int(b), int(nb), float(t), float(at), float(loss))
+            for e, me, b, nb, t, at, loss in PROGRESS_RE.findall(text)]
 
 
 class MovingEta:
