@@ -273,7 +273,8 @@ def write_once(path, write, what="cache"):
             os.replace(tmp, path)
         return True
     except OSError as err:
-        print("Note: could not write the {} {} ({}); continuing without it.".format(what, path, err))
+        print("Note: could not write the {} {} ({}); continuing without it."
+              .format(what, path, err))
         return False
     finally:
         if os.path.exists(tmp):

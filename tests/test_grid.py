@@ -60,11 +60,15 @@ def test_dry_run_lists_the_scripts_jobs_and_their_folders(script_env, tmp_path):
     assert not os.path.exists(out)  # a dry run writes nothing
 
 
-def test_unknown_method_is_one_sentence(script_env, capsys):
+def test_unknown_method_or_dataset_is_one_sentence(script_env, capsys):
     assert cli.run(["--methods", "dissa", "--datasets", "toy", "--dry-run"], repo=REPO) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --methods dissa: no scripts/<method>/base2new_train.sh for "
                           "dissa; choose from ") and err.count("\n") == 1
+    assert cli.run(["--methods", "disa", "--datasets", "nope", "--dry-run"], repo=REPO) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bash scripts/disa/base2new_train.sh nope 1 cannot run: dataset "
+                          "config configs/datasets/nope.yaml not found") and err.count("\n") == 1
 
 
 def test_local_grid_runs_in_parallel_skips_reports_the_failure_and_prints_the_table(

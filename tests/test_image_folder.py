@@ -232,8 +232,9 @@ def test_base2new_script_on_an_image_folder(tmp_path):
     folder = str(tmp_path / "my_photos")
     write_image_folder(folder, n_classes=6, n_per_class=10, domain="noisy")
     out = tmp_path / "output"
-    env = subprocess_env(DATA=folder, OUTPUT=str(out), SHOTS="2", CFG="configs/trainers/DiSa/toy.yaml",
-                         OPTS="OPTIM.MAX_EPOCH 1", PYTHON=sys.executable)
+    env = subprocess_env(DATA=folder, OUTPUT=str(out), SHOTS="2",
+                         CFG="configs/trainers/DiSa/toy.yaml", OPTS="OPTIM.MAX_EPOCH 1",
+                         PYTHON=sys.executable)
     proc = subprocess.run(["bash", "scripts/disa/base2new.sh", "image_folder", "1"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -37,7 +37,8 @@ def parse_args(argv):
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--setting", default="base2new", choices=sorted(plan.SETTINGS))
     p.add_argument("--executor", default="local", choices=("local", "slurm"))
-    p.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the jobs and their state; run nothing")
     p.add_argument("--log-dir", help="submitit's folder [OUTPUT/grid_logs/<time>]")
     env = p.add_argument_group("the scripts' settings (default: the environment's, as for "
                                "the scripts)")

@@ -116,7 +116,10 @@ def plan_step(step, env):
     lines = [line for line in proc.stdout.splitlines() if line.startswith("plan: ")]
     if proc.returncode != 0 or len(lines) != 1:
         reason = (proc.stderr.strip().splitlines() or ["no plan line"])[-1]
-        raise UserInputError("{} cannot run: {}".format(" ".join(step.command[1:]), reason))
+        if reason.startswith("error: "):
+            reason = reason[len("error: "):]
+        raise UserInputError("bash scripts/{}/{} {} cannot run: {}".format(
+            step.method, os.path.basename(step.script), " ".join(map(str, step.args)), reason))
     state, _, run_dir = lines[0][len("plan: "):].partition(" ")
     step.run_dir, step.done = run_dir, state == "done"
     return step
