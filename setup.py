@@ -64,6 +64,8 @@ setup(
         "scipy",
         "numpy",
         "Pillow",
+        # the grid runner (scripts/grid.py): local and Slurm job arrays
+        "submitit>=1.5",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout"]},
 )

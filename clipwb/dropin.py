@@ -12,7 +12,8 @@ What it does in CHECKOUT, printing one line per action:
    ``train.py`` without CoOp's ``setup_cfg`` / ``extend_cfg(cfg)`` shape is
    refused with the file named, and nothing is written.
 2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert and the
-   dataset configs the checkout lacks (``toy``, ``toy_dg``, the DG datasets).
+   dataset configs the checkout lacks (``toy``, ``toy_dg``, ``image_folder``,
+   the DG datasets).
 3. ``scripts/disa/``, ``scripts/isp/``, ``scripts/guidg/``: scripts in the
    checkout's own form (hard-coded ``DATA``, ``TRAINER``, ``CFG``, ``SHOTS``,
    ``LOADEP`` = the config's ``OPTIM.MAX_EPOCH``), named as its scripts are
@@ -44,8 +45,8 @@ EXTEND_LINE = "clipwb.plugin.extend_cfg(cfg)  " + MARK
 #: trainer config folders copied into the checkout
 CONFIG_FOLDERS = ("DiSa", "ISP", "GuiDG", "GuiDGExpert")
 #: dataset configs the plugin's runs need (copied where the checkout lacks them)
-DATASET_CONFIGS = ("toy", "toy_dg", "pacs", "vlcs", "office_home", "terra_incognita",
-                   "domainnet", "imagenet_dg")
+DATASET_CONFIGS = ("toy", "toy_dg", "image_folder", "pacs", "vlcs", "office_home",
+                   "terra_incognita", "domainnet", "imagenet_dg")
 
 #: base-to-novel / cross-dataset methods: script folder -> (trainer, base2new cfg, xd cfg)
 B2N_METHODS = collections.OrderedDict([

@@ -27,6 +27,8 @@ DATASET_MODULES = {
     "imagenet_dg": ["ImageNetDG"],
     # the offline toy world and its GuiDG view
     "toy": ["ToyShapes"], "toy_dg": ["ToyShapesDG"],
+    # your own images: a folder of class folders (configs/datasets/image_folder.yaml)
+    "image_folder": ["ImageFolder"],
 }
 
 #: The CoOp benchmark datasets (base-to-novel, cross-dataset, ImageNet variants).
@@ -57,11 +59,14 @@ def dataset_classes():
 def extend_cfg(cfg):
     """Add the dataset keys the CoOp family adds to Dassl's defaults (idempotent).
 
-    ``DATASET.SUBSAMPLE_CLASSES``: one of ``all`` / ``base`` / ``new``.
+    ``DATASET.SUBSAMPLE_CLASSES``: one of ``all`` / ``base`` / ``new``;
+    ``DATASET.IMAGE_FOLDER.*``: the image-folder reader's split settings.
     """
+    from .image_folder import extend_cfg as image_folder_keys
+
     if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"
-    return cfg
+    return image_folder_keys(cfg)
 
 
 __all__ = ["DATASET_MODULES", "DATASET_NAMES", "DG_DATASET_NAMES", "SUBSAMPLE_CHOICES",

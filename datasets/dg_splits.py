@@ -17,12 +17,12 @@ which run created a cache first or in which order domains are read.
 """
 import os
 import random
-from collections import OrderedDict, defaultdict
 
 from clipwb.engine import Datum, read_json
 from clipwb.errors import ConfigError, UserInputError
 
-from .splits import read_datum_pickle, save_split, write_pickle_once
+from .splits import (group_by_label, read_datum_pickle, save_split_once, split_pools,
+                     write_pickle_once)
 
 #: config key naming the pool a run trains on (the other pool is its val set)
 POOL_KEY = "DATASET.DG_TRAIN_POOL"
@@ -43,33 +43,6 @@ def train_pool(cfg):
 def domain_rng(seed, domain, purpose):
     """A private RNG for one (seed, domain, purpose)."""
     return random.Random("{}|{}|{}".format(purpose, seed, domain))
-
-
-def group_by_label(items):
-    """``OrderedDict`` label -> items, labels sorted, items in input order."""
-    groups = defaultdict(list)
-    for item in items:
-        groups[item.label].append(item)
-    return OrderedDict(sorted(groups.items()))
-
-
-def split_pools(items, fractions, rng):
-    """Split ``items`` per class into ``(pool A, pool B, test)``.
-
-    ``fractions = (a, b)``: ``round(n * a)`` images of a class go to pool A,
-    ``round(n * b)`` to pool B and the rest to test (``a + b == 1`` leaves no
-    test part, as ImageNet-DG's 50/50 source split).
-    """
-    pool_a, pool_b, test = [], [], []
-    for group in group_by_label(items).values():
-        group = list(group)
-        rng.shuffle(group)
-        n_a = int(round(len(group) * fractions[0]))
-        n_b = min(int(round(len(group) * fractions[1])), len(group) - n_a)
-        pool_a += group[:n_a]
-        pool_b += group[n_a:n_a + n_b]
-        test += group[n_a + n_b:]
-    return pool_a, pool_b, test
 
 
 def draw_shots(items, num_shots, rng):
@@ -129,22 +102,8 @@ def load_pools(cache_dir, domain, base_dir, list_items, fractions):
         return _read_pool_file(path, base_dir)
     items = list_items()
     pools = split_pools(items, fractions, domain_rng(SPLIT_SEED, domain, "pools"))
-    tmp = "{}.{}.tmp".format(path, os.getpid())
-    try:
-        save_split(*pools, tmp, base_dir)
-        try:
-            os.link(tmp, path)  # never overwrite a split another run wrote meanwhile
-        except FileExistsError:
-            return _read_pool_file(path, base_dir)
-        except OSError:
-            if not os.path.exists(path):
-                os.replace(tmp, path)
-    except OSError as err:
-        print("Note: could not write the pool split {} ({}); continuing without it."
-              .format(path, err))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if not save_split_once(*pools, path, base_dir, what="pool split") and os.path.isfile(path):
+        return _read_pool_file(path, base_dir)  # another run wrote it meanwhile
     return pools
 
 

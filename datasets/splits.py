@@ -14,7 +14,7 @@ import math
 import os
 import pickle
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 from clipwb.engine import Datum, listdir_nohidden, write_json
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
@@ -48,8 +48,9 @@ def list_subfolders(folder):
 
 # ---------------------------------------------------------------- split files
 
-def read_split(filepath, path_prefix):
-    """Read a CoOp split file; return ``(train, val, test)`` lists of Datum."""
+def split_entries(filepath):
+    """``(train, val, test)`` of a CoOp split file as ``[(relative_impath, label,
+    classname), ...]`` lists, with a clear error if the file is unusable."""
     try:
         with open(filepath, "r") as f:
             split = json.load(f)
@@ -61,26 +62,32 @@ def read_split(filepath, path_prefix):
         raise UserInputError(
             "Split file {} must be a JSON object with the keys {}; delete it and "
             "download it again.".format(filepath, list(SPLIT_KEYS)))
-    print("Reading split from {}".format(filepath))
     out = []
     for key in SPLIT_KEYS:
         items = []
         for entry in split[key]:
             try:
                 relpath, label, classname = entry
-                label = int(label)
+                items.append((relpath, int(label), classname))
             except (TypeError, ValueError):
                 raise UserInputError(
                     "Split file {}: entry {!r} in '{}' is not [relative_impath, label, "
                     "classname]; delete the file and download it again."
                     .format(filepath, entry, key)) from None
-            impath = os.path.join(path_prefix, relpath)
-            items.append(make_datum(impath, label, classname, listed_in=filepath))
         out.append(items)
     return tuple(out)
 
 
-def save_split(train, val, test, filepath, path_prefix):
+def read_split(filepath, path_prefix):
+    """Read a CoOp split file; return ``(train, val, test)`` lists of Datum."""
+    entries = split_entries(filepath)
+    print("Reading split from {}".format(filepath))
+    return tuple([make_datum(os.path.join(path_prefix, relpath), label, classname,
+                             listed_in=filepath) for relpath, label, classname in items]
+                 for items in entries)
+
+
+def save_split(train, val, test, filepath, path_prefix, announce=True):
     """Write ``(train, val, test)`` as a CoOp split file, paths relative to ``path_prefix``."""
     prefix = os.path.abspath(path_prefix)
 
@@ -94,7 +101,8 @@ def save_split(train, val, test, filepath, path_prefix):
         return rows
 
     write_json({"train": entries(train), "val": entries(val), "test": entries(test)}, filepath)
-    print("Saved split to {}".format(filepath))
+    if announce:
+        print("Saved split to {}".format(filepath))
 
 
 def split_trainval(trainval, p_val=0.2):
@@ -117,6 +125,34 @@ def split_trainval(trainval, p_val=0.2):
         val.extend(trainval[i] for i in idxs[:n_val])
         train.extend(trainval[i] for i in idxs[n_val:])
     return train, val
+
+
+def group_by_label(items):
+    """``OrderedDict`` label -> items, labels sorted, items in input order."""
+    groups = defaultdict(list)
+    for item in items:
+        groups[item.label].append(item)
+    return OrderedDict(sorted(groups.items()))
+
+
+def split_pools(items, fractions, rng):
+    """Split ``items`` per class into three parts ``(A, B, rest)`` with ``rng``.
+
+    ``fractions = (a, b)``: ``round(n * a)`` images of a class go to A,
+    ``round(n * b)`` to B and the rest to the third part (``a + b == 1``
+    leaves it empty, as ImageNet-DG's 50/50 source split). GuiDG's pools
+    (A, B, test) and the image-folder split (train, val, test) use it.
+    """
+    pool_a, pool_b, rest = [], [], []
+    for group in group_by_label(items).values():
+        group = list(group)
+        rng.shuffle(group)
+        n_a = int(round(len(group) * fractions[0]))
+        n_b = min(int(round(len(group) * fractions[1])), len(group) - n_a)
+        pool_a += group[:n_a]
+        pool_b += group[n_a:n_a + n_b]
+        rest += group[n_a + n_b:]
+    return pool_a, pool_b, rest
 
 
 def read_and_split_data(image_dir, p_trn=0.5, p_val=0.2, ignored=(), new_cnames=None):
@@ -214,18 +250,19 @@ def read_datum_pickle(path, keys, dataset_dir=None):
     return out
 
 
-def write_pickle_once(path, data):
-    """Write ``data`` to ``path`` unless it exists (never overwrite).
+def write_once(path, write, what="cache"):
+    """Write ``path`` with ``write(tmp_path)`` unless it exists (never overwrite).
 
-    Written to a temp name first; a read-only dataset folder only prints a note.
+    Written to a temp name first and linked into place, so a reader never sees
+    half a file and a file another run wrote meanwhile is kept. A read-only
+    folder only prints a note naming the ``what``. True if this call wrote it.
     """
     if os.path.exists(path):
         return False
     tmp = "{}.{}.tmp".format(path, os.getpid())
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        write(tmp)
         try:
             os.link(tmp, path)  # fails if another run wrote it meanwhile
         except FileExistsError:
@@ -236,11 +273,30 @@ def write_pickle_once(path, data):
             os.replace(tmp, path)
         return True
     except OSError as err:
-        print("Note: could not write the cache {} ({}); continuing without it.".format(path, err))
+        print("Note: could not write the {} {} ({}); continuing without it."
+              .format(what, path, err))
         return False
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_pickle_once(path, data):
+    """Write ``data`` to ``path`` unless it exists (never overwrite); see :func:`write_once`."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    return write_once(path, write)
+
+
+def save_split_once(train, val, test, path, path_prefix, what="split"):
+    """:func:`save_split` to ``path`` unless it exists (never overwrite); see :func:`write_once`."""
+    written = write_once(path, lambda tmp: save_split(train, val, test, tmp, path_prefix,
+                                                      announce=False), what)
+    if written:
+        print("Saved {} to {}".format(what, path))
+    return written
 
 
 # ------------------------------------------------------------------ few-shot

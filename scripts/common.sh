@@ -31,6 +31,9 @@
 #   VERBOSE [0]          1: train.py --verbose (the config dump on the console too)
 #   DATASETS, SEEDS      loops of the reproduce jobs [11 datasets, 1 2 3]
 #   XD_DATASETS          targets of xd_reproduce [10 datasets + 4 ImageNet variants]
+#   CLIPWB_PLAN [0]      1: run nothing, print what the job would do, one line a
+#                        run: "plan: run DIR" or "plan: done DIR" (the grid
+#                        runner, scripts/grid.py, plans its jobs with it)
 #
 # The scripts cd to the repository root first, as the originals do: relative
 # paths in DATA, OUTPUT, CFG and TRAINPY are relative to it.
@@ -152,6 +155,7 @@ has_checkpoint() {
 
 skip_msg() {
     echo "The results exist at $1, skipping"
+    if [ "${CLIPWB_PLAN:-0}" = 1 ]; then echo "plan: done $1"; fi
 }
 
 # train_py DATASET_YAML OUTPUT_DIR ARGS...: run train.py with the common flags;
@@ -159,6 +163,10 @@ skip_msg() {
 train_py() {
     local dataset_yaml=$1 out_dir=$2
     shift 2
+    if [ "${CLIPWB_PLAN:-0}" = 1 ]; then
+        echo "plan: run $out_dir"
+        return 0
+    fi
     echo "Run this job and save the output to $out_dir"
     CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" \
         --root "$DATA" \
@@ -200,7 +208,8 @@ eval_model() {
         return
     fi
     epoch=$(final_epoch "$dataset_yaml") || exit 1
-    if ! has_checkpoint "$model_dir" "$epoch"; then
+    # (a plan is made before the training it needs has run)
+    if [ "${CLIPWB_PLAN:-0}" != 1 ] && ! has_checkpoint "$model_dir" "$epoch"; then
         die "no checkpoint model.pth.tar-$epoch in $model_dir/*/: run $hint first (or set LOADEP to the epoch that was saved)"
     fi
     train_py "$dataset_yaml" "$dir" --model-dir "$model_dir" --load-epoch "$epoch" --eval-only "$@"

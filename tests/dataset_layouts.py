@@ -411,3 +411,38 @@ def write_dataset(root, name, n_classes=4, n_per_class=8, image_size=32, seed=0)
     folder, writer = _WRITERS[name]
     counts = _split_counts(n_per_class)
     return writer(_Writer(root, name, n_classes, n_per_class, image_size, seed, folder), counts)
+
+
+# ------------------------------------------------------------ your own images
+
+def write_image_folder(folder, n_classes=6, n_per_class=10, layout="classes", size=32,
+                       domain="plain"):
+    """A user's image folder (``DATASET.NAME ImageFolder``) of toy-world classes.
+
+    ``layout``: ``"classes"`` (``folder/<class>/img_NNN.png``), ``"splits"``
+    (``folder/{train,test}/<class>/...``, ``n_per_class`` in each) or ``"csv"``
+    (``folder/images/NNNN.png`` and ``folder/labels.csv`` of ``path,label``).
+    Folder names are the toy CLIP's class names with underscores (``red_circle``),
+    so the toy CLIP classifies them. Returns ``{folder name: [image paths]}``.
+    """
+    from clipwb.toyworld.render import CLASSNAMES, render
+
+    written = {}
+    rows = ["path,label"]
+    for label in range(n_classes):
+        key = CLASSNAMES[label].replace(" ", "_")
+        parts = ("train", "test") if layout == "splits" else ("",)
+        for p, part in enumerate(parts):
+            for index in range(n_per_class):
+                if layout == "csv":
+                    rel = "images/{:02d}_{:03d}.png".format(label, index)
+                    rows.append("{},{}".format(rel, key))
+                else:
+                    rel = os.path.join(part, key, "img_{:03d}.png".format(index))
+                path = os.path.join(folder, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                render(label, domain, index + 1000 * p, seed=7, size=size).save(path)
+                written.setdefault(key, []).append(path)
+    if layout == "csv":
+        _write_lines(os.path.join(folder, "labels.csv"), rows)
+    return written

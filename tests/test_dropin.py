@@ -58,6 +58,7 @@ def test_dropin_patches_train_py_copies_configs_and_writes_host_scripts(host, ru
     for rel in ("configs/trainers/DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
                 "configs/trainers/ISP/toy.yaml", "configs/trainers/GuiDGExpert/toy.yaml",
                 "configs/datasets/toy.yaml", "configs/datasets/pacs.yaml",
+                "configs/datasets/image_folder.yaml",
                 "scripts/disa/base2new_train.sh", "scripts/isp/base2new_test.sh",
                 "scripts/guidg/dg.sh"):
         assert os.path.isfile(os.path.join(host, rel)), rel
