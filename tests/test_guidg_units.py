@@ -129,17 +129,73 @@ def test_bma_weights_follow_the_beta_pdf(beta):
         assert bma_weight(step, total, beta) == pytest.approx(beta_pdf(x, beta), rel=1e-6)
 
 
+def official_bma_shares(total, beta):
+    """The share of each iterate theta_0..theta_T in GuiDG's BMA (engine.py,
+    GeneralMovingAverage): ``weight_sum = a_0`` at the copy of theta_0, then
+    update t mixes theta_t in with relative weight ``a_t / weight_sum``; the
+    shares are followed through that recurrence in exact float64 arithmetic."""
+    a = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total + 1)]
+    shares, weight_sum = [1.0], a[0]
+    for t in range(1, total + 1):
+        rel = a[t] / weight_sum
+        shares = [s / (1 + rel) for s in shares] + [rel / (1 + rel)]
+        weight_sum += a[t]
+    return shares
+
+
+def bma_of_one_hot_iterates(total, beta):
+    """Our BMA over iterates theta_t = e_t (one-hot, float64): the average's
+    coordinates are the weights of the iterates."""
+    net = nn.Linear(total + 1, 1, bias=False).double()
+    with torch.no_grad():
+        net.weight.zero_()
+        net.weight[0, 0] = 1.0  # theta_0: the copy made when the average is built
+    avg = AveragedEncoder(net)
+    for step in range(1, total + 1):
+        with torch.no_grad():
+            net.weight.zero_()
+            net.weight[0, step] = 1.0
+        avg.bma_update(net, total, beta)
+    return avg, avg.encoder.weight[0].tolist()
+
+
+@pytest.mark.parametrize("total,beta", [(5, 0.5), (12, 0.1), (7, 2.0)])
+def test_bma_matches_the_official_formula_on_a_short_run(total, beta):
+    avg, shares = bma_of_one_hot_iterates(total, beta)
+    want = official_bma_shares(total, beta)
+    assert shares == pytest.approx(want, rel=1e-9, abs=1e-12)
+    # closed form: a_t / sum_{k=0..T} a_k, theta_0 included
+    a = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total + 1)]
+    assert shares == pytest.approx([x / sum(a) for x in a], rel=1e-9)
+    assert sum(shares) == pytest.approx(1.0, abs=1e-12)
+    assert shares[0] > 0 and shares[-1] == pytest.approx(a[-1] / sum(a), rel=1e-9)
+    assert int(avg.num_updates) == total
+    assert float(avg.weight_sum) == pytest.approx(sum(a), rel=1e-9)
+
+
+def test_bma_last_iterate_share_at_guidg_length():
+    """T = 4000 (10 x 400), beta 0.1: the last iterate holds 6.47 % of the
+    average (the old off-by-one gave it 2.57 % and theta_0 nothing)."""
+    total, beta = 4000, 0.1
+    _, shares = bma_of_one_hot_iterates(total, beta)
+    assert shares[-1] == pytest.approx(0.0647, abs=5e-5)
+    assert shares[0] == pytest.approx(shares[-1], rel=1e-9)  # the pdf is symmetric
+    assert sum(shares) == pytest.approx(1.0, abs=1e-9)
+
+
 def test_bma_average_of_a_weight_sequence():
     net = nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
     avg = AveragedEncoder(net)
     total, beta = 5, 0.5
-    thetas = []
-    for step in range(total):
+    thetas = [0.0]
+    for step in range(1, total + 1):
         with torch.no_grad():
-            net.weight.fill_(float(step + 1))
-        thetas.append(float(step + 1))
+            net.weight.fill_(float(step))
+        thetas.append(float(step))
         avg.bma_update(net, total, beta)
-    alphas = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total)]
+    alphas = [beta_pdf((t + 0.5) / (total + 1), beta) for t in range(total + 1)]
     want = sum(a * th for a, th in zip(alphas, thetas)) / sum(alphas)
     assert avg.encoder.weight[0, 0].item() == pytest.approx(want, rel=1e-5)
     assert int(avg.num_updates) == total

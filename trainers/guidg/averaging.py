@@ -1,9 +1,13 @@
 """Weight averaging of the fine-tuned image encoder: CLIPood's Beta moving
 average and WiSE-FT.
 
-- BMA (Shu et al., CLIPood, ICML 2023, Sec. 3.3; GuiDG appendix): after step t
-  of T, ``theta_bma = (sum_{k<t} a_k * theta_bma + a_t * theta_t) / sum_{k<=t} a_k``
-  with ``a_t = Beta(beta, beta).pdf((t + 0.5) / (T + 1))``.
+- BMA (Shu et al., CLIPood, ICML 2023, Sec. 3.3; GuiDG appendix): the average
+  starts at the pretrained weights ``theta_0`` with weight ``a_0``; after step
+  t (1..T), ``theta_bma = (sum_{k<t} a_k * theta_bma + a_t * theta_t) / sum_{k<=t} a_k``
+  with ``a_t = Beta(beta, beta).pdf((t + 0.5) / (T + 1))``, so after T steps
+  ``theta_bma = sum_{t=0..T} a_t theta_t / sum_{t=0..T} a_t`` (GuiDG's
+  ``engine.GeneralMovingAverage``: ``weight_sum = a_0`` at the copy, update t
+  weighted ``a_t``).
 - WiSE-FT (Wortsman et al., CVPR 2022, Eq. 1; GuiDG appendix Eq. 24):
   ``theta = (1 - alpha) * theta_zero_shot + alpha * theta_fine_tuned``.
 """
@@ -22,8 +26,9 @@ def bma_weight(step, total_steps, beta):
 class AveragedEncoder(nn.Module):
     """A frozen copy of an encoder that holds an average of its weights.
 
-    ``weight_sum`` and ``num_updates`` are buffers, so a checkpoint resumes the
-    running average exactly. The copy is ``self.encoder``: Dassl's
+    The copy is made of the encoder as it is built (the pretrained
+    ``theta_0``); ``weight_sum`` and ``num_updates`` are buffers, so a
+    checkpoint resumes the running average exactly. The copy is ``self.encoder``: Dassl's
     ``save_checkpoint`` strips a leading ``module.`` from every key (meant for
     ``nn.DataParallel``), so that name would not load back; checkpoints saved
     with it (keys without a prefix) still load.
@@ -52,8 +57,13 @@ class AveragedEncoder(nn.Module):
 
     @torch.no_grad()
     def bma_update(self, encoder, total_steps, beta):
-        """Fold ``encoder``'s current weights into the Beta moving average."""
-        alpha = bma_weight(int(self.num_updates), total_steps, beta)
+        """Fold ``encoder``'s current weights (theta_t, t = ``num_updates + 1``)
+        into the Beta moving average with weight ``a_t``; before the first
+        update the copy is theta_0 and counts with weight ``a_0``."""
+        if int(self.num_updates) == 0:
+            self.weight_sum.fill_(bma_weight(0, total_steps, beta))
+        step = int(self.num_updates) + 1
+        alpha = bma_weight(step, total_steps, beta)
         new_sum = float(self.weight_sum) + alpha
         keep = float(self.weight_sum) / new_sum
         for avg, cur in zip(self.encoder.state_dict().values(), encoder.state_dict().values()):
