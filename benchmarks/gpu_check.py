@@ -44,7 +44,7 @@ import torch
 # only torch before the CUDA check (clip's import warns about pkg_resources,
 # which would bury the refusal); the rest is imported where it is used
 from .flops import peak_dtype_of
-from .measure import cpu_name, device_name
+from .measure import add_measure_args, cpu_name, device_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRECISIONS = ("fp16", "amp", "bf16")
@@ -77,13 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--trainers", nargs="+", default=None, metavar="NAME",
                    help="benchmarked trainers (default: every one benchmarks/configs.py "
                         "knows)")
-    p.add_argument("--steps", type=int, default=5, help="timed train steps per trainer")
-    p.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
-    p.add_argument("--eval-batches", type=int, default=4, help="timed test batches")
-    p.add_argument("--classes", type=int, default=None,
-                   help="classes of the benchmarks' synthetic data (default 100 on CUDA)")
-    p.add_argument("--test-batch", type=int, default=None,
-                   help="benchmark test batch (default 100 on CUDA)")
+    add_measure_args(p, steps=5, eval_batches=4)
     p.add_argument("--throughput-batches", type=int, nargs="+", default=[100, 250])
     p.add_argument("--throughput-repeats", type=int, default=10)
     p.add_argument("--peak-size", type=int, default=None,

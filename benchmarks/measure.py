@@ -125,3 +125,15 @@ def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return "{} ({} cores)".format(cpu_name(), os.cpu_count())
+
+
+def add_measure_args(p, steps, eval_batches):
+    """The measurement flags of benchmarks.run and the GPU check (benchmarks/gpu_check.py)."""
+    p.add_argument("--steps", type=int, default=steps, help="timed train steps per trainer")
+    p.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
+    p.add_argument("--eval-batches", type=int, default=eval_batches, help="timed test batches")
+    p.add_argument("--classes", type=int, default=None,
+                   help="number of classes of the synthetic data (default 50 on CPU, 100 on "
+                        "CUDA)")
+    p.add_argument("--test-batch", type=int, default=None,
+                   help="test batch size (default 32 on CPU, 100 on CUDA)")

@@ -18,7 +18,7 @@ from clipwb.errors import UserInputError
 from .backbones import BACKBONES, describe_backbone
 from .configs import DEFAULT_TRAINERS, TRAINER_CONFIGS
 from .harness import BenchSettings, run_benchmarks
-from .measure import device_name
+from .measure import add_measure_args, device_name
 from .report import render, render_markdown
 
 
@@ -34,13 +34,7 @@ def parse_args(argv=None):
                    help="override every trainer's PREC (default: its config's)")
     p.add_argument("--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
                    metavar="NAME", help="any of: " + ", ".join(TRAINER_CONFIGS))
-    p.add_argument("--steps", type=int, default=7, help="timed train steps per trainer")
-    p.add_argument("--warmup", type=int, default=2, help="untimed train steps first")
-    p.add_argument("--eval-batches", type=int, default=5, help="timed test batches")
-    p.add_argument("--classes", type=int, default=None,
-                   help="number of classes (default 50 on CPU, 100 on CUDA)")
-    p.add_argument("--test-batch", type=int, default=None,
-                   help="test batch size (default 32 on CPU, 100 on CUDA)")
+    add_measure_args(p, steps=7, eval_batches=5)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default 1 on the CPU: stable on a shared machine)")
     p.add_argument("--workdir", default=None,
