@@ -168,8 +168,9 @@ def load_shots(cache_dir, domain, pool_a, pool_b, num_shots, seed, key=""):
 
     ``seed`` is the seed the shots are drawn with (:func:`shot_seed`): the
     cache folder names it, so a fixed seed and a training seed of the same
-    value share one cache (the draws are the same). ``num_shots < 1`` returns the full pools. ``key`` adds a sub-folder (the
-    ImageNet-DG target, whose class set the pools were restricted to).
+    value share one cache (the draws are the same). ``num_shots < 1``
+    returns the full pools. ``key`` adds a sub-folder (the ImageNet-DG
+    target, whose class set the pools were restricted to).
     """
     if num_shots < 1:
         return pool_a, pool_b
