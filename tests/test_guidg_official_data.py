@@ -10,6 +10,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from torchvision.datasets import ImageFolder
 
 import clipwb.datasets
 import clipwb.trainers
@@ -143,6 +144,9 @@ def test_official_full_data_is_30_70_of_each_source_and_20_percent_of_the_target
     stamp = os.stat(cache).st_mtime_ns
     listing = experts["plain"].list_domain("plain", {f: i for i, f in enumerate(
         experts["plain"].class_folders)})
+    # DomainBed lists a domain with torchvision's ImageFolder: the same order
+    folder = experts["plain"].domain_dir("plain")
+    assert [i.impath for i in listing] == [p for p, _ in ImageFolder(folder).samples]
     fresh = official_full_split(listing, experts["plain"].env_index("plain"))
     assert [i.impath for i in fresh[0]] == [i.impath for i in experts["plain"].train_x]
     assert experts["plain"].env_index("plain") == 1  # noisy, plain, sketch, textured
