@@ -60,13 +60,16 @@ def extend_cfg(cfg):
     """Add the dataset keys the CoOp family adds to Dassl's defaults (idempotent).
 
     ``DATASET.SUBSAMPLE_CLASSES``: one of ``all`` / ``base`` / ``new``;
-    ``DATASET.IMAGE_FOLDER.*``: the image-folder reader's split settings.
+    ``DATASET.IMAGE_FOLDER.*``: the image-folder reader's split settings;
+    ``DATASET.DG_SHOT_SEED`` / ``DG_FULL_DATA``: the GuiDG DG readers' shot
+    seed and full-data protocol (``datasets/dg_splits.py``).
     """
+    from .dg_splits import extend_cfg as dg_keys
     from .image_folder import extend_cfg as image_folder_keys
 
     if "SUBSAMPLE_CLASSES" not in cfg.DATASET:
         cfg.DATASET.SUBSAMPLE_CLASSES = "all"
-    return image_folder_keys(cfg)
+    return dg_keys(image_folder_keys(cfg))
 
 
 __all__ = ["DATASET_MODULES", "DATASET_NAMES", "DG_DATASET_NAMES", "SUBSAMPLE_CHOICES",

@@ -12,6 +12,12 @@ What a run gets (GuiDG's 16-shot protocol, spec section 4.2):
 - ``val``: K shots per class from the other pool of the source domains;
 - ``test``: the 20% test part of every target domain.
 
+K shots are drawn with ``DATASET.DG_SHOT_SEED`` (-1, the default: the training
+seed). Full data (``NUM_SHOTS 0``) uses the whole pools, or with
+``DATASET.DG_FULL_DATA official`` the official code's DomainBed split
+(``datasets/dg_full_data.py``): pool A = 30 % and pool B = 70 % of each source
+domain, test = a 20 % holdout of each target domain.
+
 Domain labels are the positions in the source (train / val) or target (test)
 list, as in Dassl's DG datasets. Class labels follow the sorted class folders
 of all domains on disk; a class name is its folder name, lower case, with
@@ -22,7 +28,9 @@ import os
 from clipwb.engine import DatasetBase
 from clipwb.errors import MissingFileError, UserInputError
 
-from .dg_splits import check_domains, load_pools, load_shots, train_pool, with_domain
+from .dg_full_data import load_official_full_split
+from .dg_splits import (check_domains, load_pools, load_shots, official_full_data, shot_seed,
+                        train_pool, with_domain)
 from .sources import data_root, root_hint
 from .splits import list_images, list_subfolders, make_datum
 
@@ -45,6 +53,8 @@ class DomainBedDataset(DatasetBase):
 
     def __init__(self, cfg):
         self.pool = train_pool(cfg)
+        self.official_full = official_full_data(cfg)
+        seed = shot_seed(cfg)
         sources = list(cfg.DATASET.SOURCE_DOMAINS)
         targets = list(cfg.DATASET.TARGET_DOMAINS)
         check_domains(self, sources, targets)
@@ -66,7 +76,7 @@ class DomainBedDataset(DatasetBase):
             pools = self.domain_pools(domain, labels)
             pool = {"A": pools[0], "B": pools[1]}
             shots = load_shots(self.cache_dir, domain, pools[0], pools[1],
-                               cfg.DATASET.NUM_SHOTS, cfg.SEED)
+                               cfg.DATASET.NUM_SHOTS, seed)
             shots = {"A": shots[0], "B": shots[1]}
             if not pool[self.pool]:
                 raise UserInputError("{}: pool {} of domain {} is empty (too few images in "
@@ -135,6 +145,17 @@ class DomainBedDataset(DatasetBase):
         return items
 
     def domain_pools(self, domain, labels):
-        """``(pool A, pool B, test)`` of a domain (cached split)."""
+        """``(pool A, pool B, test)`` of a domain (cached split): the 40/40/20
+        pools, or the official full-data split (30 % / 70 % / 20 % test)."""
+        if self.official_full:
+            return load_official_full_split(self.cache_dir, domain, self.env_index(domain),
+                                            self.dataset_dir,
+                                            lambda: self.list_domain(domain, labels))
         return load_pools(self.cache_dir, domain, self.dataset_dir,
                           lambda: self.list_domain(domain, labels), POOL_FRACTIONS)
+
+    def env_index(self, domain):
+        """DomainBed's index of ``domain``: its folder's place among the sorted
+        domain folders (DomainBed lists the dataset folder's sub-folders)."""
+        folders = {d: os.path.basename(self.domain_dir(d)) for d in self.domains}
+        return sorted(folders.values()).index(folders[domain])

@@ -9,7 +9,12 @@ cached on disk and never overwritten:
   ``{"train": pool A, "val": pool B, "test": test}`` (paths relative to the
   dataset folder);
 - ``<cache_dir>/shot_{K}-seed_{SEED}/<domain>.pkl``: ``{"train": K-shot pool A,
-  "val": K-shot pool B}``.
+  "val": K-shot pool B}``, ``SEED`` the seed the shots were drawn with
+  (``DATASET.DG_SHOT_SEED``, or the training seed when it is -1).
+
+With ``NUM_SHOTS 0`` and ``DATASET.DG_FULL_DATA official`` the DomainBed
+readers use the official code's full-data split instead of the pools
+(:mod:`.dg_full_data`).
 
 Every random draw uses its own ``random.Random`` seeded from the split seed
 (or the few-shot seed) and the domain name, so the result does not depend on
@@ -29,6 +34,22 @@ POOL_KEY = "DATASET.DG_TRAIN_POOL"
 POOLS = ("A", "B")
 #: seed of the one-off pool split (the original code splits with seed 0)
 SPLIT_SEED = 0
+#: config key of the seed the K shots are drawn with (-1: the training seed)
+SHOT_SEED_KEY = "DATASET.DG_SHOT_SEED"
+#: config key of the full-data (``NUM_SHOTS 0``) protocol, and its values
+FULL_DATA_KEY = "DATASET.DG_FULL_DATA"
+FULL_DATA_CHOICES = ("pools", "official")
+
+
+def extend_cfg(cfg):
+    """``DATASET.DG_SHOT_SEED`` (-1: the training seed; the official code draws
+    with 0) and ``DATASET.DG_FULL_DATA`` (``pools``: the 40/40/20 pools;
+    ``official``: DomainBed's 30/70 split and 20% target holdout)."""
+    if "DG_SHOT_SEED" not in cfg.DATASET:
+        cfg.DATASET.DG_SHOT_SEED = -1
+    if "DG_FULL_DATA" not in cfg.DATASET:
+        cfg.DATASET.DG_FULL_DATA = "pools"
+    return cfg
 
 
 def train_pool(cfg):
@@ -38,6 +59,28 @@ def train_pool(cfg):
         raise ConfigError("{} = {!r} is not valid: use A (domain experts, step 1) or B "
                           "(guided fine-tuning, step 2).".format(POOL_KEY, value))
     return value
+
+
+def shot_seed(cfg):
+    """The seed the K shots are drawn with: ``DATASET.DG_SHOT_SEED``, or the
+    training seed ``SEED`` when it is -1 (the default)."""
+    value = cfg.DATASET.get("DG_SHOT_SEED", -1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ConfigError("{} = {!r} is not valid: use -1 (draw the shots with the training "
+                          "seed) or a fixed seed >= 0 (the official code uses 0).".format(
+                              SHOT_SEED_KEY, value))
+    return cfg.SEED if value == -1 else value
+
+
+def official_full_data(cfg):
+    """True when a full-data run (``NUM_SHOTS 0``) uses the official protocol
+    (``DATASET.DG_FULL_DATA official``), False for the pools (the default)."""
+    value = cfg.DATASET.get("DG_FULL_DATA", "pools")
+    if value not in FULL_DATA_CHOICES:
+        raise ConfigError("{} = {!r} is not valid: use pools (the 40/40/20 pools, the "
+                          "default) or official (DomainBed's 30/70 source split and 20% "
+                          "target holdout, for NUM_SHOTS 0).".format(FULL_DATA_KEY, value))
+    return value == "official" and cfg.DATASET.NUM_SHOTS < 1
 
 
 def domain_rng(seed, domain, purpose):
@@ -68,8 +111,8 @@ def with_domain(items, domain, relabel=None):
     return out
 
 
-def _read_pool_file(path, base_dir):
-    """``(A, B, test)`` from a pool file, with a clear error if it is unusable."""
+def _read_pool_file(path, base_dir, what="pool split"):
+    """``(A, B, test)`` from a split file, with a clear error if it is unusable."""
     try:
         split = read_json(path)
         if not isinstance(split, dict):
@@ -84,10 +127,27 @@ def _read_pool_file(path, base_dir):
                 items.append(Datum(impath=impath, label=int(label), classname=classname))
             out.append(items)
     except (ValueError, TypeError, KeyError) as err:
+        also = " (delete the shot_*-seed_* folders beside it too)" if what == "pool split" else ""
         raise UserInputError(
-            "Pool split file {} is unusable ({}). Delete it; it is rebuilt on the next "
-            "run (delete the shot_*-seed_* folders beside it too).".format(path, err)) from None
+            "{} file {} is unusable ({}). Delete it; it is rebuilt on the next "
+            "run{}.".format(what.capitalize(), path, err, also)) from None
     return tuple(out)
+
+
+def load_split_once(path, base_dir, make, what, reading):
+    """A three-part split of one domain, read from ``path`` or made and saved once.
+
+    ``make()`` returns the parts (called only when ``path`` does not exist);
+    ``reading`` is the line printed when the file is read. The file is never
+    overwritten: a run that finds it written meanwhile reads it.
+    """
+    if os.path.isfile(path):
+        print(reading)
+        return _read_pool_file(path, base_dir, what)
+    parts = make()
+    if not save_split_once(*parts, path, base_dir, what=what) and os.path.isfile(path):
+        return _read_pool_file(path, base_dir, what)  # another run wrote it meanwhile
+    return parts
 
 
 def load_pools(cache_dir, domain, base_dir, list_items, fractions):
@@ -97,21 +157,20 @@ def load_pools(cache_dir, domain, base_dir, list_items, fractions):
     cache does not exist). Paths in the cache are relative to ``base_dir``.
     """
     path = os.path.join(cache_dir, "{}.json".format(domain))
-    if os.path.isfile(path):
-        print("Reading the pools of {} from {}".format(domain, path))
-        return _read_pool_file(path, base_dir)
-    items = list_items()
-    pools = split_pools(items, fractions, domain_rng(SPLIT_SEED, domain, "pools"))
-    if not save_split_once(*pools, path, base_dir, what="pool split") and os.path.isfile(path):
-        return _read_pool_file(path, base_dir)  # another run wrote it meanwhile
-    return pools
+    return load_split_once(
+        path, base_dir,
+        lambda: split_pools(list_items(), fractions, domain_rng(SPLIT_SEED, domain, "pools")),
+        "pool split", "Reading the pools of {} from {}".format(domain, path))
 
 
 def load_shots(cache_dir, domain, pool_a, pool_b, num_shots, seed, key=""):
     """``(K-shot pool A, K-shot pool B)`` of ``domain``, cached per (K, seed).
 
-    ``num_shots < 1`` returns the full pools. ``key`` adds a sub-folder (the
-    ImageNet-DG target, whose class set the pools were restricted to).
+    ``seed`` is the seed the shots are drawn with (:func:`shot_seed`): the
+    cache folder names it, so a fixed seed and a training seed of the same
+    value share one cache (the draws are the same). ``num_shots < 1``
+    returns the full pools. ``key`` adds a sub-folder (the ImageNet-DG
+    target, whose class set the pools were restricted to).
     """
     if num_shots < 1:
         return pool_a, pool_b
@@ -142,7 +201,11 @@ def check_domains(dataset, sources, targets):
                 raise ConfigError("{}: {!r} is not a domain of {}; choose from {}.".format(
                     key, name, type(dataset).__name__, list(dataset.domains)))
     overlap = sorted(set(sources) & set(targets))
-    if overlap and train_pool_is_b(dataset):
+    if overlap and train_pool_is_b(dataset) and getattr(dataset, "official_full", False):
+        print("Note: {} are both source and target domains; with {} official a domain's "
+              "20% test part lies inside its 70% training part (DomainBed's holdouts), so "
+              "this run tests on images it trains on.".format(overlap, FULL_DATA_KEY))
+    elif overlap and train_pool_is_b(dataset):
         print("Note: {} are both source and target domains; the target test split is "
               "disjoint from the pools, but this is not a domain-generalization run."
               .format(overlap))

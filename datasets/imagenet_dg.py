@@ -20,15 +20,19 @@ and the class names of ``DATA/imagenet/classnames.txt``. Each source domain is
 split once, per class, 50/50 into pool A (experts) and pool B (step 2),
 cached in ``DATA/imagenet/split_guidg/<domain>.json``; K shots per class are
 drawn from each pool for the target's classes (``split_guidg/shot_K-seed_S/
-<target>/<domain>.pkl``; ImageNet-V2 has 10 images a class, so 5 per pool).
-The target test set is the whole target domain.
+<target>/<domain>.pkl``, S = ``DATASET.DG_SHOT_SEED`` or the training seed;
+ImageNet-V2 has 10 images a class, so 5 per pool).
+The target test set is the whole target domain. The official code has no
+full-data protocol for ImageNet-DG, so ``DATASET.DG_FULL_DATA official`` with
+``NUM_SHOTS 0`` is refused.
 """
 import os
 
 from clipwb.engine import DatasetBase
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
-from .dg_splits import load_pools, load_shots, train_pool, with_domain
+from .dg_splits import (FULL_DATA_KEY, load_pools, load_shots, official_full_data, shot_seed,
+                        train_pool, with_domain)
 from .imagenet import CLASSNAMES_DRIVE_ID, read_classnames
 from .sources import data_root
 from .splits import list_images, list_subfolders, make_datum
@@ -56,6 +60,12 @@ class ImageNetDG(DatasetBase):
 
     def __init__(self, cfg):
         self.pool = train_pool(cfg)
+        if official_full_data(cfg):
+            raise ConfigError(
+                "ImageNetDG: {} official is DomainBed's full-data protocol and the official "
+                "code has none for ImageNet-DG: use {} pools (or NUM_SHOTS > 0)."
+                .format(FULL_DATA_KEY, FULL_DATA_KEY))
+        seed = shot_seed(cfg)
         sources = list(cfg.DATASET.SOURCE_DOMAINS)
         targets = list(cfg.DATASET.TARGET_DOMAINS)
         self.check_task(sources, targets)
@@ -87,7 +97,7 @@ class ImageNetDG(DatasetBase):
             pool_a = with_domain(pool_a, 0, relabel)
             pool_b = with_domain(pool_b, 0, relabel)
             shots = load_shots(self.cache_dir, domain, pool_a, pool_b,
-                               cfg.DATASET.NUM_SHOTS, cfg.SEED, key=target)
+                               cfg.DATASET.NUM_SHOTS, seed, key=target)
             shots = {"A": shots[0], "B": shots[1]}
             if not shots[self.pool]:
                 raise UserInputError(

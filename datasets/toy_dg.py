@@ -18,7 +18,7 @@ from clipwb.toyworld.render import DOMAINS
 from clipwb.toyworld.writer import DATASET_DIR, IMAGE_DIR, ensure_toy_dataset
 
 from .dg_domainbed import DomainBedDataset
-from .dg_splits import check_domains, train_pool
+from .dg_splits import check_domains, official_full_data, train_pool
 from .sources import data_root
 
 
@@ -31,6 +31,7 @@ class ToyShapesDG(DomainBedDataset):
     def __init__(self, cfg):
         # bad domain names first (a clear error, before anything is written)
         self.pool = train_pool(cfg)
+        self.official_full = official_full_data(cfg)
         check_domains(self, list(cfg.DATASET.SOURCE_DOMAINS), list(cfg.DATASET.TARGET_DOMAINS))
         ensure_toy_dataset(data_root(cfg))
         super().__init__(cfg)

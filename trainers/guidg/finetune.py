@@ -27,7 +27,7 @@ from clipwb.trainers.guidg.averaging import AveragedEncoder
 from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
 from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                            ueo_regularizer)
-from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler
+from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler, with_replacement
 from clipwb.trainers.kit.precision import autocast_context, check_precision, make_grad_scaler, resolve_precision
 from clipwb.trainers.kit.prompted_encoders import PromptedTextEncoder
 from clipwb.trainers.kit.resumable import ResumableTrainer
@@ -41,6 +41,7 @@ FINETUNE_DEFAULTS = {
     "TEMPLATE": "a photo of a {}.",    # zero-shot classifier of the baselines
     "BATCH_PER_DOMAIN": 16,            # images of each source domain in a batch
     "ITERS_PER_EPOCH": 400,            # batches an epoch (0: one pass of the smallest domain)
+    "SAMPLING": "queue",               # queue (no repeat per pass) / replacement (official)
     "MARGIN": 0.3,                     # MMS margin lambda (CLIPood)
     "BMA_BETA": 0.5,                   # Beta(beta, beta) of the moving average (CLIPood)
     "WISE_ALPHA": 0.5,                 # WiSE-FT weight of the fine-tuned model
@@ -146,9 +147,12 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
         super().build_data_loader()
         node = self.method_cfg
         data = self.dm.dataset.train_x
-        sampler = DomainBalancedBatchSampler(data, node.BATCH_PER_DOMAIN, node.ITERS_PER_EPOCH)
+        sampler = DomainBalancedBatchSampler(
+            data, node.BATCH_PER_DOMAIN, node.ITERS_PER_EPOCH,
+            replacement=with_replacement(node.SAMPLING, self.key("SAMPLING")))
         print("Training batches: {} images from each of {} source domains, {} batches an "
-              "epoch".format(node.BATCH_PER_DOMAIN, len(sampler.groups), len(sampler)))
+              "epoch{}".format(node.BATCH_PER_DOMAIN, len(sampler.groups), len(sampler),
+                               " (drawn with replacement)" if sampler.replacement else ""))
         self.train_loader_x = DataLoader(
             DatasetWrapper(self.cfg, data, transform=build_transform(self.cfg, is_train=True),
                            is_train=True),
