@@ -9,7 +9,7 @@ from clipwb.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.kit.clip_loader import load_clip
 from clipwb.trainers.kit.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,
-                                        record_attention)
+                                        record_attention, run_stock_block)
 
 TEXTS = ["a photo of a cat.", "a very small dog", "x"]
 
@@ -148,6 +148,19 @@ def test_key_padding_equals_gathering_the_kept_patches(clip_model, images):
         encoder(images, keep_index=keep, masked_patches=masked)
     with pytest.raises(ValueError, match="masked_patches"):
         encoder(images, masked_patches=masked[:, :5])
+
+
+def test_key_padding_beside_a_causal_mask(clip_model):
+    """``run_stock_block`` with the text blocks' causal mask and a boolean key
+    padding mask: a masked token is as if removed from the sequence."""
+    block = clip_model.transformer.resblocks[0]
+    x = torch.randn(6, 2, 64, generator=torch.Generator().manual_seed(2))
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[:, 1] = True
+    with torch.no_grad():
+        masked = run_stock_block(block, x, block.attn_mask[:6, :6], padding)
+        removed = run_stock_block(block, x[[0, 2, 3, 4, 5]], block.attn_mask[:5, :5])
+    assert torch.allclose(masked[[0, 2, 3, 4, 5]], removed, atol=1e-5)
 
 
 def test_text_prompts_change_output_and_only_they_get_gradients(clip_model):
