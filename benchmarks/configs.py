@@ -2,9 +2,11 @@
 
 Base-to-novel configs (the ``base2new.sh`` defaults) for the prompt
 trainers, plus named variants (``ISP-lite``: ISP without its per-step frozen
-image pass); the DG fine-tuning trainers and GuiDG share the ERM + WiSE-FT
-file so that GuiDG is compared with plain fine-tuning of the same encoder
-under the same batch and optimizer.
+image pass; ``DiSa-batched``: DiSa with the masked pass batched with the
+unmasked one, ``TRAINER.DISA.MASK_IMPL batched``); the DG fine-tuning
+trainers and GuiDG share the ERM + WiSE-FT file so that GuiDG is compared
+with plain fine-tuning of the same encoder under the same batch and
+optimizer.
 """
 import os
 
@@ -37,7 +39,10 @@ TRAINER_CONFIGS = {
     "GuiDG": "GuiDG/vit_b16_erm_wf.yaml",
     # variants: another config of a registered trainer (NAME-variant)
     "ISP-lite": "ISP/vit_b16_c2_ep5_batch4_2+2ctx_lite.yaml",
+    "DiSa-batched": "DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
 }
+#: variants that are a shipped config plus switches (KEY VALUE, before --opts)
+VARIANT_OPTS = {"DiSa-batched": ("TRAINER.DISA.MASK_IMPL", "batched")}
 
 #: the default benchmark list (every baseline a ratio or target needs)
 DEFAULT_TRAINERS = ("ZeroshotCLIP", "CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa",
@@ -55,7 +60,8 @@ def check_trainer_names(names):
 
 
 def registered_name(name):
-    """The trainer a benchmark name builds (``ISP-lite`` -> ``ISP``)."""
+    """The trainer a benchmark name builds (``ISP-lite`` -> ``ISP``,
+    ``DiSa-batched`` -> ``DiSa``)."""
     return name.split("-", 1)[0]
 
 
@@ -78,8 +84,10 @@ def config_from_file(path, trainer, opts=()):
 
 
 def trainer_cfg(name, opts):
-    """Defaults + the trainer's shipped YAML + ``opts`` (a KEY VALUE list), frozen."""
-    return config_from_file(config_path(name), registered_name(name), opts)
+    """Defaults + the trainer's shipped YAML + the variant's switches
+    (:data:`VARIANT_OPTS`) + ``opts`` (a KEY VALUE list), frozen."""
+    return config_from_file(config_path(name), registered_name(name),
+                            list(VARIANT_OPTS.get(name, ())) + list(opts))
 
 
 def precision_key(name):

@@ -6,11 +6,14 @@ import torch
 from .measure import device_name, memory_kind
 
 #: trainer -> (baseline, largest allowed step-time ratio)
-STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "ISP": ("MaPLe", 1.2), "ISP-lite": ("MaPLe", 1.2),
-                "GuiDG": ("ERMWiSEFT", 1.5)}
+STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "DiSa-batched": ("PromptSRC", 1.25),
+                "ISP": ("MaPLe", 1.2), "ISP-lite": ("MaPLe", 1.2), "GuiDG": ("ERMWiSEFT", 1.5)}
 #: eval images/s of every prompt trainer >= this fraction of ZeroshotCLIP's
 EVAL_BASELINE, EVAL_MIN_RATIO = "ZeroshotCLIP", 0.95
-PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "ISP", "ISP-lite")
+PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "DiSa-batched",
+                   "ISP", "ISP-lite")
+#: variant -> the trainer's default it switches (step ratio printed under the table)
+VARIANT_BASES = {"DiSa-batched": "DiSa", "ISP-lite": "ISP"}
 STEP_BASELINES = ("IVLP", "PromptSRC")
 
 COLUMNS = ["trainer", "prec", "batch", "step ms", "step / IVLP", "step / PromptSRC",
@@ -72,6 +75,24 @@ def table_rows(results):
     return rows
 
 
+def variant_lines(results):
+    """One line per variant measured beside its default: the step-time ratio."""
+    by_name = {r.trainer: r for r in results}
+    lines = []
+    for r in results:
+        base = by_name.get(VARIANT_BASES.get(r.trainer))
+        ratio = _ratio(r.step_s, base.step_s if base else None)
+        if ratio is not None:
+            lines.append("{}: step {:.3f}x {}'s ({:.1f} ms / {:.1f} ms, same process)".format(
+                r.trainer, ratio, base.trainer, 1000 * r.step_s, 1000 * base.step_s))
+    return lines
+
+
+def _footer(lines):
+    """``lines`` after a blank line, or nothing."""
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def header_lines(settings, describe_backbone):
     s = settings
     return [
@@ -92,11 +113,13 @@ def render(settings, results, describe_backbone, tablefmt="github"):
     lines = header_lines(settings, describe_backbone)
     table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt=tablefmt,
                               disable_numparse=True)
-    return "\n".join(lines) + "\n\n" + table + "\n"
+    return "\n".join(lines) + "\n\n" + table + "\n" + _footer(variant_lines(results))
 
 
 def render_markdown(settings, results, describe_backbone):
     lines = ["- " + line for line in header_lines(settings, describe_backbone)]
     table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt="github",
                               disable_numparse=True)
-    return "# Benchmark results\n\n" + "\n".join(lines) + "\n\n" + table + "\n"
+    variants = ["- " + line for line in variant_lines(results)]
+    return ("# Benchmark results\n\n" + "\n".join(lines) + "\n\n" + table + "\n"
+            + _footer(variants))

@@ -137,6 +137,42 @@ def test_isp_lite_variant_is_isp_without_the_per_step_frozen_pass(bench):
     assert passes == {"ISP": 2, "ISP-lite": 1}
 
 
+def test_disa_batched_variant_runs_one_prompted_image_pass(bench):
+    """``DiSa-batched`` is DiSa with TRAINER.DISA.MASK_IMPL batched: the full
+    and the masked images in one prompted pass of twice the batch."""
+    for name, expected in (("DiSa", [4, 4]), ("DiSa-batched", [8])):
+        trainer = bench.build(name)
+        assert type(trainer).__name__ == "DiSa"
+        assert trainer.method_cfg.MASK_IMPL == ("batched" if name == "DiSa-batched" else "gather")
+        encoder = trainer.model.image_encoder
+        sizes = []
+        original = encoder.encode
+
+        def encode(image, shallow_prompts=None, *args, **kwargs):
+            if shallow_prompts is not None:
+                sizes.append(image.shape[0])
+            return original(image, shallow_prompts, *args, **kwargs)
+
+        encoder.encode = encode
+        trainer.batch_idx, trainer.num_batches = 0, 10 ** 9
+        trainer.forward_backward(bench.random_batch(4, trainer.device, seed=0))
+        assert sizes == expected, name
+
+
+def test_variant_step_ratio_is_printed_under_the_table(tmp_path, capsys):
+    code = run.main(["--backbone", "tiny", "--trainers", "DiSa", "DiSa-batched", "--steps", "1",
+                     "--warmup", "1", "--eval-batches", "1", "--classes", "3",
+                     "--test-batch", "4", "--workdir", str(tmp_path / "work"),
+                     "--out", str(tmp_path / "results.md")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "DiSa-batched: step " in printed and "x DiSa's (" in printed
+    header, rows = table_rows((tmp_path / "results.md").read_text())
+    assert [r["trainer"] for r in rows] == ["DiSa", "DiSa-batched"]
+    assert rows[1]["step target"] == "n/a (run PromptSRC too)"
+    assert "- DiSa-batched: step " in (tmp_path / "results.md").read_text()
+
+
 def test_timed_rounds_start_with_each_trainer_in_turn():
     items = ["a", "b", "c"]
     assert [rotated(items, r) for r in range(4)] == [

@@ -9,7 +9,7 @@ from clipwb.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.kit.clip_loader import load_clip
 from clipwb.trainers.kit.prompted_encoders import (PromptedImageEncoder, PromptedTextEncoder,
-                                        record_attention)
+                                        record_attention, run_stock_block)
 
 TEXTS = ["a photo of a cat.", "a very small dog", "x"]
 
@@ -109,6 +109,58 @@ def test_token_dropping_gathers_after_positions(clip_model, images):
     assert torch.equal(kept[:, 0], tokens[:, 0])  # CLS kept
     for b in range(3):
         assert torch.equal(kept[b, 1:], tokens[b, 1 + keep[b]])
+
+
+def test_key_padding_equals_gathering_the_kept_patches(clip_model, images):
+    """``masked_patches`` (key padding) gives the gathered pass's CLS feature,
+    prompt outputs and prompt gradients; an all-False mask is no mask, and
+    masked and unmasked images share a batch."""
+    encoder = PromptedImageEncoder(clip_model)
+    n = encoder.num_patches
+    gen = torch.Generator().manual_seed(1)
+    keep = torch.stack([torch.randperm(n, generator=gen)[:11].sort().values for _ in range(3)])
+    masked = torch.ones(3, n, dtype=torch.bool).scatter(1, keep, False)
+    shallow = torch.randn(2, encoder.width, generator=gen).requires_grad_()
+    deep = [torch.randn(2, encoder.width, generator=gen).requires_grad_()]
+
+    def run(**removal):
+        out = encoder.encode(images, shallow, deep, return_tokens=True, **removal)
+        grads = torch.autograd.grad(out.features.pow(2).sum(), [shallow] + deep)
+        return out, grads
+
+    gathered, gathered_grads = run(keep_index=keep)
+    padded, padded_grads = run(masked_patches=masked)
+    assert padded.tokens.shape == (3, 1 + n + 2, encoder.width)  # nothing removed
+    assert torch.allclose(padded.features, gathered.features, atol=1e-5)
+    assert torch.allclose(padded.tokens[:, 0], gathered.tokens[:, 0], atol=1e-5)
+    assert torch.allclose(padded.tokens[:, -2:], gathered.tokens[:, -2:], atol=1e-5)
+    for a, b in zip(padded_grads, gathered_grads):
+        assert torch.allclose(a, b, atol=1e-5)
+    with torch.no_grad():
+        plain = encoder(images, shallow, deep)
+        none_masked = encoder(images, shallow, deep, masked_patches=torch.zeros(3, n).bool())
+        assert torch.allclose(none_masked, plain, atol=1e-5)
+        both = encoder(images.repeat(2, 1, 1, 1), shallow, deep,
+                       masked_patches=torch.cat([torch.zeros_like(masked), masked]))
+        assert torch.allclose(both[:3], plain, atol=1e-5)
+        assert torch.allclose(both[3:], gathered.features, atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        encoder(images, keep_index=keep, masked_patches=masked)
+    with pytest.raises(ValueError, match="masked_patches"):
+        encoder(images, masked_patches=masked[:, :5])
+
+
+def test_key_padding_beside_a_causal_mask(clip_model):
+    """``run_stock_block`` with the text blocks' causal mask and a boolean key
+    padding mask: a masked token is as if removed from the sequence."""
+    block = clip_model.transformer.resblocks[0]
+    x = torch.randn(6, 2, 64, generator=torch.Generator().manual_seed(2))
+    padding = torch.zeros(2, 6, dtype=torch.bool)
+    padding[:, 1] = True
+    with torch.no_grad():
+        masked = run_stock_block(block, x, block.attn_mask[:6, :6], padding)
+        removed = run_stock_block(block, x[[0, 2, 3, 4, 5]], block.attn_mask[:5, :5])
+    assert torch.allclose(masked[[0, 2, 3, 4, 5]], removed, atol=1e-5)
 
 
 def test_text_prompts_change_output_and_only_they_get_gradients(clip_model):

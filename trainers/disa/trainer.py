@@ -6,10 +6,16 @@ L_total = L_CE + L_SR + w_CIR L_CIR + lambda L_DiR (losses in
 step runs the frozen image encoder once (CLS feature for L_SR / L_CIR / the
 delta form of L_DiR, patch tokens for the saliency), the prompted text
 encoder once, and the prompted image encoder on the full image and, for
-L_CIR, on the saliency-masked image. The L_DiR prototypes are computed once
-per run (``before_train``; deterministic, so a resumed run recomputes the
-same ones). Inference is the prompted model on the full image, as PromptSRC.
+L_CIR, on the saliency-masked image (``MASK_IMPL gather``: a second pass
+on the kept patch tokens; ``batched``: one pass over the full and the masked
+images together, the dropped patches masked out of the attention by a key
+padding mask). The L_DiR prototypes are computed once per run
+(``before_train``; deterministic, so a resumed run recomputes the same
+ones). Inference is the prompted model on the full image, as PromptSRC.
 """
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 
 from clipwb import runlog
@@ -27,8 +33,22 @@ from clipwb.trainers.kit.prompted_clip import CLIPOutput
 from clipwb.trainers.self_regulating import SelfRegulatingTrainer
 
 MASK_MODES = ("drop_tokens", "zero_pixels")
+MASK_IMPLS = ("gather", "batched")
 CIR_FROZEN_INPUTS = ("full", "masked")
 PROTOTYPE_SOURCES = ("frozen_image", "frozen_text")
+
+
+@dataclass
+class MaskedView:
+    """A step's saliency-masked images: ``images`` as the prompted encoder
+    takes them (the batch itself for ``drop_tokens``, the dropped patches
+    zeroed for ``zero_pixels``), ``keep`` the kept patch indices [B, K]
+    (None for ``zero_pixels``), ``features`` their unit-norm prompted
+    features once encoded."""
+
+    images: torch.Tensor
+    keep: Optional[torch.Tensor]
+    features: Optional[torch.Tensor] = None
 
 
 def extend_cfg(cfg):
@@ -54,6 +74,9 @@ def extend_cfg(cfg):
         "SALIENCY": "text",  # text | cls_attention | random
         "MASK_SELECTION": "topk",  # topk | sample (drops drawn with p ~ 1 - s_i)
         "MASK_MODE": "drop_tokens",  # drop_tokens | zero_pixels
+        # gather: the masked image's own prompted pass on the kept tokens;
+        # batched: full and masked images in one pass (key padding mask)
+        "MASK_IMPL": "gather",
         # L_DiR (spec 2.5)
         "DIR_LOSS_WEIGHT": 1.0,  # lambda
         "DIR_FORM": "cosine",  # cosine | delta
@@ -72,7 +95,7 @@ class DiSa(SelfRegulatingTrainer):
         for key, choices in (("CIR_KL", KL_DIRECTIONS), ("CIR_FROZEN_INPUT", CIR_FROZEN_INPUTS),
                              ("SALIENCY", SALIENCY_SOURCES), ("MASK_SELECTION", MASK_SELECTIONS),
                              ("MASK_MODE", MASK_MODES), ("DIR_FORM", DIR_FORMS),
-                             ("PROTOTYPE", PROTOTYPE_SOURCES)):
+                             ("PROTOTYPE", PROTOTYPE_SOURCES), ("MASK_IMPL", MASK_IMPLS)):
             check_choice(node[key], choices, "TRAINER.DISA." + key)
         for key in ("CIR_LOSS_WEIGHT", "DIR_LOSS_WEIGHT", "TEXT_LOSS_WEIGHT",
                     "IMAGE_LOSS_WEIGHT"):
@@ -123,6 +146,35 @@ class DiSa(SelfRegulatingTrainer):
             return images, keep_index
         return zero_dropped_patches(images, keep_index, self.patch_size), None
 
+    def masked_view(self, images, labels, frozen):
+        """The :class:`MaskedView` of the batch from the step's frozen pass."""
+        keep = self.keep_index(self.patch_saliency(frozen, labels))
+        return MaskedView(*self.masked_input(images, keep))
+
+    @property
+    def batched_masked_pass(self):
+        """Whether the masked images ride in the full images' prompted pass
+        (MASK_IMPL batched, and L_CIR uses a masked image)."""
+        node = self.method_cfg
+        return node.MASK_IMPL == "batched" and node.CIR_MASKED and node.CIR_LOSS_WEIGHT > 0
+
+    def encode_full_and_masked(self, images, masked, prompts):
+        """MASK_IMPL batched: one prompted pass over ``[images; masked
+        images]`` (2B). With ``drop_tokens`` every patch token stays in the
+        sequence and the dropped ones of the second half are masked out of
+        each block's attention as keys, which gives the gathered pass's CLS
+        feature. Returns the unit-norm features of the full and the masked
+        images, [B, D] each."""
+        dropped = None
+        if masked.keep is not None:
+            batch, n_patches = images.shape[0], self.model.image_encoder.num_patches
+            dropped = torch.ones(batch, n_patches, dtype=torch.bool, device=masked.keep.device)
+            dropped = dropped.scatter(1, masked.keep.long(), False)
+            dropped = torch.cat([torch.zeros_like(dropped), dropped])
+        features = self.model.encode_images(torch.cat([images, masked.images]), prompts.vision,
+                                            prompts.vision_deep, masked_patches=dropped)
+        return features.split(images.shape[0])
+
     # -- L_DiR prototypes (spec 2.5) ------------------------------------------
     def before_train(self):
         super().before_train()
@@ -157,7 +209,13 @@ class DiSa(SelfRegulatingTrainer):
         frozen = self.frozen_pass(images)
         prompts = model.prompt_learner()
         text_features = model.encode_prompts(prompts)
-        image_features = model.encode_images(images, prompts.vision, prompts.vision_deep)
+        masked = None
+        if self.batched_masked_pass:
+            masked = self.masked_view(images, labels, frozen)
+            image_features, masked.features = self.encode_full_and_masked(images, masked,
+                                                                          prompts)
+        else:
+            image_features = model.encode_images(images, prompts.vision, prompts.vision_deep)
         scale = model.logit_scale.exp().detach().float()
         logits = scale * image_features @ text_features.t()
         output = CLIPOutput(logits, image_features, text_features)
@@ -172,7 +230,7 @@ class DiSa(SelfRegulatingTrainer):
 
         if node.CIR_LOSS_WEIGHT > 0:
             loss_cir = self.cir_term(images, labels, frozen, prompts, image_features,
-                                     text_features, scale)
+                                     text_features, scale, masked)
             loss = loss + node.CIR_LOSS_WEIGHT * loss_cir
             summary["loss_cir"] = loss_cir.item()
         if node.DIR_LOSS_WEIGHT > 0:
@@ -184,18 +242,23 @@ class DiSa(SelfRegulatingTrainer):
                        **summary)
         return loss, summary
 
-    def cir_term(self, images, labels, frozen, prompts, image_features, text_features, scale):
-        """L_CIR between tau f_p^m g_o^T and tau f_o g_p^T (spec 2.3)."""
+    def cir_term(self, images, labels, frozen, prompts, image_features, text_features, scale,
+                 masked=None):
+        """L_CIR between tau f_p^m g_o^T and tau f_o g_p^T (spec 2.3);
+        ``masked``: the :class:`MaskedView` already encoded by the batched
+        pass (None: masked and encoded here, MASK_IMPL gather)."""
         node = self.method_cfg
         frozen_features = frozen.features
         masked_features = image_features
         if node.CIR_MASKED:
-            keep = self.keep_index(self.patch_saliency(frozen, labels))
-            masked_images, keep = self.masked_input(images, keep)
-            masked_features = self.model.encode_images(masked_images, prompts.vision,
-                                                       prompts.vision_deep, keep)
+            if masked is None:
+                masked = self.masked_view(images, labels, frozen)
+                masked.features = self.model.encode_images(masked.images, prompts.vision,
+                                                           prompts.vision_deep, masked.keep)
+            masked_features = masked.features
             if node.CIR_FROZEN_INPUT == "masked":
-                frozen_features = self.frozen_pass(masked_images, keep, False).features
+                # no prompts and no gradient: its own (gathered) pass under both impls
+                frozen_features = self.frozen_pass(masked.images, masked.keep, False).features
         masked_logits = self.model.zero_shot.logits_from_features(masked_features)
         frozen_image_logits = scale * frozen_features @ text_features.t()
         return cir_loss(masked_logits, frozen_image_logits, node.CIR_KL)

@@ -86,9 +86,12 @@ class PromptedCLIP(nn.Module):
         self._text_cache = None
 
     # -- image ---------------------------------------------------------------
-    def encode_images(self, images, vision=None, vision_deep=None, keep_index=None):
-        """Unit-norm (prompted) image features [B, D]."""
-        features = self.image_encoder(images, vision, vision_deep, keep_index)
+    def encode_images(self, images, vision=None, vision_deep=None, keep_index=None,
+                      masked_patches=None):
+        """Unit-norm (prompted) image features [B, D] (patches removed by
+        ``keep_index`` or ``masked_patches``: ``PromptedImageEncoder.encode``)."""
+        features = self.image_encoder(images, vision, vision_deep, keep_index,
+                                      masked_patches=masked_patches)
         return F.normalize(features.float(), dim=-1)
 
     # -- both ----------------------------------------------------------------

@@ -20,6 +20,12 @@ from that layer's tokens). A prompt is ``[n, width]`` (shared) or
 ``[batch, n, width]``. The building steps (``embed``, ``run_block``, ``pool``)
 are public so that a method can drive both encoders layer by layer.
 
+Image patches can be removed in two ways: gathered out of the sequence
+(``keep_index``), or kept in it and masked out of every block's attention as
+keys (``masked_patches``, a key padding mask on the stock attention; CLS and
+prompts never masked). Both give the same CLS feature; the second lets masked
+and unmasked images share one batch.
+
 The text encoder stops each sequence batch after its last EOT token: CLIP's
 text attention is causal, so the padding after EOT never reaches a pooled
 feature, and a prompt of ~10 tokens costs ~10 positions instead of 77. The
@@ -86,16 +92,23 @@ def pooled_block(block, x, rows, key_padding_mask=None):
     return y + block.mlp(block.ln_2(y))
 
 
-def run_stock_block(block, x, attn_mask=None):
+def run_stock_block(block, x, attn_mask=None, key_padding_mask=None):
     """CLIP's ``ResidualAttentionBlock`` on ``x`` [L, N, W], computed from its
     submodules (``ln_1``, ``attn``, ``ln_2``, ``mlp``) as OpenAI's forward
     does, never through ``block.forward``: a CoOp-family fork's blocks take
     prompt arguments in their forward, and the prompts here are the
-    encoder's."""
+    encoder's. ``key_padding_mask`` [N, L] (bool, True: that token is no
+    key of any query) goes to the stock attention as is; beside a float
+    ``attn_mask`` it is made additive in the same dtype."""
     if attn_mask is not None:
         attn_mask = attn_mask.to(dtype=x.dtype, device=x.device)
+        if key_padding_mask is not None and key_padding_mask.dtype == torch.bool:
+            key_padding_mask = torch.zeros(key_padding_mask.shape, dtype=x.dtype,
+                                           device=x.device).masked_fill(key_padding_mask,
+                                                                        float("-inf"))
     h = block.ln_1(x)
-    x = x + block.attn(h, h, h, need_weights=False, attn_mask=attn_mask)[0]
+    x = x + block.attn(h, h, h, need_weights=False, attn_mask=attn_mask,
+                       key_padding_mask=key_padding_mask)[0]
     return x + block.mlp(block.ln_2(x))
 
 
@@ -281,9 +294,24 @@ class PromptedImageEncoder(nn.Module):
             return x
         return torch.cat([x[:start], prompt.permute(1, 0, 2)], dim=0)
 
-    def run_block(self, layer, x):
+    def run_block(self, layer, x, key_padding_mask=None):
+        """Block ``layer`` on ``x`` [L, B, W]; ``key_padding_mask`` [B, L]
+        (:meth:`padding_mask`) hides tokens from the attention as keys."""
         block = self.blocks[layer]
-        return run_stock_block(block, x, getattr(block, "attn_mask", None))
+        return run_stock_block(block, x, getattr(block, "attn_mask", None), key_padding_mask)
+
+    def padding_mask(self, masked_patches, n_tokens):
+        """Key padding mask [B, n_tokens] of a ``[CLS, patches, prompts]``
+        sequence from ``masked_patches`` [B, P] (True: the attention of every
+        block ignores that patch token as a key). CLS and the prompts after
+        the patches are never masked."""
+        batch, n_patches = masked_patches.shape
+        if n_patches != self.num_patches or n_tokens < 1 + n_patches:
+            raise ValueError("masked_patches must be [batch, {}], got {}".format(
+                self.num_patches, tuple(masked_patches.shape)))
+        mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=masked_patches.device)
+        mask[:, 1:1 + n_patches] = masked_patches.bool()
+        return mask
 
     def pool(self, x):
         """Block output [L, B, W] -> projected CLS feature [B, D]."""
@@ -297,9 +325,18 @@ class PromptedImageEncoder(nn.Module):
         return x
 
     def encode(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None,
-               return_tokens=False, hidden_states=False):
-        """Encode images [B, 3, H, W]; returns :class:`EncoderOutput`."""
-        extras = (shallow_prompts, deep_prompts, keep_index)
+               return_tokens=False, hidden_states=False, masked_patches=None):
+        """Encode images [B, 3, H, W]; returns :class:`EncoderOutput`.
+
+        Two ways to remove patches: ``keep_index`` [B, K] gathers the kept
+        patch tokens out (a shorter sequence); ``masked_patches`` [B, P]
+        (bool, True: masked) keeps every token in the sequence and masks
+        the masked ones out of each block's attention as keys (a key padding
+        mask), so the CLS and prompt outputs are those of the gathered
+        sequence, and images with different masks (or none) share a batch.
+        The masked tokens' own outputs (``return_tokens``) are computed but
+        seen by no other token."""
+        extras = (shallow_prompts, deep_prompts, keep_index, masked_patches)
         if not self.is_vit:
             if any(e is not None for e in extras) or return_tokens or hidden_states:
                 raise ConfigError(
@@ -309,9 +346,15 @@ class PromptedImageEncoder(nn.Module):
             return EncoderOutput(self.visual(image.to(self.dtype)))
         if deep_prompts is not None and shallow_prompts is None:
             raise ValueError("deep vision prompts need shallow vision prompts")
+        if keep_index is not None and masked_patches is not None:
+            raise ValueError("give keep_index (gather) or masked_patches (key padding), "
+                             "not both")
         x = self.embed(image, keep_index)
         if shallow_prompts is not None:
             x = self.append_prompts(x, shallow_prompts)
+        padding = None
+        if masked_patches is not None:
+            padding = self.padding_mask(masked_patches.to(x.device), x.shape[1])
         x = self.visual.ln_pre(x).permute(1, 0, 2)
         states = [] if hidden_states else None
         pooled_only = not (return_tokens or hidden_states or _watched(self.blocks[-1]))
@@ -323,15 +366,18 @@ class PromptedImageEncoder(nn.Module):
                 states.append(x.permute(1, 0, 2))
             if pooled_only and layer == self.num_layers - 1:
                 cls = torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
-                return EncoderOutput(self.project(pooled_block(self.blocks[layer], x, cls)))
-            x = self.run_block(layer, x)
+                return EncoderOutput(self.project(pooled_block(self.blocks[layer], x, cls,
+                                                               padding)))
+            x = self.run_block(layer, x, padding)
         tokens = x.permute(1, 0, 2)
         if states is not None:
             states.append(tokens)
         return EncoderOutput(self.pool(x), tokens if return_tokens else None, states)
 
-    def forward(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None):
-        return self.encode(image, shallow_prompts, deep_prompts, keep_index).features
+    def forward(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None,
+                masked_patches=None):
+        return self.encode(image, shallow_prompts, deep_prompts, keep_index,
+                           masked_patches=masked_patches).features
 
 
 @contextlib.contextmanager
