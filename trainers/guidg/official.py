@@ -3,9 +3,10 @@ fine-tuning trainers (the ``*_official`` configs turn them on; the defaults
 stay ours, see docs/METHODS.md).
 
 - ``TRAIN_TRANSFORM randaugment``: the official step-2 train transform
-  (``converter_dassl.py``): resize of the shorter side (bicubic) + center crop
-  + torchvision's ``RandAugment()`` + CLIP's normalization. Default ``dassl``:
-  ``INPUT.TRANSFORMS``.
+  (``converter_dassl.py``): resize of the shorter side to ``INPUT.SIZE``
+  (bicubic, whatever ``INPUT.INTERPOLATION`` says, as the official) + center
+  crop + torchvision's ``RandAugment()`` + ``INPUT.PIXEL_MEAN / STD``.
+  Default ``dassl``: ``INPUT.TRANSFORMS``.
 - ``PREC fp16_master``: the image encoder's weights are half precision
   between steps; the forward runs under float16 autocast without a
   GradScaler; for the step the weights and gradients are made float32, the
@@ -20,7 +21,6 @@ import torch
 import torchvision.transforms as T
 from clip.model import convert_weights
 
-from clipwb.engine import INTERPOLATION_MODES
 from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV, PRECISIONS
 
 FP16_MASTER = "fp16_master"
@@ -34,7 +34,7 @@ def randaugment_transform(cfg):
     """The official step-2 train transform at ``INPUT.SIZE`` (see the module docstring)."""
     size = tuple(cfg.INPUT.SIZE)
     return T.Compose([
-        T.Resize(max(size), interpolation=INTERPOLATION_MODES[cfg.INPUT.INTERPOLATION]),
+        T.Resize(max(size), interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(size),
         T.RandAugment(),
         T.ToTensor(),
