@@ -9,7 +9,6 @@ exactly; the scripts pick the official configs of both steps."""
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,7 +20,7 @@ from clipwb.trainers.kit.lr_schedule import build_lr_schedule
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
 from tests.test_resume import check_exact_resume
-from tests.test_scripts import STUB_TRAIN, calls, flag
+from tests.test_scripts import calls, flag, stub_environment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ["plain", "textured", "noisy"]
@@ -281,24 +280,9 @@ def test_bad_preset_values_are_one_clear_error(pacs, tiny_clip_path, tmp_path):
 
 # ------------------------------------------------------------------ the scripts
 
-#: environment variables the scripts read, cleared for these runs
-SCRIPT_VARIABLES = ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
-                    "ZERO_SHOT", "OUTPUT", "DATA", "EXPERT_CFG", "EXPERT_OPTS", "PRESET",
-                    "DOMAINS", "SOURCES", "EXPERT_PER_TARGET")
-
 @pytest.fixture
 def stub_env(tmp_path):
-    stub = tmp_path / "stub_train.py"
-    stub.write_text(STUB_TRAIN)
-    ds_dir = tmp_path / "dataset_configs"
-    ds_dir.mkdir()
-    for name in ("pacs", "imagenet_dg"):
-        (ds_dir / (name + ".yaml")).write_text('DATASET:\n  NAME: "{}"\n'.format(name))
-    env = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARIABLES}
-    env.update(PYTHON=sys.executable, TRAINPY=str(stub),
-               STUB_CALLS=str(tmp_path / "calls.jsonl"), DATASET_CFG_DIR=str(ds_dir),
-               DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "output"))
-    return env
+    return stub_environment(tmp_path, ("pacs", "imagenet_dg"))
 
 
 def run(env, script, *args, **extra):
