@@ -266,6 +266,24 @@ def test_official_step2_options_resume_exactly(pacs, tiny_clip_path, tmp_path, c
     assert trainer.get_current_lr() == pytest.approx(cosine(1e-4, 9, 4), abs=1e-15)
 
 
+def test_fp16_master_resumes_exactly_with_its_float32_optimizer_state(
+        pacs, tiny_clip_path, tmp_path, capsys, monkeypatch):
+    """The AdamW state loads cast to its parameters' dtype: it must meet the
+    float32 weights it was saved with, or the resumed steps drift."""
+    monkeypatch.setenv("PREC_ON_CPU", "1")
+    opts = ["TRAINER.CLIPOOD.PREC", "fp16_master", "TRAINER.CLIPOOD.BATCH_PER_DOMAIN", "2",
+            "TRAINER.CLIPOOD.ITERS_PER_EPOCH", "2", "OPTIM.MAX_EPOCH", "2",
+            "TRAIN.PRINT_FREQ", "1", "SEED", "1"]
+
+    def make(name):
+        return make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / name, opts)
+
+    trainer = check_exact_resume(capsys, make, 2, interrupt=(1, 0))
+    visual = trainer.model.visual
+    assert visual.conv1.weight.dtype == torch.float16
+    assert trainer.optim.state[visual.conv1.weight]["exp_avg"].dtype == torch.float32
+
+
 def test_bad_preset_values_are_one_clear_error(pacs, tiny_clip_path, tmp_path):
     for key, value, message in [
             ("TRAINER.CLIPOOD.TRAIN_TRANSFORM", "autoaugment",
