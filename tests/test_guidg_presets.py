@@ -284,6 +284,17 @@ def test_fp16_master_resumes_exactly_with_its_float32_optimizer_state(
     assert trainer.optim.state[visual.conv1.weight]["exp_avg"].dtype == torch.float32
 
 
+def test_bad_step1_preset_values_are_one_clear_error(toy_data, tmp_path):
+    def cfg(key, value):
+        return toy_cfg(toy_data, tmp_path / "out", "GuiDGExpert", "GuiDGExpert",
+                       "toy_official", key, value, sources=["plain"], target="plain", pool="A")
+
+    with pytest.raises(ConfigError, match="TRAINER.GUIDGEXPERT.VAL_EVERY = 0 must be a number"):
+        build_trainer(cfg("TRAINER.GUIDGEXPERT.VAL_EVERY", 0))
+    with pytest.raises(ConfigError, match="for config key: TRAINER.GUIDGEXPERT.DROP_LAST"):
+        cfg("TRAINER.GUIDGEXPERT.DROP_LAST", "no")
+
+
 def test_bad_preset_values_are_one_clear_error(pacs, tiny_clip_path, tmp_path):
     for key, value, message in [
             ("TRAINER.CLIPOOD.TRAIN_TRANSFORM", "autoaugment",

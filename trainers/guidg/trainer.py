@@ -61,6 +61,9 @@ class GuiDGExpert(CoOp):
         if cfg.DATASET.get("DG_TRAIN_POOL", "B") != "A":
             raise ConfigError("GuiDGExpert trains on pool A: set DATASET.DG_TRAIN_POOL A "
                               "(pool B is for step 2).")
+        if "GUIDGEXPERT" not in cfg.TRAINER:
+            raise ConfigError("TRAINER.GUIDGEXPERT is missing: call clipwb.plugin.extend_cfg(cfg) "
+                              "before merging config files.")
         check_min(cfg.TRAINER.GUIDGEXPERT.VAL_EVERY, 1, "TRAINER.GUIDGEXPERT.VAL_EVERY")
         check_choice(cfg.TRAINER.GUIDGEXPERT.DROP_LAST, (True, False),
                      "TRAINER.GUIDGEXPERT.DROP_LAST")
