@@ -121,6 +121,17 @@ def test_step1_official_preset_on_the_toy_world(toy_data, tmp_path):
     assert best["epoch"] - 1 in seen["val"]
 
 
+def test_step1_official_preset_resumes_to_the_same_learning_rates(toy_data, tmp_path, capsys):
+    def make(name):
+        return toy_cfg(toy_data, tmp_path / name, "GuiDGExpert", "GuiDGExpert", "toy_official",
+                       "OPTIM.MAX_EPOCH", 2, "OPTIM.COSINE_T_MAX_ITERS", 6,
+                       "TRAIN.PRINT_FREQ", 1, sources=["plain"], target="plain", pool="A")
+
+    trainer = check_exact_resume(capsys, make, 2, interrupt=(1, 1))
+    assert trainer.sched.last_epoch == 8  # 2 epochs x 4 batches, past T_max = 6
+    assert trainer.get_current_lr() == pytest.approx(cosine(0.02, 8, 6))
+
+
 def test_step1_default_preset_on_the_toy_world(toy_data, tmp_path):
     cfg = toy_cfg(toy_data, tmp_path / "ours", "GuiDGExpert", "GuiDGExpert", "toy",
                   "OPTIM.MAX_EPOCH", 2, sources=["plain"], target="plain", pool="A")
