@@ -325,6 +325,11 @@ EXPERT_CFG=vit_b16_c16_ep31
 SHOTS=16
 DATASET_CFG=${{DATASET}}
 if [ "$DATASET" = toy ]; then CFG=toy; EXPERT_CFG=toy; DATASET_CFG=toy_dg; fi
+case ${{PRESET:-ours}} in  # official: the *_official configs (the official training loop)
+    ours) ;;
+    official) CFG=${{CFG}}_official; EXPERT_CFG=${{EXPERT_CFG}}_official ;;
+    *) echo "PRESET=$PRESET is not a preset: use ours (the default) or official"; exit 1 ;;
+esac
 case $DATASET in
 {cases}
     *) echo "$DATASET is not a DG dataset of GuiDG"; exit 1 ;;

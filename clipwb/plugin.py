@@ -41,13 +41,15 @@ def register():
 
 
 def project_keys():
-    """A config holding only the project's ``TRAINER.<NAME>`` and ``DATASET`` keys."""
+    """A config holding only the project's ``TRAINER.<NAME>``, ``DATASET`` and
+    ``OPTIM`` keys."""
     import clipwb.datasets
     import clipwb.trainers
 
     ours = CfgNode()
     ours.TRAINER = CfgNode()
     ours.DATASET = CfgNode()
+    ours.OPTIM = CfgNode()
     clipwb.datasets.extend_cfg(ours)
     clipwb.trainers.extend_cfg(ours)
     return ours
@@ -58,15 +60,16 @@ def extend_cfg(cfg):
 
     A ``TRAINER.<NAME>`` node is added whole where ``cfg`` has none; a node the
     host defined (``TRAINER.COOP``, ``TRAINER.IVLP``, ...) is left exactly as
-    it is, and so is every ``DATASET`` key already there.
+    it is, and so is every ``DATASET`` and ``OPTIM`` key already there.
     """
     ours = project_keys()
     for name, node in ours.TRAINER.items():
         if name not in cfg.TRAINER:
             cfg.TRAINER[name] = node
-    for key, value in ours.DATASET.items():
-        if key not in cfg.DATASET:
-            cfg.DATASET[key] = value
+    for section in ("DATASET", "OPTIM"):
+        for key, value in ours[section].items():
+            if key not in cfg[section]:
+                cfg[section][key] = value
     return cfg
 
 

@@ -18,6 +18,9 @@ Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
 - domain generalization (GuiDG's scripts): ``dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS``,
   one column per target domain and their average; the step-1 experts
   (``.../GuiDGExpert/CFG/expert_DOMAIN[_for_TARGET]/seedS``) are not counted.
+  The title names the presets of the rows (ours / official) and a line under
+  the table says, for each row, what made its runs as their logs' config
+  dumps tell (``run_settings.py``: preset, BMA beta or WiSE-FT alpha).
 
 A run's result is the last ``* accuracy: X%`` line of its newest log file that
 has one (Dassl writes ``log.txt``, then ``log.txt-<timestamp>`` when the run
@@ -60,6 +63,7 @@ from collections import OrderedDict, defaultdict, namedtuple
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from published_results import (PUBLISHED_BASE2NEW, PUBLISHED_BASE2NEW_PER_DATASET,  # noqa: E402
                                PUBLISHED_DG, PublishedResult, published_for_dataset)
+from run_settings import describe_run  # noqa: E402
 
 # The 11 base-to-novel datasets (config names) in the papers' order, then the
 # ImageNet variants of the domain-generalization setting.
@@ -481,30 +485,35 @@ def summarize_accuracy(runs, setting):
     return AccTable(setting, keys, rows, averages)
 
 
-DGTable = namedtuple("DGTable", "dataset domains rows")  # rows: (label, [(mean, std, n)])
+# rows: (label, [(mean, std, n)]); settings: one "preset P, averaging" text a row
+DGTable = namedtuple("DGTable", "dataset domains rows settings")
 
 
 def summarize_dg(runs):
     """One ``DGTable`` per DG dataset: a row per (trainer, cfg, shots), a column
     per target domain (published order when known) and the average of the
-    targets' means (only when every column has a result)."""
+    targets' means (only when every column has a result); with each row, what
+    made its runs (``run_settings.describe_run``: the preset, the averaging)."""
     accs = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    made_by = defaultdict(lambda: defaultdict(set))
     for run in runs:
         if run.setting == "dg":
             accs[run.dataset][group_key(run)][run.phase][run.seed] = run.accuracy
+            made_by[run.dataset][group_key(run)].add(describe_run(run.log) or "no config in log")
     tables = []
     for dataset in sorted(accs):
         seen = sorted({t for per_key in accs[dataset].values() for t in per_key})
         known = PUBLISHED_DG[dataset].domains if dataset in PUBLISHED_DG else []
         domains = [d for d in known if d in seen] + [d for d in seen if d not in known]
-        rows = []
+        rows, settings = [], []
         for key in sorted(accs[dataset]):
             cells = [mean_std(accs[dataset][key][d].values()) + (len(accs[dataset][key][d]),)
                      for d in domains]
             means = [c[0] for c in cells]
             average = sum(means) / len(means) if None not in means else None
             rows.append((group_label(key), cells + [(average, None, 0)]))
-        tables.append(DGTable(dataset, domains, rows))
+            settings.append(" | ".join(sorted(made_by[dataset][key])))
+        tables.append(DGTable(dataset, domains, rows, settings))
     return tables
 
 
@@ -520,6 +529,19 @@ def published_dg_rows(table):
         average = values[-1] if set(table.domains) == set(pub.domains) else None
         out.append(("{} (published)".format(name), cells + [average]))
     return out
+
+
+def dg_title(table):
+    """The title of a ``DGTable``: the dataset and the presets of its rows."""
+    presets = sorted({m.group(1) for text in table.settings
+                      for m in re.finditer(r"preset (\w+)", text)})
+    return "Domain generalization: {} (accuracy % on each target domain{})".format(
+        table.dataset, "; preset " + ", ".join(presets) if presets else "")
+
+
+def dg_notes(table):
+    """One line a row: what made its runs."""
+    return ["{}: {}".format(label, text) for (label, _), text in zip(table.rows, table.settings)]
 
 
 def dg_headers(table):
@@ -647,8 +669,7 @@ def render_tables(tables, acc_tables, published, fmt_name, dg_tables=(), compare
         if published:
             rows += [[label] + [fmt(v) for v in values]
                      for label, values in published_dg_rows(table)]
-        section("Domain generalization: {} (accuracy % on each target domain)".format(
-            table.dataset), dg_headers(table), rows)
+        section(dg_title(table), dg_headers(table), rows, dg_notes(table))
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -22,13 +22,14 @@ def write_expert(run_dir, n_ctx=4, width=64, seed=0):
                     model_name="model-best.pth.tar")
 
 
-def make_dg_cfg(name, pacs, clip_path, output_dir, opts=()):
+def make_dg_cfg(name, pacs, clip_path, output_dir, opts=(), config="vit_b16_clipood"):
     """A frozen config for DG trainer ``name`` on ``pacs`` (sources art_painting and
-    cartoon, target photo), 32 px, 2 shots, one epoch; ``opts`` merged last."""
+    cartoon, target photo) from ``configs/trainers/GuiDG/<config>.yaml``, 32 px,
+    2 shots, one epoch; ``opts`` merged last."""
     cfg = get_cfg_default()
     clipwb.datasets.extend_cfg(cfg)
     clipwb.trainers.extend_cfg(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", "vit_b16_clipood.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "trainers", "GuiDG", config + ".yaml"))
     cfg.TRAINER.NAME = name
     cfg.DATASET.NAME = "PACS"
     cfg.DATASET.ROOT = pacs.root

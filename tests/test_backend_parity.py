@@ -7,8 +7,11 @@ same trainer, seed, tiny CLIP and tiny dataset run once per backend
 draws its own few-shot split. The per-iteration losses, the few-shot split and
 the evaluator block must be identical.
 """
+import glob
 import os
 import pickle
+import re
+import sys
 
 import pytest
 
@@ -89,3 +92,38 @@ def test_same_losses_and_accuracy_on_both_backends(parity_runs, trainer):
     assert h.progress(builtin["log"]) == dassl_losses
     block = h.evaluator_block(dassl["log"])
     assert block is not None and h.evaluator_block(builtin["log"]) == block
+
+
+def test_guidg_official_preset_same_on_both_backends(toy_data, tmp_path):
+    """GuiDG's official preset (per-batch cosine past T_max, validation every
+    2 epochs, the kept last batch, RandAugment, the WiSE-FT reset) logs the
+    same steps, learning rates and evaluations on real Dassl and built-in."""
+    import subprocess
+
+    logs = {}
+    for backend in BACKENDS:
+        out = tmp_path / backend
+        env = h.subprocess_env(
+            DASSL_BACKEND=backend, PRESET="official", DATA=toy_data, OUTPUT=str(out),
+            SHOTS=4, PYTHON=sys.executable,
+            OPTS="OPTIM.MAX_EPOCH 2 TRAINER.GUIDG.ITERS_PER_EPOCH 3 TRAIN.PRINT_FREQ 1 "
+                 "TRAINER.GUIDG.BASELINE erm TRAINER.GUIDG.WISE_RESET True",
+            EXPERT_OPTS="OPTIM.MAX_EPOCH 3 TRAIN.PRINT_FREQ 1 OPTIM.COSINE_T_MAX_ITERS 5",
+            DOMAINS="plain textured sketch")
+        proc = subprocess.run(["bash", "scripts/guidg/dg.sh", "toy", "sketch", "1"],
+                              cwd=h.REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, h.describe(proc)
+        logs[backend] = {os.path.relpath(p, str(out)): steps_and_evaluations(p)
+                         for p in sorted(glob.glob(str(out / "**" / "log.txt"), recursive=True))}
+    assert len(logs["builtin"]) == 3 and logs["dassl"] == logs["builtin"]
+
+
+def steps_and_evaluations(path):
+    """The progress lines without their timings and the evaluation lines of a log."""
+    rows = []
+    for line in h.read_log(path).splitlines():
+        if h.PROGRESS_RE.match(line):
+            rows.append(re.sub(r" time \S+ \(\S+\) data \S+ \(\S+\)| eta \S+$", "", line))
+        elif line.startswith(("* ", "Evaluate on")):
+            rows.append(line)
+    return rows

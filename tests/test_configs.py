@@ -79,9 +79,12 @@ def test_trainer_config_loads_with_the_script_options(train, path):
                     opts=["DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base"])
     assert cfg.TRAINER.NAME == folder
     assert cfg.DATASET.NUM_SHOTS == 16 and cfg.DATASET.SUBSAMPLE_CLASSES == "base"
-    toy = os.path.basename(path) == "toy.yaml"  # the offline toy world's CLIP
+    name = os.path.basename(path)
+    toy = name in ("toy.yaml", "toy_official.yaml")  # the offline toy world's CLIP
     assert cfg.INPUT.SIZE == ((32, 32) if toy else (224, 224))
-    assert cfg.INPUT.INTERPOLATION == "bicubic"
+    # GuiDG's official preset resizes as the official code (torchvision's bilinear)
+    official = name.endswith("_official.yaml")
+    assert cfg.INPUT.INTERPOLATION == ("bilinear" if official else "bicubic")
     assert list(cfg.INPUT.PIXEL_MEAN) == [0.48145466, 0.4578275, 0.40821073]
     assert list(cfg.INPUT.TRANSFORMS) == ["random_resized_crop", "random_flip", "normalize"]
     assert cfg.MODEL.BACKBONE.NAME in (("ToyCLIP",) if toy else ("ViT-B/16", "ViT-B/32", "RN50", "RN101"))

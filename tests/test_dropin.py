@@ -68,6 +68,8 @@ def test_dropin_patches_train_py_copies_configs_and_writes_host_scripts(host, ru
     assert 'DATA=${{DATA:-"{}"}}'.format(HOST_DATA) in script
     assert "TRAINER=DiSa" in script and "CFG=vit_b16_c2_ep20_batch4_4+4ctx" in script
     assert "LOADEP=20\n" in script
+    with open(os.path.join(host, "scripts/guidg/dg.sh")) as f:
+        assert "official) CFG=${CFG}_official; EXPERT_CFG=${EXPERT_CFG}_official ;;" in f.read()
     with open(os.path.join(host, "scripts/isp/base2new_test.sh")) as f:
         assert "LOADEP=5\n" in f.read()
     assert os.access(os.path.join(host, "scripts/disa/base2new_train.sh"), os.X_OK)

@@ -84,6 +84,8 @@ def test_dg_script_runs_both_steps_and_reuses_experts(pacs, tiny_clip_path, tmp_
     assert (run / "model" / "model.pth.tar-1").is_file()
     assert (run / "eval_encoder" / "model.pth.tar-1").is_file()
     assert "Domain generalization: pacs" in proc.stdout and "CLIPood + GuiDG (published)" in proc.stdout
+    # the table says what made the row, from the run's own config dump
+    assert "GuiDG / vit_b16_clipood / 2 shots: preset ours, BMA beta 0.1" in proc.stdout
 
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -96,23 +96,32 @@ def test_default_configs_exist():
             assert os.path.isfile(path), "{}: {}".format(script, path)
 
 
-@pytest.fixture
-def env(tmp_path):
-    """Environment for the scripts: stub train.py, tmp dataset configs and output."""
+#: environment variables the scripts read, cleared for the stub runs
+SCRIPT_VARIABLES = ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
+                    "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA",
+                    "EXPERT_CFG", "EXPERT_OPTS", "PRESET", "DOMAINS", "SOURCES",
+                    "EXPERT_PER_TARGET")
+
+
+def stub_environment(tmp_path, datasets):
+    """Environment for the scripts: stub train.py, tmp configs of ``datasets``, output."""
     stub = tmp_path / "stub_train.py"
     stub.write_text(STUB_TRAIN)
     ds_dir = tmp_path / "dataset_configs"
     ds_dir.mkdir()
-    for name in ("caltech101", "dtd", "imagenet", "oxford_pets"):
+    for name in datasets:
         (ds_dir / (name + ".yaml")).write_text('DATASET:\n  NAME: "{}"\n'.format(name))
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("TRAINER", "CFG", "CFG_DIR", "SHOTS", "OPTS", "BACKBONE", "LOADEP",
-                            "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA")}
+    environ = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARIABLES}
     environ.update(
         PYTHON=sys.executable, TRAINPY=str(stub), STUB_CALLS=str(tmp_path / "calls.jsonl"),
         DATASET_CFG_DIR=str(ds_dir), DATA=str(tmp_path / "data"),
         OUTPUT=str(tmp_path / "output"))
     return environ
+
+
+@pytest.fixture
+def env(tmp_path):
+    return stub_environment(tmp_path, ("caltech101", "dtd", "imagenet", "oxford_pets"))
 
 
 def run_script(env, script, *args, **extra_env):

@@ -34,8 +34,10 @@ def trainer_module(name):
 
 
 def extend_cfg(cfg):
-    """Add every trainer's ``TRAINER.<NAME>.*`` keys with their defaults
+    """Add every trainer's ``TRAINER.<NAME>.*`` keys with their defaults, and
+    the ``OPTIM`` keys of the trainers' own schedules (``kit/lr_schedule.py``)
     (idempotent: keys already there keep their value)."""
+    trainer_module("kit.lr_schedule").extend_cfg(cfg)
     for name in TRAINER_MODULES:
         trainer_module(name).extend_cfg(cfg)
     return cfg

@@ -6,6 +6,8 @@
 #   offline: bash scripts/guidg/dg.sh toy sketch 1 (the toy world, toy.yaml configs)
 # Baselines alone: TRAINER=CLIPood (or ERMWiSEFT, UEOWiSEFT) bash scripts/guidg/dg.sh ...
 # Other baselines plugged in: CFG=vit_b16_erm_wf or CFG=vit_b16_ueo_wf (GuiDG configs)
+# The official code's training loop: PRESET=official bash scripts/guidg/dg.sh pacs sketch 1
+#   (the *_official configs of both steps; docs/METHODS.md lists what differs)
 # Environment overrides: see scripts/guidg/dg_common.sh and scripts/common.sh.
 TRAINER=${TRAINER:-GuiDG}
 DEFAULT_CFG=vit_b16_clipood  # CFG overrides it; DATASET toy: toy.yaml

@@ -21,6 +21,9 @@
 #   DOMAINS          the dataset's domains [its full list]; sources = DOMAINS - TARGET
 #   SOURCES          the source domains [DOMAINS - TARGET]
 #   EXPERT_PER_TARGET [0]  1: experts depend on the target (ImageNet-DG's class sets)
+#   PRESET [ours]    official: both steps use the *_official configs (CFG_official,
+#                    EXPERT_CFG_official: the official code's training loop, see
+#                    docs/METHODS.md); ours: the configs as named
 #
 # Run folders:
 #   experts  $OUTPUT/dg/DATASET/shots_K/GuiDGExpert/EXPERT_CFG/expert_DOMAIN[_for_TARGET]/seedS
@@ -29,6 +32,7 @@
 EXPERT_TRAINER=GuiDGExpert
 DEFAULT_EXPERT_CFG=vit_b16_c16_ep31  # EXPERT_CFG overrides it; DATASET toy: toy.yaml
 EXPERT_PER_TARGET=${EXPERT_PER_TARGET:-0}
+PRESET=${PRESET:-ours}
 
 # dg_domains DATASET: the domains of a DG dataset (config name), or DOMAINS.
 dg_domains() {
@@ -63,6 +67,30 @@ resolve_expert_config() {
             EXPERT_CFG=$DEFAULT_EXPERT_CFG
         fi
     fi
+}
+
+# official_name NAME: NAME_official (NAME itself when it already ends so).
+official_name() {
+    case $1 in
+        *_official) echo "$1" ;;
+        *.yaml) die "PRESET=official picks configs by name: give CFG / EXPERT_CFG as a name, not the file $1" ;;
+        *) echo "$1_official" ;;
+    esac
+}
+
+# apply_preset DATASET: after resolve_config / resolve_expert_config, switch both
+# steps to the *_official configs with PRESET=official.
+apply_preset() {
+    case $PRESET in
+        ours) return 0 ;;
+        official) ;;
+        *) die "PRESET=$PRESET is not a preset: use ours (the default) or official" ;;
+    esac
+    CFG=$(official_name "$CFG") || exit 1
+    EXPERT_CFG=$(official_name "$EXPERT_CFG") || exit 1
+    resolve_config "$1"
+    [ -f "configs/trainers/$EXPERT_TRAINER/$EXPERT_CFG.yaml" ] || die "PRESET=official: expert config configs/trainers/$EXPERT_TRAINER/$EXPERT_CFG.yaml not found"
+    echo "Preset: official (configs $CFG_NAME and $EXPERT_CFG)"
 }
 
 # py_list A B ...: the Python list literal ['A', 'B'] for a yacs option.
@@ -115,6 +143,7 @@ dg_run() {
     shift 3
     resolve_config "$dataset"
     resolve_expert_config "$dataset"
+    apply_preset "$dataset"
     dataset_yaml=$(dg_dataset_config "$dataset") || exit 1
     collect_opts "$@"
     for domain in $(dg_domains "$dataset"); do

@@ -5,6 +5,7 @@
 # Usage: bash scripts/guidg/imagenet_dg.sh TARGET SEED [KEY VALUE ...]
 # As the original scripts: 12 images per source domain in a step-2 batch;
 # expert batch 8 for the 1,000-class imagenet_val task.
+# PRESET=official: the *_official configs of both steps, test batch 3 x 12 = 36.
 TRAINER=${TRAINER:-GuiDG}
 CFG=${CFG:-vit_b16_clipood}
 CFG_DIR=${CFG_DIR:-GuiDG}
@@ -29,5 +30,11 @@ case " $OPTS $* " in
     *BATCH_PER_DOMAIN*) ;;
     *) set -- "$@" TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12 ;;
 esac
+if [ "${PRESET:-ours}" = official ]; then
+    case " $OPTS $* " in
+        *DATALOADER.TEST.BATCH_SIZE*) ;;
+        *) set -- "$@" DATALOADER.TEST.BATCH_SIZE 36 ;;  # the official 3 x 12
+    esac
+fi
 dg_run imagenet_dg "$TARGET" "$@"
 "$PYTHON" scripts/results.py "$OUTPUT/dg/imagenet_dg" --setting dg

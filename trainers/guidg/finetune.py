@@ -10,25 +10,32 @@ Batches hold ``BATCH_PER_DOMAIN`` images of each source domain
 (:class:`DomainBalancedBatchSampler`), ``ITERS_PER_EPOCH`` batches an epoch.
 Master weights stay float32; ``PREC`` amp / bf16 autocast the forward on CUDA
 (``fp16`` runs as amp: half-precision master weights lose the tiny AdamW
-updates); the CPU runs fp32.
+updates); the CPU runs fp32. The official code's choices (``PREC
+fp16_master``, ``TRAIN_TRANSFORM randaugment``, ``WISE_RESET``) are options
+(``trainers/guidg/official.py``).
 """
 import torch
+from clip.model import convert_weights
 from torch import nn
 from torch.utils.data import DataLoader
 
-from clipwb.engine import (DatasetWrapper, TrainerX, build_lr_scheduler, build_optimizer,
-                           build_transform, compute_accuracy)
+from clipwb.engine import (DatasetWrapper, TrainerX, build_optimizer, build_transform,
+                           compute_accuracy)
 from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
 from clipwb.trainers.kit.frozen_clip import class_text_features
+from clipwb.trainers.kit.lr_schedule import BatchSteppedSchedule
 from clipwb.trainers.guidg.averaging import AveragedEncoder
 from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
 from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                            ueo_regularizer)
 from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler, with_replacement
-from clipwb.trainers.kit.precision import autocast_context, check_precision, make_grad_scaler, resolve_precision
+from clipwb.trainers.guidg.official import (FINETUNE_PRECISIONS, FP16_MASTER, TRAIN_TRANSFORMS,
+                                            float32_while, fp16_master_step,
+                                            randaugment_transform, resolve_fp16_master)
+from clipwb.trainers.kit.precision import autocast_context, make_grad_scaler, resolve_precision
 from clipwb.trainers.kit.prompted_encoders import PromptedTextEncoder
 from clipwb.trainers.kit.resumable import ResumableTrainer
 
@@ -46,6 +53,8 @@ FINETUNE_DEFAULTS = {
     "BMA_BETA": 0.5,                   # Beta(beta, beta) of the moving average (CLIPood)
     "WISE_ALPHA": 0.5,                 # WiSE-FT weight of the fine-tuned model
     "UEO_WEIGHT": 0.01,                # weight of the UEO entropy term
+    "TRAIN_TRANSFORM": "dassl",        # dassl (INPUT.TRANSFORMS) / randaugment (official)
+    "WISE_RESET": False,               # True: training goes on from the WiSE-FT mix (official)
 }
 
 
@@ -104,7 +113,7 @@ class GuidedCLIP(nn.Module):
         return mix_expert_logits(self.logits(features), self.weights(features))
 
 
-class DGFinetuneTrainer(ResumableTrainer, TrainerX):
+class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
     """Shared fine-tuning loop (see the module docstring)."""
 
     cfg_key = None
@@ -126,7 +135,13 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
             raise ConfigError("TRAINER.{} is missing: call clipwb.plugin.extend_cfg(cfg) before "
                               "merging config files.".format(self.cfg_key))
         node = cfg.TRAINER[self.cfg_key]
-        check_precision(node.PREC, self.key("PREC"))
+        check_choice(node.PREC, FINETUNE_PRECISIONS, self.key("PREC"))
+        check_choice(node.TRAIN_TRANSFORM, TRAIN_TRANSFORMS, self.key("TRAIN_TRANSFORM"))
+        check_choice(node.WISE_RESET, (True, False), self.key("WISE_RESET"))
+        if node.WISE_RESET and node.get("BASELINE", self.baseline) == "clipood":
+            raise ConfigError("{} True resets training to the WiSE-FT mix, which the clipood "
+                              "baseline (BMA) does not use: set it False.".format(
+                                  self.key("WISE_RESET")))
         check_min(node.BATCH_PER_DOMAIN, 1, self.key("BATCH_PER_DOMAIN"))
         check_min(node.ITERS_PER_EPOCH, 0, self.key("ITERS_PER_EPOCH"))
         check_min(node.MARGIN, 0, self.key("MARGIN"))
@@ -154,10 +169,16 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
               "epoch{}".format(node.BATCH_PER_DOMAIN, len(sampler.groups), len(sampler),
                                " (drawn with replacement)" if sampler.replacement else ""))
         self.train_loader_x = DataLoader(
-            DatasetWrapper(self.cfg, data, transform=build_transform(self.cfg, is_train=True),
-                           is_train=True),
+            DatasetWrapper(self.cfg, data, transform=self.train_transform(), is_train=True),
             batch_sampler=sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             pin_memory=torch.cuda.is_available() and self.cfg.USE_CUDA)
+
+    def train_transform(self):
+        if self.method_cfg.TRAIN_TRANSFORM == "randaugment":
+            print("Train transform: resize + center crop + RandAugment + normalize ({} "
+                  "randaugment)".format(self.key("TRAIN_TRANSFORM")))
+            return randaugment_transform(self.cfg)
+        return build_transform(self.cfg, is_train=True)
 
     # -- model ----------------------------------------------------------------
     def build_classifiers(self, clip_model, classnames):
@@ -175,7 +196,10 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
         print("Loading CLIP (backbone: {})".format(cfg.MODEL.BACKBONE.NAME))
         clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
         check_input_size(cfg.INPUT.SIZE, clip_model)
-        self.precision = resolve_precision(node.PREC, self.device, self.key("PREC"))
+        if node.PREC == FP16_MASTER:
+            self.precision = resolve_fp16_master(self.device, self.key("PREC"))
+        else:
+            self.precision = resolve_precision(node.PREC, self.device, self.key("PREC"))
         if self.precision == "fp16":
             print("{} = fp16: fine-tuning keeps float32 master weights; using amp".format(
                 self.key("PREC")))
@@ -186,6 +210,8 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
         print("Classifiers: {} x {} classes".format(classifiers.shape[0], classifiers.shape[1]))
         weighter = self.build_weighter(classifiers.shape[-1], classifiers.shape[1])
         visual = clip_model.visual
+        if self.precision == FP16_MASTER:
+            convert_weights(visual)
         for param in visual.parameters():
             param.requires_grad_(True)
         self.model = GuidedCLIP(visual, classifiers, clip_model.logit_scale.exp().item(),
@@ -193,12 +219,15 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
         self.model.to(self.device)
         # The zero-shot encoder (WiSE-FT's other end) and the evaluated copy.
         self.zero_shot_state = {k: v.detach().clone() for k, v in visual.state_dict().items()}
+        if node.WISE_RESET:
+            print("{} True: after every epoch training goes on from the WiSE-FT mix (the "
+                  "official code)".format(self.key("WISE_RESET")))
         self.eval_encoder = AveragedEncoder(visual).to(self.device)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         print("Parameters to be updated: {:,} (image encoder{})".format(
             n_train, " + CMAttn" if weighter is not None else ""))
         self.optim = build_optimizer(self.model, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.sched = self.build_scheduler(self.optim)
         self.register_model("model", self.model, self.optim, self.sched)
         self.register_model("eval_encoder", self.eval_encoder)
         self.scaler = make_grad_scaler(self.precision, self.device)
@@ -239,11 +268,14 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
 
     def forward_backward(self, batch):
         images, labels = self.parse_batch_train(batch)
-        with autocast_context(self.precision, self.device):
+        with self.autocast():
             loss, summary = self.compute_loss(images, labels)
         self.model_zero_grad(["model"])
         self.detect_anomaly(loss)
-        if self.scaler is None:
+        if self.precision == FP16_MASTER:
+            loss.backward()
+            fp16_master_step(self.optim, self.model.visual)
+        elif self.scaler is None:
             loss.backward()
             self.optim.step()
         else:
@@ -253,22 +285,33 @@ class DGFinetuneTrainer(ResumableTrainer, TrainerX):
         if self.averaging == "bma":
             self.eval_encoder.bma_update(self.model.visual, self.total_steps,
                                          self.method_cfg.BMA_BETA)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr(["model"])
+        self.update_lr_after_batch(["model"])
         return summary
 
     def after_epoch(self):
         if self.averaging == "wise":
             self.eval_encoder.wise_ft(self.zero_shot_state, self.model.visual,
                                       self.method_cfg.WISE_ALPHA)
+            if self.method_cfg.WISE_RESET:  # the official code: training goes on from the mix
+                self.model.visual.load_state_dict(self.eval_encoder.encoder.state_dict())
         super().after_epoch()
+
+    def autocast(self):
+        """The forward's autocast (float16 for ``fp16_master``, as the official code)."""
+        mode = "amp" if self.precision == FP16_MASTER else self.precision
+        return autocast_context(mode, self.device)
+
+    def resume_model_if_exist(self, directory):
+        # An optimizer state loads cast to its parameters' dtype: float32 ones (fp16_master).
+        with float32_while(self.model.visual, self.precision == FP16_MASTER):
+            return super().resume_model_if_exist(directory)
 
     # -- evaluation -----------------------------------------------------------
     def model_inference(self, input):
         encoder = self.eval_encoder.encoder
         if int(self.eval_encoder.num_updates) == 0:
             encoder = self.model.visual  # not trained yet (or eval of a fresh model)
-        with autocast_context(self.precision, self.device):
+        with self.autocast():
             return self.model(input, encoder).float()
 
 

@@ -19,12 +19,14 @@ vit_b16_c16_ep31/expert_{domain}/seed1``.
 import os
 import re
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from clipwb.engine import load_checkpoint
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
-from clipwb.trainers.kit.config import check_min
+from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
 from clipwb.trainers.coop import CoOp
 from clipwb.trainers.guidg.cmattn import CMAttn
 from clipwb.trainers.guidg.finetune import DGFinetuneTrainer, add_finetune_keys, check_baseline, check_weighting
@@ -37,6 +39,10 @@ EXPERT_MODEL = "prompt_learner"
 def extend_cfg(cfg):
     add_finetune_keys(cfg, "GUIDG", BASELINE="clipood", BMA_BETA=0.1, EXPERT_DIR="",
                       N_HEAD=4, WEIGHTING="batch")
+    add_trainer_keys(cfg, "GUIDGEXPERT", {
+        "VAL_EVERY": 1,     # validate on pool B when epoch (0-based) % VAL_EVERY == 0
+        "DROP_LAST": True,  # Dassl's train loader; False keeps the last incomplete batch
+    })
     # The DG datasets read which pool a run trains on (A: experts, B: step 2).
     if "DG_TRAIN_POOL" not in cfg.DATASET:
         cfg.DATASET.DG_TRAIN_POOL = "B"
@@ -55,6 +61,44 @@ class GuiDGExpert(CoOp):
         if cfg.DATASET.get("DG_TRAIN_POOL", "B") != "A":
             raise ConfigError("GuiDGExpert trains on pool A: set DATASET.DG_TRAIN_POOL A "
                               "(pool B is for step 2).")
+        if "GUIDGEXPERT" not in cfg.TRAINER:
+            raise ConfigError("TRAINER.GUIDGEXPERT is missing: call clipwb.plugin.extend_cfg(cfg) "
+                              "before merging config files.")
+        check_min(cfg.TRAINER.GUIDGEXPERT.VAL_EVERY, 1, "TRAINER.GUIDGEXPERT.VAL_EVERY")
+        check_choice(cfg.TRAINER.GUIDGEXPERT.DROP_LAST, (True, False),
+                     "TRAINER.GUIDGEXPERT.DROP_LAST")
+
+    def build_data_loader(self):
+        super().build_data_loader()
+        if not self.cfg.TRAINER.GUIDGEXPERT.DROP_LAST:
+            self.train_loader_x = self.dm.train_loader_x = keep_last_batch(self.train_loader_x)
+            print("Training batches: {} an epoch, the last incomplete one kept "
+                  "(TRAINER.GUIDGEXPERT.DROP_LAST False)".format(len(self.train_loader_x)))
+
+    def is_validation_epoch(self):
+        """Whether pool B is evaluated after this epoch (``VAL_EVERY``; the
+        official code: epochs 0, 5, ..., 30)."""
+        return self.epoch % self.cfg.TRAINER.GUIDGEXPERT.VAL_EVERY == 0
+
+    def after_epoch(self):
+        self._skip_validation = not self.is_validation_epoch()
+        try:
+            super().after_epoch()
+        finally:
+            self._skip_validation = False
+
+    def test(self, split=None):
+        if split == "val" and self.__dict__.get("_skip_validation"):
+            return -np.inf  # not a validation epoch: no result, so no new best
+        return super().test(split)
+
+
+def keep_last_batch(loader):
+    """``loader`` (a DataLoader from Dassl's ``build_data_loader``) with
+    ``drop_last`` False: same dataset, sampler, batch size and workers."""
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler,
+                      num_workers=loader.num_workers, drop_last=False,
+                      pin_memory=loader.pin_memory)
 
 
 def find_expert_checkpoint(run_dir):

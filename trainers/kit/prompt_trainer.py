@@ -15,13 +15,13 @@ import os.path as osp
 import torch
 import torch.nn.functional as F
 
-from clipwb.engine import (TrainerX, build_data_loader, build_lr_scheduler, build_optimizer,
-                    build_transform, compute_accuracy, load_checkpoint,
-                    load_pretrained_weights)
+from clipwb.engine import (TrainerX, build_data_loader, build_optimizer, build_transform,
+                           compute_accuracy, load_checkpoint, load_pretrained_weights)
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.frozen_clip import frozen_image_features
+from clipwb.trainers.kit.lr_schedule import BatchSteppedSchedule
 from clipwb.trainers.kit.precision import (apply_weight_precision, autocast_context, check_precision,
                         make_grad_scaler, resolve_precision)
 from clipwb.trainers.kit.prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
@@ -29,7 +29,7 @@ from clipwb.trainers.kit.prompted_clip import text_feature_cache
 from clipwb.trainers.kit.resumable import ResumableTrainer
 
 
-class ClipPromptTrainer(ResumableTrainer, TrainerX):
+class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
     """Base trainer for prompt learning on a frozen CLIP."""
 
     #: name of the trainer's config node, ``cfg.TRAINER.<cfg_key>``
@@ -98,7 +98,7 @@ class ClipPromptTrainer(ResumableTrainer, TrainerX):
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
         self.optim = build_optimizer(learner, cfg.OPTIM)
-        self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
+        self.sched = self.build_scheduler(self.optim)
         self.register_model(self.model_name, learner, self.optim, self.sched)
 
     def freeze_all_but(self, prefix):
@@ -148,8 +148,7 @@ class ClipPromptTrainer(ResumableTrainer, TrainerX):
         with autocast_context(self.precision, self.device):
             loss, summary = self.compute_loss(images, labels)
         self.backward_and_step(loss)
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
+        self.update_lr_after_batch()
         return summary
 
     def backward_and_step(self, loss):

@@ -1,0 +1,372 @@
+"""GuiDG's two presets: ours (the default configs) and "official" (the
+``*_official`` configs, ``PRESET=official`` in scripts/guidg/). Both run a few
+steps on the offline toy DG world through train.py's config path; each
+official-side training behaviour is checked directly: the learning rate of
+every iteration (cosine stepped per batch, wrapping past T_max), the
+validation epochs, the kept last batch, RandAugment, the WiSE-FT reset, the
+test batch, the fp16-master step; a run with the official options resumes
+exactly; the scripts pick the official configs of both steps."""
+import math
+import os
+import subprocess
+
+import pytest
+import torch
+import torchvision.transforms as T
+
+from clipwb.engine import build_trainer, set_random_seed
+from clipwb.errors import ConfigError
+from clipwb.trainers.kit.lr_schedule import build_lr_schedule
+from tests.dg_kit import make_dg_cfg, write_expert
+from tests.dg_layouts import write_domainbed
+from tests.test_resume import check_exact_resume
+from tests.test_scripts import calls, flag, stub_environment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = ["plain", "textured", "noisy"]
+N_CLASSES = 25
+
+
+def cosine(base, k, t_max):
+    """Official ``CosineAnnealingLR`` (eta_min 0) after ``k`` steps, closed form."""
+    return base * (1 + math.cos(math.pi * k / t_max)) / 2
+
+
+def toy_cfg(toy_data, out, trainer, folder, config, *opts, sources=SOURCES, target="sketch",
+            pool="B"):
+    """train.py's config: toy_dg.yaml, configs/trainers/FOLDER/CONFIG.yaml, opts."""
+    import train
+
+    argv = ["--root", toy_data, "--seed", "1", "--trainer", trainer,
+            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", "toy_dg.yaml"),
+            "--config-file", os.path.join(REPO, "configs", "trainers", folder, config + ".yaml"),
+            "--output-dir", str(out),
+            "DATASET.SOURCE_DOMAINS", str(list(sources)), "DATASET.TARGET_DOMAINS",
+            str([target]), "DATASET.DG_TRAIN_POOL", pool, "DATASET.NUM_SHOTS", "4"]
+    return train.setup_cfg(train.build_parser().parse_args(argv + [str(o) for o in opts]))
+
+
+def record(trainer):
+    """Record the learning rate and batch size of every step, and every
+    validation that ran (epoch) while ``trainer`` trains."""
+    seen = {"lr": [], "batch": [], "val": []}
+    step, test = trainer.forward_backward, trainer.test
+
+    def forward_backward(batch):
+        seen["lr"].append(trainer.get_current_lr())
+        seen["batch"].append(len(batch["label"]))
+        return step(batch)
+
+    def recorded_test(split=None):
+        result = test(split)
+        if split == "val" and result != -math.inf:
+            seen["val"].append(trainer.epoch)
+        return result
+
+    trainer.forward_backward, trainer.test = forward_backward, recorded_test
+    return seen
+
+
+def train(cfg):
+    set_random_seed(cfg.SEED)
+    trainer = build_trainer(cfg)
+    seen = record(trainer)
+    trainer.train()
+    return trainer, seen
+
+
+# ------------------------------------------------------------------ the schedule
+
+def test_cosine_iter_equals_the_official_cosine_and_wraps_past_t_max():
+    from clipwb.engine import get_cfg_default
+    import clipwb.trainers
+
+    cfg = get_cfg_default()
+    clipwb.trainers.extend_cfg(cfg)
+    cfg.OPTIM.LR_SCHEDULER, cfg.OPTIM.COSINE_T_MAX_ITERS = "cosine_iter", 4
+    optim = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = build_lr_schedule(optim, cfg.OPTIM, iters_per_epoch=3)
+    lrs = []
+    for _ in range(11):
+        lrs.append(optim.param_groups[0]["lr"])
+        optim.step()
+        sched.step()
+    assert lrs == pytest.approx([cosine(0.1, k, 4) for k in range(11)], abs=1e-12)
+    assert lrs[4] == pytest.approx(0, abs=1e-12) and lrs[8] == pytest.approx(0.1)  # wraps
+    cfg.OPTIM.COSINE_T_MAX_ITERS = 0  # the run's own step count
+    assert build_lr_schedule(optim, cfg.OPTIM, iters_per_epoch=3).T_max == 3 * cfg.OPTIM.MAX_EPOCH
+    cfg.OPTIM.WARMUP_EPOCH = 1
+    with pytest.raises(ConfigError, match="set OPTIM.WARMUP_EPOCH -1"):
+        build_lr_schedule(optim, cfg.OPTIM, iters_per_epoch=3)
+
+
+# ------------------------------------------------------------------ step 1 on the toy world
+
+def test_step1_official_preset_on_the_toy_world(toy_data, tmp_path):
+    # pool A of one domain: 4 shots x 25 classes = 100 images, batch 32
+    cfg = toy_cfg(toy_data, tmp_path / "official", "GuiDGExpert", "GuiDGExpert", "toy_official",
+                  "OPTIM.COSINE_T_MAX_ITERS", 6, sources=["plain"], target="plain", pool="A")
+    assert (cfg.TRAINER.GUIDGEXPERT.VAL_EVERY, cfg.TRAINER.GUIDGEXPERT.DROP_LAST) == (2, False)
+    trainer, seen = train(cfg)
+    # drop_last False: 3 full batches and the last 4 images, every epoch
+    assert len(trainer.train_loader_x) == 4
+    assert seen["batch"] == [32, 32, 32, 4] * 5
+    # the LR of every iteration is the per-batch cosine, rising again after T_max = 6
+    assert seen["lr"] == pytest.approx([cosine(0.02, k, 6) for k in range(20)], abs=1e-12)
+    assert seen["lr"][12] == pytest.approx(0.02)
+    # validated at epochs 0, 2, 4 only; the best of those is the deployed model
+    assert seen["val"] == [0, 2, 4]
+    best = torch.load(os.path.join(cfg.OUTPUT_DIR, "prompt_learner", "model-best.pth.tar"),
+                      weights_only=False)
+    assert best["epoch"] - 1 in seen["val"]
+
+
+def test_step1_official_preset_resumes_to_the_same_learning_rates(toy_data, tmp_path, capsys):
+    def make(name):
+        return toy_cfg(toy_data, tmp_path / name, "GuiDGExpert", "GuiDGExpert", "toy_official",
+                       "OPTIM.MAX_EPOCH", 2, "OPTIM.COSINE_T_MAX_ITERS", 6,
+                       "TRAIN.PRINT_FREQ", 1, sources=["plain"], target="plain", pool="A")
+
+    trainer = check_exact_resume(capsys, make, 2, interrupt=(1, 1))
+    assert trainer.sched.last_epoch == 8  # 2 epochs x 4 batches, past T_max = 6
+    assert trainer.get_current_lr() == pytest.approx(cosine(0.02, 8, 6))
+
+
+def test_step1_default_preset_on_the_toy_world(toy_data, tmp_path):
+    cfg = toy_cfg(toy_data, tmp_path / "ours", "GuiDGExpert", "GuiDGExpert", "toy",
+                  "OPTIM.MAX_EPOCH", 2, sources=["plain"], target="plain", pool="A")
+    trainer, seen = train(cfg)
+    assert seen["batch"] == [32, 32, 32] * 2  # Dassl's drop_last
+    assert seen["val"] == [0, 1]  # every epoch
+    assert seen["lr"][:3] == [0.02] * 3 and seen["lr"][3:] == [pytest.approx(0.01)] * 3
+
+
+# ------------------------------------------------------------------ step 2 on the toy world
+
+@pytest.fixture
+def toy_experts(tmp_path):
+    for seed, domain in enumerate(SOURCES):
+        write_expert(str(tmp_path / "experts" / ("expert_" + domain)), seed=seed)
+    return str(tmp_path / "experts" / "expert_{domain}")
+
+
+def test_step2_official_preset_on_the_toy_world(toy_data, tmp_path, toy_experts, capsys):
+    cfg = toy_cfg(toy_data, tmp_path / "official", "GuiDG", "GuiDG", "toy_official",
+                  "OPTIM.MAX_EPOCH", 2, "TRAINER.GUIDG.ITERS_PER_EPOCH", 2,
+                  "TRAINER.GUIDG.EXPERT_DIR", toy_experts)
+    trainer, seen = train(cfg)
+    out = capsys.readouterr().out
+    # T_max = MAX_EPOCH x ITERS_PER_EPOCH = 4, stepped after every batch
+    assert seen["lr"] == pytest.approx([cosine(2e-5, k, 4) for k in range(4)], abs=1e-15)
+    transforms = trainer.train_loader_x.dataset.transform.transforms
+    assert any(isinstance(t, T.RandAugment) for t in transforms)
+    assert isinstance(transforms[0], T.Resize)
+    assert transforms[0].interpolation == T.InterpolationMode.BICUBIC
+    assert trainer.test_loader.batch_size == 24  # 3 x 8 per domain
+    assert "TRAINER.GUIDG.PREC = fp16_master runs as fp32 on the CPU" in out
+    assert "* accuracy:" in out
+
+
+def test_step2_default_preset_on_the_toy_world(toy_data, tmp_path, toy_experts):
+    cfg = toy_cfg(toy_data, tmp_path / "ours", "GuiDG", "GuiDG", "toy",
+                  "OPTIM.MAX_EPOCH", 2, "TRAINER.GUIDG.ITERS_PER_EPOCH", 2,
+                  "TRAINER.GUIDG.EXPERT_DIR", toy_experts)
+    trainer, seen = train(cfg)
+    assert seen["lr"] == [2e-5] * 2 + [pytest.approx(1e-5)] * 2  # per epoch
+    assert not any(isinstance(t, T.RandAugment)
+                   for t in trainer.train_loader_x.dataset.transform.transforms)
+    assert trainer.test_loader.batch_size == 100
+
+
+# ------------------------------------------------------------------ step 2 on a tiny PACS
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    return write_domainbed(tmp_path_factory.mktemp("dg_presets"), "PACS", n_classes=3,
+                           n_per_class=7, domains=["art_painting", "cartoon", "photo"])
+
+
+@pytest.mark.parametrize("config", ["vit_b16_clipood_official", "vit_b16_erm_wf_official",
+                                    "vit_b16_ueo_wf_official"])
+def test_official_domainbed_configs_test_in_batches_of_48(config, pacs, tiny_clip_path,
+                                                          tmp_path):
+    experts = tmp_path / "experts"
+    for seed, domain in enumerate(["art_painting", "cartoon"]):
+        write_expert(str(experts / ("expert_" + domain)), seed=seed)
+    cfg = make_dg_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "out",
+                      ["TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}")],
+                      config=config)
+    assert cfg.OPTIM.LR_SCHEDULER == "cosine_iter"
+    assert cfg.TRAINER.GUIDG.WISE_RESET == (config != "vit_b16_clipood_official")
+    assert build_trainer(cfg).test_loader.batch_size == 48
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_wise_reset_trains_on_from_the_mix(reset, pacs, tiny_clip_path, tmp_path):
+    cfg = make_dg_cfg("ERMWiSEFT", pacs, tiny_clip_path, tmp_path / "out", [
+        "TRAINER.ERMWISEFT.WISE_RESET", reset, "TRAINER.ERMWISEFT.BATCH_PER_DOMAIN", "2",
+        "OPTIM.MAX_EPOCH", "2"])
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg)
+    batch = next(iter(trainer.train_loader_x))
+    trainer.batch_idx, trainer.num_batches, trainer.epoch = 0, 1000, 0
+    for _ in range(2):
+        trainer.forward_backward(batch)
+    visual = trainer.model.visual
+    trained = {k: v.clone() for k, v in visual.state_dict().items()}
+    trainer.after_epoch()
+    mix = {k: 0.5 * trainer.zero_shot_state[k] + 0.5 * trained[k] for k in trained}
+    evaluated = trainer.eval_encoder.encoder.state_dict()
+    assert all(torch.allclose(evaluated[k], mix[k]) for k in mix)
+    want = mix if reset else trained
+    assert all(torch.allclose(visual.state_dict()[k], want[k]) for k in want)
+    assert not all(torch.equal(trained[k], mix[k]) for k in mix)
+
+
+def test_wise_reset_with_the_bma_baseline_is_one_clear_error(pacs, tiny_clip_path, tmp_path):
+    cfg = make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / "out",
+                      ["TRAINER.CLIPOOD.WISE_RESET", "True"])
+    with pytest.raises(ConfigError, match="TRAINER.CLIPOOD.WISE_RESET True .* set it False"):
+        build_trainer(cfg)
+
+
+def test_fp16_master_keeps_half_weights_and_a_float32_step(pacs, tiny_clip_path, tmp_path,
+                                                           monkeypatch, capsys):
+    monkeypatch.setenv("PREC_ON_CPU", "1")  # the GPU path, on the CPU
+    cfg = make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / "out", [
+        "TRAINER.CLIPOOD.PREC", "fp16_master", "TRAINER.CLIPOOD.BATCH_PER_DOMAIN", "2"])
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg)
+    assert "half-precision weights, float32 optimizer step" in capsys.readouterr().out
+    visual = trainer.model.visual
+    assert visual.conv1.weight.dtype == torch.float16
+    before = visual.conv1.weight.detach().clone()
+    batch = next(iter(trainer.train_loader_x))
+    trainer.batch_idx, trainer.num_batches = 0, 1000
+    losses = [trainer.forward_backward(batch)["loss"] for _ in range(2)]
+    assert all(math.isfinite(v) for v in losses)
+    assert visual.conv1.weight.dtype == torch.float16  # back to half after the step
+    assert not torch.equal(visual.conv1.weight, before)
+    state = trainer.optim.state[visual.conv1.weight]
+    assert state["exp_avg"].dtype == torch.float32 and state["exp_avg_sq"].dtype == torch.float32
+
+
+def test_fp16_master_runs_as_fp32_on_the_cpu(pacs, tiny_clip_path, tmp_path, capsys):
+    cfg = make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / "out",
+                      ["TRAINER.CLIPOOD.PREC", "fp16_master"])
+    trainer = build_trainer(cfg)
+    assert trainer.precision == "fp32"
+    assert trainer.model.visual.conv1.weight.dtype == torch.float32
+    assert "TRAINER.CLIPOOD.PREC = fp16_master runs as fp32 on the CPU" in capsys.readouterr().out
+
+
+def test_official_step2_options_resume_exactly(pacs, tiny_clip_path, tmp_path, capsys):
+    """cosine_iter past T_max, RandAugment and the WiSE-FT reset, interrupted in
+    epoch 2 and resumed: the same steps (learning rates included) and weights."""
+    opts = ["OPTIM.LR_SCHEDULER", "cosine_iter", "OPTIM.COSINE_T_MAX_ITERS", "4",
+            "TRAINER.ERMWISEFT.WISE_RESET", "True", "TRAINER.ERMWISEFT.TRAIN_TRANSFORM",
+            "randaugment", "TRAINER.ERMWISEFT.BATCH_PER_DOMAIN", "3",
+            "TRAINER.ERMWISEFT.ITERS_PER_EPOCH", "3", "OPTIM.MAX_EPOCH", "3",
+            "TRAIN.PRINT_FREQ", "1", "SEED", "1"]
+
+    def make(name):
+        return make_dg_cfg("ERMWiSEFT", pacs, tiny_clip_path, tmp_path / name, opts)
+
+    trainer = check_exact_resume(capsys, make, 3, interrupt=(1, 1))
+    assert trainer.sched.last_epoch == 9
+    assert trainer.get_current_lr() == pytest.approx(cosine(1e-4, 9, 4), abs=1e-15)
+
+
+def test_fp16_master_resumes_exactly_with_its_float32_optimizer_state(
+        pacs, tiny_clip_path, tmp_path, capsys, monkeypatch):
+    """The AdamW state loads cast to its parameters' dtype: it must meet the
+    float32 weights it was saved with, or the resumed steps drift."""
+    monkeypatch.setenv("PREC_ON_CPU", "1")
+    opts = ["TRAINER.CLIPOOD.PREC", "fp16_master", "TRAINER.CLIPOOD.BATCH_PER_DOMAIN", "2",
+            "TRAINER.CLIPOOD.ITERS_PER_EPOCH", "2", "OPTIM.MAX_EPOCH", "2",
+            "TRAIN.PRINT_FREQ", "1", "SEED", "1"]
+
+    def make(name):
+        return make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / name, opts)
+
+    trainer = check_exact_resume(capsys, make, 2, interrupt=(1, 0))
+    visual = trainer.model.visual
+    assert visual.conv1.weight.dtype == torch.float16
+    assert trainer.optim.state[visual.conv1.weight]["exp_avg"].dtype == torch.float32
+
+
+def test_bad_step1_preset_values_are_one_clear_error(toy_data, tmp_path):
+    def cfg(key, value):
+        return toy_cfg(toy_data, tmp_path / "out", "GuiDGExpert", "GuiDGExpert",
+                       "toy_official", key, value, sources=["plain"], target="plain", pool="A")
+
+    with pytest.raises(ConfigError, match="TRAINER.GUIDGEXPERT.VAL_EVERY = 0 must be a number"):
+        build_trainer(cfg("TRAINER.GUIDGEXPERT.VAL_EVERY", 0))
+    with pytest.raises(ConfigError, match="for config key: TRAINER.GUIDGEXPERT.DROP_LAST"):
+        cfg("TRAINER.GUIDGEXPERT.DROP_LAST", "no")
+
+
+def test_bad_preset_values_are_one_clear_error(pacs, tiny_clip_path, tmp_path):
+    for key, value, message in [
+            ("TRAINER.CLIPOOD.TRAIN_TRANSFORM", "autoaugment",
+             "TRAINER.CLIPOOD.TRAIN_TRANSFORM = 'autoaugment' is not valid"),
+            ("TRAINER.CLIPOOD.PREC", "fp8", "TRAINER.CLIPOOD.PREC = 'fp8' is not valid"),
+            ("OPTIM.COSINE_T_MAX_ITERS", "-2", "OPTIM.COSINE_T_MAX_ITERS = -2 must be")]:
+        cfg = make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / "out",
+                          ["OPTIM.LR_SCHEDULER", "cosine_iter", key, value])
+        with pytest.raises(ConfigError, match=message):
+            build_trainer(cfg)
+
+
+# ------------------------------------------------------------------ the scripts
+
+@pytest.fixture
+def stub_env(tmp_path):
+    return stub_environment(tmp_path, ("pacs", "imagenet_dg"))
+
+
+def run(env, script, *args, **extra):
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", "guidg", script)] + list(args),
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env=dict(env, **extra))
+
+
+def config_names(env):
+    return [os.path.relpath(flag(argv, "--config-file"), "configs/trainers")
+            for argv in calls(env)]
+
+
+def test_preset_official_picks_the_official_configs_of_both_steps(stub_env):
+    proc = run(stub_env, "dg.sh", "pacs", "sketch", "1", PRESET="official")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = config_names(stub_env)
+    assert names == ["GuiDGExpert/vit_b16_c16_ep31_official.yaml"] * 3 + [
+        "GuiDG/vit_b16_clipood_official.yaml"]
+    assert "/GuiDG/vit_b16_clipood_official/sketch/seed1" in flag(calls(stub_env)[-1],
+                                                                   "--output-dir")
+    os.remove(stub_env["STUB_CALLS"])
+    proc = run(stub_env, "dg.sh", "pacs", "sketch", "1", PRESET="official",
+               CFG="vit_b16_erm_wf")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert config_names(stub_env)[-1] == "GuiDG/vit_b16_erm_wf_official.yaml"
+
+
+def test_default_preset_keeps_our_configs(stub_env):
+    proc = run(stub_env, "dg.sh", "pacs", "sketch", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert config_names(stub_env) == ["GuiDGExpert/vit_b16_c16_ep31.yaml"] * 3 + [
+        "GuiDG/vit_b16_clipood.yaml"]
+
+
+def test_imagenet_dg_official_tests_in_batches_of_36(stub_env):
+    proc = run(stub_env, "imagenet_dg.sh", "imagenet_r", "1", PRESET="official")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    step2 = calls(stub_env)[-1]
+    assert step2[step2.index("DATALOADER.TEST.BATCH_SIZE") + 1] == "36"
+    assert config_names(stub_env)[-1] == "GuiDG/vit_b16_clipood_official.yaml"
+
+
+def test_an_unknown_preset_is_one_clear_error(stub_env):
+    proc = run(stub_env, "dg.sh", "pacs", "sketch", "1", PRESET="paper")
+    assert proc.returncode != 0
+    assert "PRESET=paper is not a preset: use ours (the default) or official" in proc.stderr
