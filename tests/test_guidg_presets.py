@@ -167,6 +167,39 @@ def test_step2_official_preset_on_the_toy_world(toy_data, tmp_path, toy_experts,
     assert "* accuracy:" in out
 
 
+def test_official_preset_data_side_on_the_toy_world(toy_data, tmp_path, toy_experts, capsys):
+    """The official YAMLs' data rows: shots drawn with seed 0 whatever the
+    run's seed, DomainBed's 30/70 + 20 % split for full data, and step-2
+    batches drawn with replacement; our configs keep the training seed."""
+    from clipwb.engine import build_dataset
+
+    def shots(config, seed, folder="GuiDG"):
+        cfg = toy_cfg(toy_data, tmp_path / "{}{}".format(config, seed), "GuiDG", folder, config,
+                      "SEED", seed)
+        return sorted(item.impath for item in build_dataset(cfg).train_x)
+
+    assert shots("toy_official", 1) == shots("toy_official", 2)
+    assert shots("toy", 1) != shots("toy", 2)
+    # full data (NUM_SHOTS 0): the expert trains on 30 % of its domain, step 2 on 70 %
+    expert = build_dataset(toy_cfg(toy_data, tmp_path / "full_a", "GuiDGExpert", "GuiDGExpert",
+                                   "toy_official", "DATASET.NUM_SHOTS", 0,
+                                   sources=["plain"], target="plain", pool="A"))
+    step2 = build_dataset(toy_cfg(toy_data, tmp_path / "full_b", "GuiDG", "GuiDG",
+                                  "toy_official", "DATASET.NUM_SHOTS", 0))
+    per_domain = len(expert.train_x) + len(expert.val)
+    assert len(expert.train_x) == per_domain - int(per_domain * 0.7)
+    assert len(step2.train_x) == len(SOURCES) * int(per_domain * 0.7)
+    assert len(step2.test) == int(per_domain * 0.2)
+    assert not {i.impath for i in expert.train_x} & {i.impath for i in step2.train_x}
+    # step 2 draws its per-domain batches with replacement
+    cfg = toy_cfg(toy_data, tmp_path / "sampling", "GuiDG", "GuiDG", "toy_official",
+                  "OPTIM.MAX_EPOCH", 1, "TRAINER.GUIDG.ITERS_PER_EPOCH", 1,
+                  "TRAINER.GUIDG.EXPERT_DIR", toy_experts)
+    trainer = build_trainer(cfg)
+    assert trainer.train_loader_x.batch_sampler.replacement
+    assert "(drawn with replacement)" in capsys.readouterr().out
+
+
 def test_step2_default_preset_on_the_toy_world(toy_data, tmp_path, toy_experts):
     cfg = toy_cfg(toy_data, tmp_path / "ours", "GuiDG", "GuiDG", "toy",
                   "OPTIM.MAX_EPOCH", 2, "TRAINER.GUIDG.ITERS_PER_EPOCH", 2,
