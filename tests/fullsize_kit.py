@@ -30,7 +30,10 @@ from clipwb.engine import TRAINER_REGISTRY
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_GLOB = os.path.join(REPO, "configs", "trainers", "*", "*.yaml")
 #: the offline toy-world configs (ToyCLIP, 32 px): checked by the toy-world tests
-TOY_CONFIG = "toy.yaml"
+def is_toy_config(path):
+    """A toy-world config (toy.yaml, toy_official.yaml, ...): ToyCLIP, no real size."""
+    name = os.path.basename(path)
+    return name == "toy.yaml" or name.startswith("toy_")
 
 #: the classes of every tiny dataset
 N_CLASSES = 2
@@ -172,7 +175,7 @@ def find_cases():
     """Every shipped trainer YAML but the toy ones, sorted, with its folder's
     trainer; then the :data:`SCRIPT_PAIRS`."""
     paths = sorted(glob.glob(CONFIG_GLOB))
-    cases = [Case(p) for p in paths if os.path.basename(p) != TOY_CONFIG]
+    cases = [Case(p) for p in paths if not is_toy_config(p)]
     root = os.path.dirname(os.path.dirname(CONFIG_GLOB))
     return cases + [Case(os.path.join(root, config), trainer)
                     for trainer, config in SCRIPT_PAIRS.items()]
