@@ -97,7 +97,8 @@ def toy_batch(trainer, domain, per_class):
     dataset's JPEG files, through the test transform)."""
     from clipwb.engine import build_transform
 
-    transform = build_transform(trainer.cfg, is_train=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # its "Building transform_test" lines
+        transform = build_transform(trainer.cfg, is_train=False)
     first = DEFAULTS["n_train"] + DEFAULTS["n_val"]
     size = trainer.cfg.INPUT.SIZE[0]
     images, labels, masks = [], [], []

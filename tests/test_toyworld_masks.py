@@ -75,3 +75,39 @@ def test_render_args_locate_a_written_file(tmp_path):
     assert np.abs(written - rendered).mean() < 4  # the same image, through JPEG
     assert W.render_args(str(tmp_path / "elsewhere.jpg")) is None
     assert folder.endswith("toy_shapes")
+
+
+def test_saliency_view_outlines_the_toy_shape_and_titles_the_columns(tmp_path):
+    import importlib.util
+    import os
+
+    import torch
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "saliency_view", os.path.join(repo, "scripts", "saliency_view.py"))
+    view = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(view)
+
+    W.write_toy_dataset(str(tmp_path), n_train=1, n_val=1, n_test=1, domains=("plain",))
+
+    class Item:
+        impath = str(tmp_path / "toy_shapes" / "images" / "plain" / "red_circle" / "test_000.jpg")
+
+    outline = view.ground_truth_outline(Item, 64)
+    region = R.shape_mask(0, "plain", 2, 0, size=64, filled=True) > 0.5
+    assert outline.shape == (64, 64) and outline.sum() > 20
+    assert np.all(region[outline])  # the outline is the region's border, inside it
+    assert not outline[region.nonzero()[0].mean().astype(int), region.nonzero()[1].mean().astype(int)]
+    Item.impath = str(tmp_path / "elsewhere.jpg")
+    assert view.ground_truth_outline(Item, 64) is None
+
+    panel = torch.full((32, 32, 3), 0.5)
+    titles = view.column_titles("value", 11, 16)
+    image = view.grid_image([[panel] * 3], 2, titles, [outline])
+    top = view.title_height(titles, 64)
+    assert image.size == (3 * 64 + 4 * 4, top + 64 + 2 * 4)
+    pixels = np.asarray(image)
+    for column in range(3):
+        tile = pixels[top + 4:top + 68, 4 + 68 * column:68 + 68 * column]
+        assert np.array_equal(np.all(tile == view.OUTLINE, axis=-1), outline)
+        assert pixels[:top, 4 + 68 * column:68 + 68 * column].min() < 100  # title text
