@@ -50,7 +50,7 @@ def extend_cfg(cfg):
         "CIR_MASKED": True,  # the masked image's prompted feature enters L_CIR
         "CIR_FROZEN_INPUT": "full",  # full | masked: what the frozen f_o of L_CIR sees
         "MASK_RATIO": 0.3,  # fraction of patches dropped
-        "SALIENCY": "text",  # text | value | vv | csa | cls_attention | random
+        "SALIENCY": "cls_attention",  # cls_attention | value | vv | csa | text | random (docs/METHODS.md)
         "MASK_SELECTION": "topk",  # topk | sample (drops drawn with p ~ 1 - s_i)
         "MASK_MODE": "drop_tokens",  # drop_tokens | zero_pixels
         # L_DiR (spec 2.5)
