@@ -4,7 +4,8 @@ keeps, measured against the toy world's ground-truth shape masks.
 For the frozen toy CLIP (what DiSa's masking uses) and, with ``--model-dir``,
 a trained DiSa model (the same formulas on its prompted image and text
 encoders), every source of ``TRAINER.DISA.SALIENCY`` scores the patches of
-the toy test images of each domain; the top ``round((1 - r) P)`` are kept
+the toy test images of each domain (rendered at ``--size``: the dataset's
+images at 32 px, the same drawings at 64 px for a 64 px toy CLIP); the top ``round((1 - r) P)`` are kept
 at mask ratio ``r``. Reported per source (``benchmarks.saliency_metrics``):
 pointing-game accuracy, share of the shape's area kept, share of the
 background kept, kept-patch IoU with the shape's patches; ``random`` (the
@@ -59,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--per-class", type=int, default=DEFAULTS["n_test"],
                    help="test images per class and domain")
     p.add_argument("--backbone", default="ToyCLIP", help="MODEL.BACKBONE.NAME")
+    p.add_argument("--size", type=int, default=DEFAULTS["size"],
+                   help="image side the toy images and masks are rendered at (the backbone's "
+                        "input size: 32 for ToyCLIP; 64 for a toy CLIP trained with "
+                        "`python -m clipwb.toyworld.train_clip --size 64`)")
     p.add_argument("--config-file", default=os.path.join(REPO, "configs/trainers/DiSa/toy.yaml"))
     p.add_argument("--on-shape", type=float, default=ON_SHAPE,
                    help="share of a patch the shape must cover to count as on the shape")
@@ -81,7 +86,7 @@ def build_trainer(args, workdir):
             "--dataset-config-file", os.path.join(REPO, "configs/datasets/toy.yaml"),
             "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", args.classes,
             "MODEL.BACKBONE.NAME", args.backbone, "TRAINER.DISA.MASK_RATIO",
-            str(args.mask_ratio)]
+            str(args.mask_ratio), "INPUT.SIZE", "({0}, {0})".format(args.size)]
     cfg = train.setup_cfg(train.build_parser().parse_args(argv))
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's build log
         trainer = build(cfg)
@@ -91,7 +96,7 @@ def build_trainer(args, workdir):
     return trainer
 
 
-def toy_batch(trainer, domain, per_class):
+def toy_batch(trainer, domain, per_class, size):
     """Normalised test images [N, 3, H, W], labels [N] and shape masks
     [N, H, W] of every class of the trainer in ``domain`` (the pixels of the
     dataset's JPEG files, through the test transform)."""
@@ -100,19 +105,19 @@ def toy_batch(trainer, domain, per_class):
     with contextlib.redirect_stdout(io.StringIO()):  # its "Building transform_test" lines
         transform = build_transform(trainer.cfg, is_train=False)
     first = DEFAULTS["n_train"] + DEFAULTS["n_val"]
-    size = trainer.cfg.INPUT.SIZE[0]
+    resolution = trainer.model.image_encoder.visual.input_resolution
+    if resolution != size:
+        raise UserInputError("--size {} differs from the backbone's input size {} px: pass "
+                             "--size {} or a {} px toy CLIP as --backbone.".format(
+                                 size, resolution, resolution, size))
     images, labels, masks = [], [], []
     for label in range(len(trainer.dm.dataset.classnames)):  # base labels = toy labels 0..12
         for k in range(per_class):
-            args = (label, domain, first + k, DEFAULTS["seed"], DEFAULTS["size"])
+            args = (label, domain, first + k, DEFAULTS["seed"], size)
             images.append(transform(jpeg_roundtrip(render(*args))))
             labels.append(label)
             masks.append(torch.from_numpy(shape_mask(*args)))
-    images = torch.stack(images)
-    if images.shape[-1] != size or DEFAULTS["size"] != size:
-        raise UserInputError("INPUT.SIZE {} differs from the toy images' {} px.".format(
-            size, DEFAULTS["size"]))
-    return images, torch.tensor(labels), torch.stack(masks)
+    return torch.stack(images), torch.tensor(labels), torch.stack(masks)
 
 
 @torch.no_grad()
@@ -163,7 +168,7 @@ def run(args):
     models = [("frozen CLIP", False)] + ([("DiSa", True)] if args.model_dir else [])
     table = {}
     for domain in args.domains:
-        images, labels, masks = toy_batch(trainer, domain, args.per_class)
+        images, labels, masks = toy_batch(trainer, domain, args.per_class, args.size)
         for name, prompted in models:
             table.setdefault(name, {})[domain] = measure(
                 trainer, images, labels, masks, args.sources, args.mask_ratio, prompted, args)

@@ -57,3 +57,6 @@ def test_bad_arguments_are_one_sentence(tmp_path, capsys):
     assert saliency.main(["--root", str(tmp_path), "--classes", "all", "--model-dir",
                           str(tmp_path)]) == 2
     assert "--classes all" in capsys.readouterr().err
+    assert saliency.main(["--root", str(tmp_path / "data"), "--size", "64", "--per-class",
+                          "1"]) == 2
+    assert "INPUT.SIZE is (64, 64) but this CLIP takes 32x32" in capsys.readouterr().err
