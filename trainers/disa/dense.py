@@ -24,8 +24,10 @@ with the mixing ``A_j`` [L, L]:
   Rethinking Self-Attention for Dense Vision-Language Inference", ECCV 2024,
   arXiv 2312.01597): A = softmax(q q^T / sqrt(d)) + softmax(k k^T / sqrt(d)).
 
-Like MaskCLIP, the block's residual and MLP are skipped for all three (the
-dense feature is the attention branch alone). The patch features are then
+MaskCLIP describes its dense features as the last attention's value
+embedding followed by its last linear layer (both as 1x1 convolutions);
+here, for all three paths, the block's residual and MLP are skipped: the
+dense feature is the attention branch alone. The patch features are then
 ``ln_post(dense) @ proj`` (the encoder's ``project``), compared with the class
 text feature exactly as the ``text`` source compares the ordinary tokens.
 Nothing here copies the block: it reads the block's own parameters.
