@@ -111,3 +111,14 @@ def test_saliency_view_outlines_the_toy_shape_and_titles_the_columns(tmp_path):
         tile = pixels[top + 4:top + 68, 4 + 68 * column:68 + 68 * column]
         assert np.array_equal(np.all(tile == view.OUTLINE, axis=-1), outline)
         assert pixels[:top, 4 + 68 * column:68 + 68 * column].min() < 100  # title text
+
+
+def test_the_64_px_sibling_is_the_toy_clip_at_another_size():
+    from clipwb.toyworld import train_clip as T
+
+    small, large = T.build_toy_clip(0), T.build_toy_clip(0, size=64)
+    assert small.visual.positional_embedding.shape[0] == 1 + 16
+    assert large.visual.positional_embedding.shape[0] == 1 + 64  # patch 8 at 64 px
+    # the report renders the dataset's drawings at the model's own size
+    rows = T.report(large.eval(), per_class=1, domains=("plain",))
+    assert rows[0]["domain"] == "plain" and 0 <= rows[0]["base"] <= 100
