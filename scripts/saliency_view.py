@@ -1,8 +1,12 @@
 """Show which patches DiSa's saliency-aware masking keeps and drops.
 
-For a few images of a split, writes a PNG grid with one row per image:
-the input, the saliency map over it, and the kept patches with the dropped
-ones greyed out, computed by the trainer's own masking code
+For a few images of a split, writes a PNG grid with one row per image and
+titled columns: the input ("image"), the saliency map over it ("saliency
+map", red = salient) and the kept patches with the dropped ones greyed out
+("kept patches"). On the toy world, where every image is drawn
+procedurally, the shape's outline (its ground-truth mask,
+``clipwb.toyworld.render.shape_mask``) is drawn on every panel in cyan.
+The masks are computed by the trainer's own masking code
 (``DiSa.frozen_pass`` -> ``patch_saliency`` -> ``keep_index``), so the
 picture follows TRAINER.DISA.SALIENCY / MASK_RATIO / MASK_SELECTION::
 
@@ -20,19 +24,25 @@ import os
 import os.path as osp
 import sys
 
+import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import train  # noqa: E402  (registers the trainers and datasets)
 from clipwb.engine import build_trainer, build_transform, read_image, set_random_seed  # noqa: E402
 from clipwb.errors import ConfigError, UserInputError  # noqa: E402
+from clipwb.toyworld.render import shape_mask  # noqa: E402
+from clipwb.toyworld.writer import render_args  # noqa: E402
 from clipwb.trainers.disa.saliency import keep_mask  # noqa: E402
 
 PAD = 4
 GREY = 0.5
 DIM = 0.25  # share of the original pixel left in a dropped patch
+OUTLINE = (0, 255, 255)  # the ground-truth shape outline (cyan: no toy shape is cyan)
+TITLE_SIZES = range(16, 7, -1)  # font sizes tried, largest first, for titles to fit
 
 
 def build_parser():
@@ -91,19 +101,80 @@ def panels(pixels, saliency, kept, patch):
     return [pixels, heat_panel, dropped_panel]
 
 
-def grid_image(rows, scale):
-    """Rows of equally sized panels -> one PIL image with PAD px gaps."""
+def _font(size):
+    return ImageFont.load_default(size=size)
+
+
+def _text_width(text, font):
+    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=font)
+    return box[2] - box[0]
+
+
+def title_lines(titles, width):
+    """The font and each title's lines: the largest size at which every title
+    fits ``width`` px on one line, else size 8 with one word a line."""
+    for size in TITLE_SIZES:
+        font = _font(size)
+        if all(_text_width(t, font) <= width for t in titles):
+            return font, [[t] for t in titles]
+    return _font(TITLE_SIZES[-1]), [t.split() for t in titles]
+
+
+def title_height(titles, width):
+    """Height in px of the title strip above the panels."""
+    font, lines = title_lines(titles, width)
+    return max(len(l) for l in lines) * (font.size + 2) + PAD
+
+
+def outline_mask(mask, width=2):
+    """Boundary [H, W] (bool) of a float mask: the pixels of ``mask > 0.5``
+    within ``width`` px of a pixel outside it."""
+    inside = torch.from_numpy(np.ascontiguousarray(mask > 0.5)).float()[None, None]
+    eroded = -F.max_pool2d(-inside, 2 * width + 1, stride=1, padding=width)
+    return (inside - eroded)[0, 0].bool().numpy()
+
+
+def grid_image(rows, scale, titles, outlines=None):
+    """Rows of equally sized panels -> one PIL image with PAD px gaps, the
+    column ``titles`` above them and, where ``outlines[r]`` (a bool [H*scale,
+    W*scale] boundary) is given, that outline drawn on row r's panels."""
     height, width = rows[0][0].shape[:2]
     ph, pw = height * scale, width * scale
     columns = len(rows[0])
+    top = title_height(titles, pw)
     canvas = Image.new("RGB", (columns * pw + (columns + 1) * PAD,
-                               len(rows) * ph + (len(rows) + 1) * PAD), (255, 255, 255))
+                               top + len(rows) * ph + (len(rows) + 1) * PAD), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font, lines = title_lines(titles, pw)
+    for c, title in enumerate(lines):
+        for i, line in enumerate(title):
+            x = PAD + c * (pw + PAD) + (pw - _text_width(line, font)) // 2
+            draw.text((x, PAD // 2 + i * (font.size + 2)), line, fill=(0, 0, 0), font=font)
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             tile = Image.fromarray((panel * 255).round().byte().numpy())
             tile = tile.resize((pw, ph), Image.NEAREST)
-            canvas.paste(tile, (PAD + c * (pw + PAD), PAD + r * (ph + PAD)))
+            if outlines is not None and outlines[r] is not None:
+                pixels = np.array(tile)
+                pixels[outlines[r]] = OUTLINE
+                tile = Image.fromarray(pixels)
+            canvas.paste(tile, (PAD + c * (pw + PAD), top + PAD + r * (ph + PAD)))
     return canvas
+
+
+def column_titles(source, kept, total):
+    """The three column titles."""
+    return ["image", "saliency map ({})".format(source),
+            "kept patches ({} of {})".format(kept, total)]
+
+
+def ground_truth_outline(item, size):
+    """The toy shape's outline at ``size`` px (None for any other image)."""
+    args = render_args(item.impath)
+    if args is None:
+        return None
+    label, domain, index, seed, _ = args
+    return outline_mask(shape_mask(label, domain, index, seed, size=size, filled=True))
 
 
 @torch.no_grad()
@@ -129,7 +200,13 @@ def render(trainer, items, scale):
             saliency.shape[1]))
     if not scale:
         scale = max(1, 224 // images.shape[-2])
-    return grid_image(rows, scale), lines
+    height, width = images.shape[-2:]
+    outlines = [ground_truth_outline(item, height * scale) if height == width else None
+                for item in items]
+    titles = column_titles(cfg.TRAINER.DISA.SALIENCY, keep.shape[1], saliency.shape[1])
+    if any(o is not None for o in outlines):
+        lines.append("Cyan: the shape's outline (ground truth)")
+    return grid_image(rows, scale, titles, outlines), lines
 
 
 def main(args):

@@ -82,10 +82,11 @@ def view_args(setup, out, *extra):
             "MODEL.BACKBONE.NAME", setup["env"]["BACKBONE"]]
 
 
-def dropped_patches(image, row, panel_size=64, patch=16):
-    """Patches of ``row`` where the third panel differs from the first."""
+def dropped_patches(image, row, panel_size=64, patch=16, titles=0):
+    """Patches of ``row`` where the third panel differs from the first
+    (``titles``: the height of the title strip above the panels)."""
     pad = 4
-    top = pad + row * (panel_size + pad)
+    top = titles + pad + row * (panel_size + pad)
     first, third = pad, pad + 2 * (panel_size + pad)
     count = 0
     for py in range(0, panel_size, patch):
@@ -118,20 +119,25 @@ def test_saliency_view(setup, tmp_path, capsys, monkeypatch):
         view_args(setup, png, "--model-dir", train_dir, "--load-epoch", "2")))
     out = capsys.readouterr().out
     image = Image.open(png).convert("RGB")
-    # 3 rows x 3 panels of 32 px x 2, 4 px gaps
-    assert image.size == (3 * 64 + 4 * 4, 3 * 64 + 4 * 4)
+    # 3 rows x 3 panels of 32 px x 2, 4 px gaps, under a strip of column titles
+    titles = image.height - (3 * 64 + 4 * 4)
+    assert image.width == 3 * 64 + 4 * 4 and titles > 0
+    for column in range(3):  # each column has its (dark) title text above the panel
+        strip = image.crop((4 + column * 68, 0, 4 + column * 68 + 64, titles)).convert("L")
+        assert min(strip.getdata()) < 100
+    assert "Cyan" not in out  # not the toy world: no ground truth to outline
     assert out.count("kept 11 of 16 patches") == 3
     assert "Loading weights to prompt_learner" in out
     for row in range(3):
-        assert dropped_patches(image, row) == 16 - 11
+        assert dropped_patches(image, row, titles=titles) == 16 - 11
 
     untrained = tmp_path / "untrained.png"
     view.main(view.build_parser().parse_args(
         view_args(setup, untrained, "--split", "train") + ["TRAINER.DISA.MASK_RATIO", "0.5"]))
     out = capsys.readouterr().out
-    assert Image.open(untrained).size == (208, 208)
+    assert Image.open(untrained).size == (208, 208 + titles)
     assert out.count("kept 8 of 16 patches") == 3 and "Loading weights" not in out
-    assert all(dropped_patches(Image.open(untrained).convert("RGB"), row) == 8
+    assert all(dropped_patches(Image.open(untrained).convert("RGB"), row, titles=titles) == 8
                for row in range(3))
     bad = view.build_parser().parse_args(view_args(setup, png, "--num-images", "0"))
     with pytest.raises(ConfigError, match="--num-images"):

@@ -126,7 +126,7 @@ def test_text_prototypes_and_no_masking_switches(build):
     (("TRAINER.DISA.MASK_MODE", "zero_pixels"), [(False, None), (True, None), (True, None)]),
     (("TRAINER.DISA.CIR_FROZEN_INPUT", "masked", "TRAINER.DISA.MASK_RATIO", 0.5),
      [(False, None), (True, None), (True, 8), (False, 8)]),
-    (("TRAINER.DISA.SALIENCY", "cls_attention"), [(False, None), (True, None), (True, 11)]),
+    (("TRAINER.DISA.SALIENCY", "text"), [(False, None), (True, None), (True, 11)]),
     (("TRAINER.DISA.SALIENCY", "random", "TRAINER.DISA.MASK_SELECTION", "sample",
       "TRAINER.DISA.CIR_KL", "symmetric", "TRAINER.DISA.DIR_FORM", "delta"),
      [(False, None), (True, None), (True, 11)]),
@@ -183,7 +183,7 @@ def test_keys_and_shipped_configs():
     node = cfg.TRAINER.DISA
     assert (node.MASK_RATIO, node.SALIENCY, node.MASK_MODE, node.CIR_KL, node.PROTOTYPE,
             node.DIR_FORM, node.DIR_LOSS_WEIGHT, node.CIR_LOSS_WEIGHT) == \
-        (0.3, "text", "drop_tokens", "forward", "frozen_image", "cosine", 1.0, 1.0)
+        (0.3, "cls_attention", "drop_tokens", "forward", "frozen_image", "cosine", 1.0, 1.0)
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "configs", "trainers", "DiSa")
     expected = {"vit_b16_c2_ep20_batch4_4+4ctx.yaml": (20, 9, 15, 1),
@@ -196,5 +196,5 @@ def test_keys_and_shipped_configs():
         assert (c.OPTIM.MAX_EPOCH, d.PROMPT_DEPTH_VISION, d.PROMPT_DEPTH_TEXT, d.GPA_MEAN,
                 d.GPA_STD) == (epochs, depth, depth, gpa_mean, gpa_std), name
         assert (c.OPTIM.LR, c.DATALOADER.TRAIN_X.BATCH_SIZE, d.N_CTX_TEXT, d.N_CTX_VISION,
-                d.TEXT_LOSS_WEIGHT, d.IMAGE_LOSS_WEIGHT, d.MASK_RATIO) == \
-            (0.0025, 4, 4, 4, 25, 10, 0.3), name
+                d.TEXT_LOSS_WEIGHT, d.IMAGE_LOSS_WEIGHT, d.MASK_RATIO, d.SALIENCY) == \
+            (0.0025, 4, 4, 4, 25, 10, 0.3, "cls_attention"), name

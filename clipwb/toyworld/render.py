@@ -4,6 +4,8 @@ Every image is a pure function of ``(label, domain, index, seed)``: the random
 nuisances (size, position, rotation, colour jitter, background, noise) come
 from a NumPy generator seeded with exactly those four numbers, and drawing
 uses only PIL and NumPy, so the same arguments always give the same pixels.
+:func:`shape_mask` gives the shape's pixel mask of any image (the ground truth
+of saliency measurements): the same layout drawn by the same call on a mask.
 
 Classes are colour x shape (5 x 5 = 25, named like ``"red circle"``). Their
 label order is chosen so that the CoOp base/new split is meaningful: the base
@@ -21,6 +23,7 @@ Domains:
 * ``noisy``    filled shape on a random background, with strong pixel noise.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -130,46 +133,91 @@ def _background(rng, domain, big):
     return img
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where and how the shape of one image is drawn (supersampled pixels)."""
+
+    shape: str
+    colour: tuple
+    cx: float
+    cy: float
+    r: float
+    angle: float
+    line: int
+    outline: bool  # sketch: outline only
+
+
+def _layout(rng, shape_idx, colour_idx, domain, big):
+    """The shape's nuisances, drawn from ``rng`` right after the background."""
+    colour = np.array(COLOURS[COLOUR_NAMES[colour_idx]], dtype=float)
+    colour = tuple(int(v) for v in np.clip(colour + rng.uniform(-18, 18, size=3), 0, 255))
+    r = rng.uniform(0.24, 0.42) * big  # size nuisance
+    margin = r * 1.05
+    cx = rng.uniform(margin, big - margin)
+    cy = rng.uniform(margin, big - margin)
+    angle = rng.uniform(-0.3, 0.3)
+    return Layout(SHAPE_NAMES[shape_idx], colour, cx, cy, r, angle,
+                  max(1, int(round(0.07 * big))), domain == "sketch")
+
+
+def _draw_shape(draw, layout, ink, filled=None):
+    """Draw the shape of ``layout`` with ``ink`` (the image's colour, or 255
+    on a mask). ``filled`` None follows the domain (outline on sketch); True
+    fills the shape's region whatever the domain."""
+    outline = layout.outline if filled is None else not filled
+    if layout.shape == "circle":
+        r = layout.r
+        box = [layout.cx - r, layout.cy - r, layout.cx + r, layout.cy + r]
+        if outline:
+            draw.ellipse(box, outline=ink, width=layout.line)
+        else:
+            draw.ellipse(box, fill=ink)
+        return
+    pts = _shape_polygon(layout.shape, layout.cx, layout.cy, layout.r, layout.angle)
+    if outline:
+        draw.line(pts + [pts[0], pts[1]], fill=ink, width=layout.line, joint="curve")
+    else:
+        draw.polygon(pts, fill=ink)
+
+
+def _start(label, domain, index, seed, size):
+    """The image's generator, background and layout (in the drawing order)."""
+    _check(label, domain)
+    colour_idx, shape_idx = CLASS_ATTRS[label]
+    rng = np.random.default_rng([int(seed), DOMAINS.index(domain), int(label), int(index)])
+    big = int(size) * SUPERSAMPLE
+    background = _background(rng, domain, big)
+    return rng, background, _layout(rng, shape_idx, colour_idx, domain, big)
+
+
 def render(label, domain="plain", index=0, seed=0, size=32):
     """Render toy image ``index`` of class ``label`` in ``domain`` (an RGB PIL image).
 
     Pure function: the same arguments always give the same pixels. ``size`` is
     the side in pixels (32 = the tiny CLIP's input resolution).
     """
-    _check(label, domain)
-    colour_idx, shape_idx = CLASS_ATTRS[label]
-    rng = np.random.default_rng([int(seed), DOMAINS.index(domain), int(label), int(index)])
-    big = int(size) * SUPERSAMPLE
-
-    img = _background(rng, domain, big)
-    draw = ImageDraw.Draw(img)
-    colour = np.array(COLOURS[COLOUR_NAMES[colour_idx]], dtype=float)
-    colour = tuple(int(v) for v in np.clip(colour + rng.uniform(-18, 18, size=3), 0, 255))
-
-    r = rng.uniform(0.24, 0.42) * big  # size nuisance
-    margin = r * 1.05
-    cx = rng.uniform(margin, big - margin)
-    cy = rng.uniform(margin, big - margin)
-    angle = rng.uniform(-0.3, 0.3)
-    shape = SHAPE_NAMES[shape_idx]
-    line = max(1, int(round(0.07 * big)))
-
-    if shape == "circle":
-        box = [cx - r, cy - r, cx + r, cy + r]
-        if domain == "sketch":
-            draw.ellipse(box, outline=colour, width=line)
-        else:
-            draw.ellipse(box, fill=colour)
-    else:
-        pts = _shape_polygon(shape, cx, cy, r, angle)
-        if domain == "sketch":
-            draw.line(pts + [pts[0], pts[1]], fill=colour, width=line, joint="curve")
-        else:
-            draw.polygon(pts, fill=colour)
-
+    rng, img, layout = _start(label, domain, index, seed, size)
+    _draw_shape(ImageDraw.Draw(img), layout, layout.colour)
     img = img.resize((int(size), int(size)), Image.LANCZOS)
     if domain == "noisy":
         arr = np.asarray(img, dtype=np.float32)
         arr = arr + rng.normal(0.0, 38.0, size=arr.shape)
         img = Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8))
     return img
+
+
+def shape_mask(label, domain="plain", index=0, seed=0, size=32, filled=False):
+    """The shape's pixel mask of :func:`render`'s image (same arguments):
+    float [size, size] in 0..1, the share of each pixel the shape's ink covers.
+
+    The shape is drawn with the image's own layout and drawing call on a
+    black supersampled canvas, then box-averaged down to ``size``:
+    m(p) = |ink ∩ p| / |p| over the SUPERSAMPLE x SUPERSAMPLE sub-pixels of
+    pixel p. On ``sketch`` the ink is the outline; ``filled=True`` gives the
+    shape's whole region in every domain.
+    """
+    _, background, layout = _start(label, domain, index, seed, size)
+    canvas = Image.new("L", background.size, 0)
+    _draw_shape(ImageDraw.Draw(canvas), layout, 255, filled=True if filled else None)
+    canvas = canvas.resize((int(size), int(size)), Image.BOX)
+    return np.asarray(canvas, dtype=np.float32) / 255.0

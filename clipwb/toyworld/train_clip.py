@@ -157,8 +157,9 @@ def report(model, per_class=None, domains=DOMAINS):
     """Zero-shot accuracies (%) per domain: base (13-way), novel (12-way), held-out."""
     rows = []
     for d in domains:
-        b_img, b_lab = dataset_test_images(BASE, d, per_class)
-        n_img, n_lab = dataset_test_images(NOVEL, d, per_class)
+        size = model.visual.input_resolution  # the dataset's images, rendered at that size
+        b_img, b_lab = dataset_test_images(BASE, d, per_class, size=size)
+        n_img, n_lab = dataset_test_images(NOVEL, d, per_class, size=size)
         h = torch.tensor([l in HELD_OUT for l in n_lab.tolist()])
         rows.append(dict(
             domain=d,
@@ -225,11 +226,13 @@ def clip_losses(model, images, targets, bank, gen):
     return (loss_i2t + loss_t2i) / 2, (loss_col + loss_shape) / 2, acc
 
 
-def build_toy_clip(seed):
+def build_toy_clip(seed, size=32):
+    """The toy CLIP's architecture (``size``: image side, 32 = the shipped
+    one; 64 = the 64-patch sibling used only to measure saliency)."""
     from clip.model import CLIP
 
     torch.manual_seed(seed)
-    return CLIP(**TOY_CLIP_KWARGS).float()
+    return CLIP(**dict(TOY_CLIP_KWARGS, image_resolution=size)).float()
 
 
 def param_groups(model, weight_decay):
@@ -255,7 +258,8 @@ def load_fp16(path):
 
 
 def train(args, model=None):
-    """Train a toy CLIP (or ``model``, any ``clip.model.CLIP`` taking 32 px images);
+    """Train a toy CLIP (or ``model``, any ``clip.model.CLIP`` taking ``args.size``
+    px images, 32 when absent);
     return ``(model, per-step losses)``."""
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -268,12 +272,13 @@ def train(args, model=None):
 def _train(args, model):
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
-    images, labels = build_pool(TRAIN_CLASSES, args.pool, seed=1000 + args.seed)
+    size = getattr(args, "size", 32)
+    images, labels = build_pool(TRAIN_CLASSES, args.pool, seed=1000 + args.seed, size=size)
     targets_all = torch.tensor([TRAIN_CLASSES.index(l) for l in labels.tolist()])
     print("rendered {} training images of {} classes in {:.0f}s".format(
         len(images), len(TRAIN_CLASSES), time.time() - t0))
     bank = CaptionBank()
-    model = build_toy_clip(args.seed) if model is None else model
+    model = build_toy_clip(args.seed, size) if model is None else model
     model.train()
     opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
     warmup = max(1, args.steps // 20)
@@ -314,6 +319,9 @@ def main(argv=None):
     parser.add_argument("--attr-weight", type=float, default=0.5)
     parser.add_argument("--pool", type=int, default=120, help="training renders per class and domain")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=32,
+                        help="image side (32: the shipped toy CLIP; 64: the saliency "
+                             "benchmark's 64-patch sibling, patch 8)")
     parser.add_argument("--print-freq", type=int, default=50)
     parser.add_argument("--eval-per-class", type=int, default=DEFAULTS["n_test"],
                         help="test images per class and domain in the printed report")

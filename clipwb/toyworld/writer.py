@@ -30,6 +30,8 @@ MANIFEST_FILE = "toyworld.json"
 FORMAT_VERSION = 1
 JPEG_SETTINGS = dict(format="JPEG", quality=95, subsampling=0, optimize=False)
 
+SPLIT_ORDER = ("train", "val", "test")  # the order of the index space of a class
+
 DEFAULTS = dict(seed=0, size=32, n_train=16, n_val=4, n_test=20)
 
 
@@ -45,7 +47,7 @@ def _write_images(image_dir, seed, size, counts, domains):
             folder = os.path.join(domain, class_folder(label))
             os.makedirs(os.path.join(image_dir, folder))
             index = 0  # one index space per (class, domain): splits never share an image
-            for name in ("train", "val", "test"):
+            for name in SPLIT_ORDER:
                 for k in range(counts[name]):
                     rel = "{}/{}_{:03d}.jpg".format(folder, name, k)
                     img = render(label, domain, index, seed, size)
@@ -130,6 +132,28 @@ def check_toy_dataset(folder):
             if not os.path.isfile(path) or os.path.getsize(path) == 0:
                 raise _corrupt(folder, "missing or empty image {}".format(item[0]))
     return manifest
+
+
+def render_args(impath):
+    """``(label, domain, index, seed, size)`` that :func:`render` drew the toy
+    dataset file ``impath`` from (``.../toy_shapes/images/<domain>/<class>/
+    <split>_<k>.jpg``; index = the counts of the splits before ``split`` + k,
+    seed and counts from the folder's manifest), or None for any other file."""
+    parts = os.path.abspath(impath).split(os.sep)
+    if len(parts) < 5 or parts[-4] != IMAGE_DIR:
+        return None
+    domain, folder, name = parts[-3], parts[-2], os.path.splitext(parts[-1])[0]
+    split, _, k = name.rpartition("_")
+    labels = [label for label in range(NUM_CLASSES) if class_folder(label) == folder]
+    manifest_path = os.path.join(os.sep.join(parts[:-4]), MANIFEST_FILE)
+    if domain not in DOMAINS or not labels or split not in SPLIT_ORDER or not k.isdigit() \
+            or not os.path.isfile(manifest_path):
+        return None
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    counts = manifest["counts"]
+    index = sum(counts[s] for s in SPLIT_ORDER[:SPLIT_ORDER.index(split)]) + int(k)
+    return labels[0], domain, index, manifest["seed"], manifest["size"]
 
 
 def ensure_toy_dataset(root, **kwargs):

@@ -4,7 +4,19 @@ The frozen CLIP image encoder runs once per training step and returns both
 its CLS feature f_o and its last-block patch tokens; from those the patches
 are scored (saliency) and the least salient ones are removed before the
 prompted ViT sees the image (token dropping) or zeroed in the input
-(``zero_pixels``). The CLS token and the vision prompts are never dropped:
+(``zero_pixels``). The saliency sources (``TRAINER.DISA.SALIENCY``):
+
+- ``text``: s_i = softmax_i(100 cos(z_i, g_o[y])), z_i = ln_post(t_i) proj, t_i
+  the frozen last block's output at patch i, g_o[y] the frozen text feature
+  of the true class;
+- ``value`` / ``vv`` / ``csa``: the same softmax of cosines, with z_i the
+  dense features of ``disa.dense`` (MaskCLIP's value path, CLIP Surgery's v-v
+  attention, SCLIP's q-q + k-k attention in place of the last block);
+- ``cls_attention``: the last block's CLS-to-patch attention (head mean),
+  renormalised;
+- ``random``: uniform random scores (the floor).
+
+The CLS token and the vision prompts are never dropped:
 ``PromptedImageEncoder.embed`` keeps CLS and the prompts are appended after
 the kept patches.
 
@@ -23,8 +35,9 @@ import torch.nn.functional as F
 from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.prompted_encoders import record_attention
+from clipwb.trainers.disa.dense import VALUE_PATHS, dense_tokens
 
-SALIENCY_SOURCES = ("text", "cls_attention", "random")
+SALIENCY_SOURCES = ("text", "cls_attention", "random") + VALUE_PATHS
 MASK_SELECTIONS = ("topk", "sample")
 #: temperature of the text-to-patch saliency softmax (spec 2.4: softmax x 100)
 SALIENCY_SCALE = 100.0
@@ -32,32 +45,84 @@ SALIENCY_SCALE = 100.0
 
 @dataclass
 class FrozenImagePass:
-    """One frozen-CLIP image forward (no gradient).
+    """One image forward (frozen CLIP, or the prompted one for measurements).
 
     ``features``: unit-norm CLS features f_o [B, D]; ``patch_features``:
     unit-norm ``ln_post(token) @ proj`` of the last block's patch tokens
     [B, P, D]; ``cls_attention``: the last block's CLS-to-patch attention
-    [B, P] (head-averaged), when it was asked for.
+    [B, P] (head-averaged), when it was asked for; ``last_input``: the last
+    block's input [B, L, W] (value-path sources), when it was asked for.
     """
 
     features: torch.Tensor
     patch_features: torch.Tensor
     cls_attention: Optional[torch.Tensor] = None
+    last_input: Optional[torch.Tensor] = None
+
+    @property
+    def n_patches(self):
+        return self.patch_features.shape[1]
 
 
-@torch.no_grad()
-def frozen_image_pass(image_encoder, images, keep_index=None, with_attention=False):
-    """Run the prompt-free ViT once; see :class:`FrozenImagePass`."""
+def pass_needs(source):
+    """``(with_attention, with_last_input)`` the saliency ``source`` needs
+    from the image pass (None: neither)."""
+    return source == "cls_attention", source in VALUE_PATHS
+
+
+def image_pass(image_encoder, images, keep_index=None, with_attention=False,
+               with_last_input=False, shallow_prompts=None, deep_prompts=None):
+    """One pass of ``image_encoder`` (prompt-free unless prompts are given);
+    see :class:`FrozenImagePass`. Prompt tokens sit after the patches and are
+    left out of the patch outputs."""
     if with_attention:
         recorder = record_attention([image_encoder.blocks[-1]])
     else:
         recorder = contextlib.nullcontext({})
     with recorder as maps:
-        out = image_encoder.encode(images, keep_index=keep_index, return_tokens=True)
-    patches = image_encoder.project(out.tokens[:, 1:])
-    attention = maps[0][:, 0, 1:].float() if with_attention else None
+        out = image_encoder.encode(images, shallow_prompts, deep_prompts, keep_index,
+                                   return_tokens=True, hidden_states=with_last_input)
+    n_prompts = 0 if shallow_prompts is None else shallow_prompts.shape[-2]
+    end = out.tokens.shape[1] - n_prompts
+    patches = image_encoder.project(out.tokens[:, 1:end])
+    attention = maps[0][:, 0, 1:end].float() if with_attention else None
+    last_input = out.hidden_states[-2] if with_last_input else None
     return FrozenImagePass(F.normalize(out.features.float(), dim=-1),
-                           F.normalize(patches.float(), dim=-1), attention)
+                           F.normalize(patches.float(), dim=-1), attention, last_input)
+
+
+@torch.no_grad()
+def frozen_image_pass(image_encoder, images, keep_index=None, with_attention=False,
+                      with_last_input=False):
+    """Run the prompt-free ViT once; see :class:`FrozenImagePass`."""
+    return image_pass(image_encoder, images, keep_index, with_attention, with_last_input)
+
+
+def dense_patch_features(image_encoder, frozen, path):
+    """Unit-norm ``ln_post(dense(x)) @ proj`` [B, P, D] of the patches, dense
+    = ``disa.dense.dense_tokens`` of the last block on ``frozen.last_input``."""
+    tokens = dense_tokens(image_encoder.blocks[-1], frozen.last_input, path)
+    patches = image_encoder.project(tokens[:, 1:1 + frozen.n_patches])
+    return F.normalize(patches.float(), dim=-1)
+
+
+def saliency_scores(source, image_encoder, frozen, class_text_features, labels,
+                    generator=None):
+    """Per-patch saliency [B, P] of ``source`` (SALIENCY_SOURCES) from an
+    image pass made with ``pass_needs(source)``; rows sum to one."""
+    if source == "text":
+        return text_saliency(frozen.patch_features, class_text_features, labels)
+    if source in VALUE_PATHS:
+        dense = dense_patch_features(image_encoder, frozen, source)
+        return text_saliency(dense, class_text_features, labels)
+    if source == "cls_attention":
+        return cls_attention_saliency(frozen.cls_attention)
+    if source == "random":
+        batch, n_patches = frozen.patch_features.shape[:2]
+        return random_saliency(batch, n_patches, device=frozen.patch_features.device,
+                               generator=generator)
+    raise ConfigError("saliency source {!r} is not valid: use one of {}".format(
+        source, ", ".join(SALIENCY_SOURCES)))
 
 
 def text_saliency(patch_features, class_text_features, labels, scale=SALIENCY_SCALE):

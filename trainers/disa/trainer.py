@@ -25,9 +25,8 @@ from clipwb.errors import ConfigError
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
 from clipwb.trainers.disa.losses import (DIR_FORMS, KL_DIRECTIONS, ce_loss, cir_loss, class_prototypes,
                           dir_loss, sr_loss)
-from clipwb.trainers.disa.saliency import (MASK_SELECTIONS, SALIENCY_SOURCES, cls_attention_saliency,
-                            frozen_image_pass, random_saliency, select_patches, text_saliency,
-                            zero_dropped_patches)
+from clipwb.trainers.disa.saliency import (MASK_SELECTIONS, SALIENCY_SOURCES, frozen_image_pass,
+                            pass_needs, saliency_scores, select_patches, zero_dropped_patches)
 from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
 from clipwb.trainers.kit.prompted_clip import CLIPOutput
 from clipwb.trainers.self_regulating import SelfRegulatingTrainer
@@ -71,7 +70,7 @@ def extend_cfg(cfg):
         "CIR_MASKED": True,  # the masked image's prompted feature enters L_CIR
         "CIR_FROZEN_INPUT": "full",  # full | masked: what the frozen f_o of L_CIR sees
         "MASK_RATIO": 0.3,  # fraction of patches dropped
-        "SALIENCY": "text",  # text | cls_attention | random
+        "SALIENCY": "cls_attention",  # cls_attention | value | vv | csa | text | random (docs/METHODS.md)
         "MASK_SELECTION": "topk",  # topk | sample (drops drawn with p ~ 1 - s_i)
         "MASK_MODE": "drop_tokens",  # drop_tokens | zero_pixels
         # gather: the masked image's own prompted pass on the kept tokens;
@@ -120,20 +119,14 @@ class DiSa(SelfRegulatingTrainer):
     def frozen_pass(self, images, keep_index=None, for_saliency=True):
         """The step's frozen image forward (CLS feature + patch tokens, and the
         last block's attention when the saliency source needs it)."""
-        attention = for_saliency and self.method_cfg.SALIENCY == "cls_attention"
-        return frozen_image_pass(self.model.image_encoder, images, keep_index, attention)
+        needs = pass_needs(self.method_cfg.SALIENCY if for_saliency else None)
+        return frozen_image_pass(self.model.image_encoder, images, keep_index, *needs)
 
     @torch.no_grad()
     def patch_saliency(self, frozen, labels):
         """Per-patch saliency [B, P] from the frozen pass (TRAINER.DISA.SALIENCY)."""
-        source = self.method_cfg.SALIENCY
-        if source == "text":
-            return text_saliency(frozen.patch_features, self.model.zero_shot.text_features,
-                                 labels)
-        if source == "cls_attention":
-            return cls_attention_saliency(frozen.cls_attention)
-        batch, n_patches = frozen.patch_features.shape[:2]
-        return random_saliency(batch, n_patches, device=frozen.patch_features.device)
+        return saliency_scores(self.method_cfg.SALIENCY, self.model.image_encoder, frozen,
+                               self.model.zero_shot.text_features, labels)
 
     def keep_index(self, saliency):
         """Indices [B, K] of the kept patches (MASK_RATIO, MASK_SELECTION)."""
