@@ -1,15 +1,37 @@
 """Shared helpers for the GuiDG trainer tests on the tiny CLIP: step-1
 expert files and a step-2 config on a tiny PACS (``tests/dg_layouts.py``)."""
 import os
+import random
 
 import torch
 
 import clipwb.datasets
 import clipwb.trainers
-from clipwb.engine import get_cfg_default, save_checkpoint
+from clipwb.engine import DATASET_REGISTRY, get_cfg_default, save_checkpoint
 from clipwb.trainers.kit.clip_loader import CLIP_PIXEL_MEAN, CLIP_PIXEL_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_toy_dg(root, sources, targets, pool="B", shots=4, seed=1, global_seed=None,
+                 **dataset_keys):
+    """The toy world's DomainBed reader (``toy_dg.yaml``) for ``sources`` /
+    ``targets``, training pool ``pool``, ``shots`` shots and run seed
+    ``seed``; ``dataset_keys`` set more ``DATASET`` keys. Python's ``random``
+    is seeded with ``global_seed`` (default ``seed``) first."""
+    cfg = get_cfg_default()
+    clipwb.datasets.extend_cfg(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy_dg.yaml"))
+    cfg.DATASET.ROOT = root
+    cfg.DATASET.SOURCE_DOMAINS = list(sources)
+    cfg.DATASET.TARGET_DOMAINS = list(targets)
+    cfg.DATASET.DG_TRAIN_POOL = pool
+    cfg.DATASET.NUM_SHOTS = shots
+    for key, value in dataset_keys.items():
+        cfg.DATASET[key] = value
+    cfg.SEED = seed
+    random.seed(seed if global_seed is None else global_seed)
+    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
 
 
 def write_expert(run_dir, n_ctx=4, width=64, seed=0):

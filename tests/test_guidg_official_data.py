@@ -18,7 +18,7 @@ from clipwb.engine import DATASET_REGISTRY, build_trainer, get_cfg_default
 from clipwb.errors import ConfigError, UserInputError
 from clipwb.datasets.dg_full_data import domainbed_split, official_full_split, seed_hash
 from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler, with_replacement
-from tests.dg_kit import make_dg_cfg
+from tests.dg_kit import build_toy_dg, make_dg_cfg
 from tests.dg_layouts import write_domainbed
 from tests.test_resume import check_exact_resume
 
@@ -29,19 +29,9 @@ PER_DOMAIN = 40 * N_CLASSES  # toy images of a domain
 
 
 def build(root, sources, targets, pool="B", shots=4, seed=1, **dataset_keys):
-    cfg = get_cfg_default()
-    clipwb.datasets.extend_cfg(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy_dg.yaml"))
-    cfg.DATASET.ROOT = root
-    cfg.DATASET.SOURCE_DOMAINS = list(sources)
-    cfg.DATASET.TARGET_DOMAINS = list(targets)
-    cfg.DATASET.DG_TRAIN_POOL = pool
-    cfg.DATASET.NUM_SHOTS = shots
-    for key, value in dataset_keys.items():
-        cfg.DATASET[key] = value
-    cfg.SEED = seed
-    random.seed(1000 + seed)  # no draw may depend on the global state
-    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    # no draw may depend on the global state: Python's random is seeded apart
+    return build_toy_dg(root, sources, targets, pool, shots, seed, global_seed=1000 + seed,
+                        **dataset_keys)
 
 
 def paths(items):

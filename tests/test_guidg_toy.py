@@ -4,7 +4,6 @@ DomainBed layout) and `bash scripts/guidg/dg.sh toy sketch 1`, leave-one-domain-
 with the toy.yaml configs, shortened (4 shots, 1 epoch, 3 step-2 batches) so the
 suite stays fast."""
 import os
-import random
 import re
 import subprocess
 import sys
@@ -12,9 +11,8 @@ from collections import Counter
 
 import pytest
 
-import clipwb.datasets
-from clipwb.engine import DATASET_REGISTRY, get_cfg_default
 from clipwb.errors import ConfigError
+from tests.dg_kit import build_toy_dg
 from tests.e2e_helpers import script_python, subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,17 +25,7 @@ TEST_PER_CLASS = 8  # 20% of the 40 images (16 train + 4 val + 20 test) of a cla
 
 
 def build(root, sources, targets, pool="B", shots=4, seed=1):
-    cfg = get_cfg_default()
-    clipwb.datasets.extend_cfg(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "datasets", "toy_dg.yaml"))
-    cfg.DATASET.ROOT = root
-    cfg.DATASET.SOURCE_DOMAINS = list(sources)
-    cfg.DATASET.TARGET_DOMAINS = list(targets)
-    cfg.DATASET.DG_TRAIN_POOL = pool
-    cfg.DATASET.NUM_SHOTS = shots
-    cfg.SEED = seed
-    random.seed(seed)
-    return DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    return build_toy_dg(root, sources, targets, pool, shots, seed)
 
 
 def test_toy_dg_dataset_reads_the_toy_world_as_domainbed(toy_data):
