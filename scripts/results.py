@@ -674,7 +674,7 @@ def render_tables(tables, acc_tables, published, fmt_name, dg_tables=(), compare
 
 
 CSV_COLUMNS = ["setting", "trainer", "cfg", "shots", "dataset", "seeds", "base", "base_std",
-               "novel", "novel_std", "hm", "accuracy", "accuracy_std"]
+               "novel", "novel_std", "hm", "accuracy", "accuracy_std", "settings"]
 
 
 def _num(value):
@@ -683,7 +683,9 @@ def _num(value):
 
 
 def render_csv(tables, acc_tables, published, dg_tables=()):
-    """One flat CSV of every row (averages have ``dataset`` = their label)."""
+    """One flat CSV of every row (averages have ``dataset`` = their label); a
+    domain-generalization row's ``settings`` says what made its runs (the
+    preset and the averaging, as under the printed table)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -714,7 +716,7 @@ def render_csv(tables, acc_tables, published, dg_tables=()):
                                      seeds=n if row in table.rows else "",
                                      accuracy=_num(mean), accuracy_std=_num(std)))
     for table in dg_tables:
-        for label, cells in table.rows:
+        for (label, cells), settings in zip(table.rows, table.settings):
             trainer, cfg, shots = [p.strip() for p in label.split(" / ")]
             for domain, (mean, std, n) in zip(table.domains + ["Avg."], cells):
                 if mean is not None:
@@ -722,7 +724,7 @@ def render_csv(tables, acc_tables, published, dg_tables=()):
                                          shots=shots.split()[0],
                                          dataset="{}:{}".format(table.dataset, domain),
                                          seeds=n or "", accuracy=_num(mean),
-                                         accuracy_std=_num(std)))
+                                         accuracy_std=_num(std), settings=settings))
     return buf.getvalue()
 
 

@@ -69,3 +69,22 @@ def test_a_row_of_runs_with_different_settings_lists_each(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert ("- CLIPood / vit_b16_clipood / 16 shots: preset ours, BMA beta 0.1 | "
             "preset ours, BMA beta 0.5") in proc.stdout
+
+
+def test_dg_csv_rows_carry_their_preset_and_averaging(tmp_path):
+    import csv
+    import io
+
+    for seed in (1, 2):
+        write(run_dir(tmp_path, "GuiDG", "vit_b16_clipood_official", "sketch", seed),
+              train_py_log("GuiDG", "vit_b16_clipood_official", 90.0 + seed))
+        write(run_dir(tmp_path, "GuiDG", "vit_b16_erm_wf", "sketch", seed),
+              train_py_log("GuiDG", "vit_b16_erm_wf", 80.0 + seed))
+    proc = subprocess.run([sys.executable, RESULTS_PY, str(tmp_path / "dg"), "--format", "csv"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [r for r in csv.DictReader(io.StringIO(proc.stdout)) if r["setting"] == "dg"]
+    settings = {(r["cfg"], r["dataset"]): (r["accuracy"], r["settings"]) for r in rows}
+    assert settings[("vit_b16_clipood_official", "pacs:sketch")] == (
+        "91.50", "preset official, BMA beta 0.1")
+    assert settings[("vit_b16_erm_wf", "pacs:sketch")] == ("81.50", "preset ours, WiSE-FT alpha 0.5")
