@@ -16,6 +16,8 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from clipwb.engine import progress as progress_line
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_PY = os.path.join(REPO, "scripts", "results.py")
 
@@ -79,9 +81,9 @@ TRAINER_OPTS = {
             "TRAINER.ISP.PROMPT_DEPTH_VISION", "2", "TRAINER.ISP.PROMPT_DEPTH_TEXT", "2"],
 }
 
-# Dassl's progress line: "epoch [e/E] batch [b/B] ... loss X (avg) ...".
-PROGRESS_RE = re.compile(
-    r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\] .*?\bloss ([0-9.eE+-]+) \(([0-9.eE+-]+)\)")
+# Dassl's progress line "epoch [e/E] batch [b/B] time ... loss X (avg) ...", as the
+# engine prints and parses it (group 1: the epoch).
+PROGRESS_RE = progress_line.PROGRESS_RE
 # The evaluator block that ends every test log (Dassl's Classification).
 EVAL_BLOCK_RE = re.compile(
     r"=> result\n"
@@ -201,12 +203,7 @@ def read_log(path):
 
 def progress(text):
     """``[(epoch, batch, loss), ...]`` from the progress lines of a log."""
-    rows = []
-    for line in text.splitlines():
-        match = PROGRESS_RE.match(line)
-        if match:
-            rows.append((int(match.group(1)), int(match.group(3)), float(match.group(5))))
-    return rows
+    return [(p.epoch, p.batch, p.loss) for p in progress_line.parse_progress(text)]
 
 
 def epoch_mean_losses(text):
