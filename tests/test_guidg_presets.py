@@ -98,6 +98,10 @@ def test_cosine_iter_equals_the_official_cosine_and_wraps_past_t_max():
     cfg.OPTIM.WARMUP_EPOCH = 1
     with pytest.raises(ConfigError, match="set OPTIM.WARMUP_EPOCH -1"):
         build_lr_schedule(optim, cfg.OPTIM, iters_per_epoch=3)
+    cfg.OPTIM.LR_SCHEDULER = "cosine_itr"
+    with pytest.raises(ConfigError, match="'cosine_itr' is not valid: use one of single_step, "
+                                          "multi_step, cosine, cosine_iter"):
+        build_lr_schedule(optim, cfg.OPTIM, iters_per_epoch=3)
 
 
 # ------------------------------------------------------------------ step 1 on the toy world

@@ -19,6 +19,8 @@ from clipwb.errors import ConfigError
 
 #: schedulers stepped after every batch instead of every epoch
 PER_ITERATION = ("cosine_iter",)
+#: the names Dassl 0.6.3's ``build_lr_scheduler`` knows (stepped every epoch)
+DASSL_SCHEDULERS = ("single_step", "multi_step", "cosine")
 
 
 def extend_cfg(cfg):
@@ -44,7 +46,12 @@ def cosine_t_max(optim_cfg, iters_per_epoch):
 
 
 def build_lr_schedule(optimizer, optim_cfg, iters_per_epoch):
-    """``cosine_iter`` (see the module docstring), else Dassl's ``build_lr_scheduler``."""
+    """``cosine_iter`` (see the module docstring), else Dassl's ``build_lr_scheduler``
+    (an unknown name is one sentence listing every name, on both engines)."""
+    name = optim_cfg.LR_SCHEDULER
+    if name not in DASSL_SCHEDULERS + PER_ITERATION:
+        raise ConfigError("OPTIM.LR_SCHEDULER = {!r} is not valid: use one of {}.".format(
+            name, ", ".join(DASSL_SCHEDULERS + PER_ITERATION)))
     if not steps_every_batch(optim_cfg):
         return build_lr_scheduler(optimizer, optim_cfg)
     if optim_cfg.WARMUP_EPOCH > 0:
