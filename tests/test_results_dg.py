@@ -33,14 +33,19 @@ def run_dir(root, trainer, cfg, target, seed):
                         "seed{}".format(seed), "log.txt")
 
 
+def write_runs(root, runs, seeds=(1, 2)):
+    """Seeds' logs of ``runs`` ((trainer, config, accuracy of seed 0) each) on
+    pacs -> sketch; seed s scores accuracy + s."""
+    for seed in seeds:
+        for trainer, config, accuracy in runs:
+            write(run_dir(root, trainer, config, "sketch", seed),
+                  train_py_log(trainer, config, accuracy + seed))
+
+
 def test_dg_table_names_the_preset_and_the_averaging_of_each_row(tmp_path):
-    for seed in (1, 2):
-        write(run_dir(tmp_path, "GuiDG", "vit_b16_clipood_official", "sketch", seed),
-              train_py_log("GuiDG", "vit_b16_clipood_official", 90.0 + seed))
-        write(run_dir(tmp_path, "GuiDG", "vit_b16_erm_wf", "sketch", seed),
-              train_py_log("GuiDG", "vit_b16_erm_wf", 80.0 + seed))
-        write(run_dir(tmp_path, "UEOWiSEFT", "vit_b16_ueo_wf_official", "sketch", seed),
-              train_py_log("UEOWiSEFT", "vit_b16_ueo_wf_official", 70.0 + seed))
+    write_runs(tmp_path, [("GuiDG", "vit_b16_clipood_official", 90.0),
+                          ("GuiDG", "vit_b16_erm_wf", 80.0),
+                          ("UEOWiSEFT", "vit_b16_ueo_wf_official", 70.0)])
     # a run whose log has no config dump (written by another tool)
     write(run_dir(tmp_path, "CLIPood", "custom", "sketch", 1), dassl_log(60.0))
     proc = subprocess.run([sys.executable, RESULTS_PY, str(tmp_path / "dg")],
@@ -75,11 +80,8 @@ def test_dg_csv_rows_carry_their_preset_and_averaging(tmp_path):
     import csv
     import io
 
-    for seed in (1, 2):
-        write(run_dir(tmp_path, "GuiDG", "vit_b16_clipood_official", "sketch", seed),
-              train_py_log("GuiDG", "vit_b16_clipood_official", 90.0 + seed))
-        write(run_dir(tmp_path, "GuiDG", "vit_b16_erm_wf", "sketch", seed),
-              train_py_log("GuiDG", "vit_b16_erm_wf", 80.0 + seed))
+    write_runs(tmp_path, [("GuiDG", "vit_b16_clipood_official", 90.0),
+                          ("GuiDG", "vit_b16_erm_wf", 80.0)])
     proc = subprocess.run([sys.executable, RESULTS_PY, str(tmp_path / "dg"), "--format", "csv"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
