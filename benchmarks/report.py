@@ -1,17 +1,13 @@
 """The benchmark table: absolute numbers, ratios against baselines measured
-in the same process, and the issue's targets as pass/fail columns."""
+in the same process, and the targets (:mod:`benchmarks.targets`) as
+pass/fail columns."""
 import tabulate
 import torch
 
 from .measure import device_name, memory_kind
+from .targets import (EVAL_BASELINE, EVAL_TARGET_TRAINERS, STEP_TARGETS, eval_verdict,
+                      step_verdict)
 
-#: trainer -> (baseline, largest allowed step-time ratio)
-STEP_TARGETS = {"DiSa": ("PromptSRC", 1.25), "DiSa-batched": ("PromptSRC", 1.25),
-                "ISP": ("MaPLe", 1.2), "ISP-lite": ("MaPLe", 1.2), "GuiDG": ("ERMWiSEFT", 1.5)}
-#: eval images/s of every prompt trainer >= this fraction of ZeroshotCLIP's
-EVAL_BASELINE, EVAL_MIN_RATIO = "ZeroshotCLIP", 0.95
-PROMPT_TRAINERS = ("CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DiSa", "DiSa-batched",
-                   "ISP", "ISP-lite")
 #: variant -> the trainer's default it switches (step ratio printed under the table)
 VARIANT_BASES = {"DiSa-batched": "DiSa", "ISP-lite": "ISP"}
 STEP_BASELINES = ("IVLP", "PromptSRC")
@@ -31,33 +27,26 @@ def _fmt(value, digits=2):
     return "-" if value is None else "{:.{}f}".format(value, digits)
 
 
-def step_target(result, by_name):
-    """``(passed or None, cell text)`` of the step-time target of a trainer."""
+def step_target(result, by_name, device="cpu"):
+    """``(passed or None, cell text)`` of the step-time target of a trainer
+    on ``device`` ("cpu" or "cuda")."""
     if result.trainer not in STEP_TARGETS:
         return None, "-"
-    base, limit = STEP_TARGETS[result.trainer]
-    ratio = _ratio(result.step_s, by_name[base].step_s if base in by_name else None)
-    if ratio is None:
-        return None, "n/a (run {} too)".format(base)
-    passed = ratio <= limit
-    return passed, "{} {:.3f}x (<= {}x {})".format("PASS" if passed else "FAIL", ratio, limit,
-                                                  base)
+    target = STEP_TARGETS[result.trainer]
+    base = by_name.get(target.baseline)
+    return step_verdict(target, _ratio(result.step_s, base.step_s if base else None), device)
 
 
 def eval_target(result, by_name):
-    if result.trainer not in PROMPT_TRAINERS:
+    if result.trainer not in EVAL_TARGET_TRAINERS:
         return None, "-"
     base = by_name.get(EVAL_BASELINE)
-    ratio = _ratio(result.eval_images_per_s, base.eval_images_per_s if base else None)
-    if ratio is None:
-        return None, "n/a (run {} too)".format(EVAL_BASELINE)
-    passed = ratio >= EVAL_MIN_RATIO
-    return passed, "{} {:.3f}x (>= {}x {})".format("PASS" if passed else "FAIL", ratio,
-                                                 EVAL_MIN_RATIO, EVAL_BASELINE)
+    return eval_verdict(_ratio(result.eval_images_per_s, base.eval_images_per_s if base else None))
 
 
-def table_rows(results):
-    """One row (a list, in :data:`COLUMNS` order) per result."""
+def table_rows(results, device="cpu"):
+    """One row (a list, in :data:`COLUMNS` order) per result; the step
+    targets are ``device``'s ("cpu" or "cuda")."""
     by_name = {r.trainer: r for r in results}
     rows = []
     for r in results:
@@ -70,7 +59,7 @@ def table_rows(results):
             _fmt(r.eval_images_per_s, 1),
             _fmt(_ratio(r.eval_images_per_s, zs.eval_images_per_s if zs else None)),
             _fmt(1000 * r.text_once_s, 1), _fmt(r.train_mem_mib, 1), _fmt(r.eval_mem_mib, 1),
-            _fmt(r.model_mib, 1), step_target(r, by_name)[1], eval_target(r, by_name)[1],
+            _fmt(r.model_mib, 1), step_target(r, by_name, device)[1], eval_target(r, by_name)[1],
         ])
     return rows
 
@@ -111,15 +100,15 @@ def header_lines(settings, describe_backbone):
 def render(settings, results, describe_backbone, tablefmt="github"):
     """Header lines and the table as one string."""
     lines = header_lines(settings, describe_backbone)
-    table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt=tablefmt,
-                              disable_numparse=True)
+    table = tabulate.tabulate(table_rows(results, settings.device), headers=COLUMNS,
+                              tablefmt=tablefmt, disable_numparse=True)
     return "\n".join(lines) + "\n\n" + table + "\n" + _footer(variant_lines(results))
 
 
 def render_markdown(settings, results, describe_backbone):
     lines = ["- " + line for line in header_lines(settings, describe_backbone)]
-    table = tabulate.tabulate(table_rows(results), headers=COLUMNS, tablefmt="github",
-                              disable_numparse=True)
+    table = tabulate.tabulate(table_rows(results, settings.device), headers=COLUMNS,
+                              tablefmt="github", disable_numparse=True)
     variants = ["- " + line for line in variant_lines(results)]
     return ("# Benchmark results\n\n" + "\n".join(lines) + "\n\n" + table + "\n"
             + _footer(variants))

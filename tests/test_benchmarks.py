@@ -1,12 +1,15 @@
 """benchmarks/: the CLI builds trainers in-process and writes the table
-(functional only, no timing asserts), and the frozen-CLIP text features are
-computed once per run, not per training step or test batch."""
+(functional only, no timing asserts), the frozen-CLIP text features are
+computed once per run, not per training step or test batch, and the targets'
+verdicts (on made-up measurements: nothing real is timed)."""
 import pytest
 import torch
 
-from benchmarks import run
-from benchmarks.harness import BenchSettings, Workbench, rotated
+from benchmarks import report, run
+from benchmarks.backbones import describe_backbone
+from benchmarks.harness import BenchSettings, TrainerResult, Workbench, rotated
 from benchmarks.report import COLUMNS
+from benchmarks.targets import NEW_BASELINE_LIMIT, new_baseline_target, step_verdict
 from clipwb.errors import ConfigError, MissingFileError
 from clipwb.trainers.kit.prompted_clip import text_feature_cache
 
@@ -177,3 +180,73 @@ def test_timed_rounds_start_with_each_trainer_in_turn():
     items = ["a", "b", "c"]
     assert [rotated(items, r) for r in range(4)] == [
         ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+# -- the targets' verdicts, on made-up measurements ------------------------------------------
+def made_up(trainer, step_s, eval_images_per_s=100.0):
+    return TrainerResult(trainer=trainer, config="", precision="fp32", batch_size=4,
+                         step_s=step_s, eval_images_per_s=eval_images_per_s, text_once_s=0.0,
+                         train_mem_mib=0.0, eval_mem_mib=0.0, model_mib=0.0)
+
+
+def verdicts(results, device="cpu", column="step target"):
+    """``{trainer: cell}`` of ``column`` in the table of ``results``."""
+    index = COLUMNS.index(column)
+    return {row[0]: row[index] for row in report.table_rows(results, device)}
+
+
+def test_step_targets_pass_at_the_limit_and_fail_above_it():
+    steps = {"MaPLe": 2.0, "ISP": 2.7, "ISP-lite": 2.2, "PromptSRC": 2.0, "DiSa": 3.0,
+             "ERMWiSEFT": 2.0, "GuiDG": 3.0}
+    assert verdicts([made_up(n, s) for n, s in steps.items()]) == {
+        "MaPLe": "-", "PromptSRC": "-", "ERMWiSEFT": "-",
+        "ISP": "PASS 1.350x (<= 1.35x MaPLe)",
+        "ISP-lite": "PASS 1.100x (<= 1.1x MaPLe)",
+        "DiSa": "PASS 1.500x (<= 1.5x PromptSRC)",
+        "GuiDG": "PASS 1.500x (<= 1.5x ERMWiSEFT)"}
+    above = {"MaPLe": 2.0, "ISP": 2.704, "ISP-lite": 2.204, "PromptSRC": 2.0, "DiSa": 3.004}
+    assert verdicts([made_up(n, s) for n, s in above.items()]) == {
+        "MaPLe": "-", "PromptSRC": "-",
+        "ISP": "FAIL 1.352x (<= 1.35x MaPLe)",
+        "ISP-lite": "FAIL 1.102x (<= 1.1x MaPLe)",
+        "DiSa": "FAIL 1.502x (<= 1.5x PromptSRC)"}
+    # judged as printed: 1.3504 reads 1.350 and passes
+    assert verdicts([made_up("MaPLe", 1.0), made_up("ISP", 1.3504)])["ISP"] == \
+        "PASS 1.350x (<= 1.35x MaPLe)"
+    assert verdicts([made_up("ISP", 1.0)])["ISP"] == "n/a (run MaPLe too)"
+
+
+def test_disa_batched_is_held_to_the_gpu_target_on_cuda_only():
+    results = [made_up("PromptSRC", 2.0), made_up("DiSa", 2.8), made_up("DiSa-batched", 2.8)]
+    assert verdicts(results, "cpu") == {
+        "PromptSRC": "-", "DiSa": "PASS 1.400x (<= 1.5x PromptSRC)",
+        "DiSa-batched": "PASS 1.400x (<= 1.5x PromptSRC on the CPU)"}
+    assert verdicts(results, "cuda") == {
+        "PromptSRC": "-", "DiSa": "PASS 1.400x (<= 1.5x PromptSRC)",
+        "DiSa-batched": "FAIL 1.400x (<= 1.25x PromptSRC on the GPU)"}
+    at_limit = [made_up("PromptSRC", 2.0), made_up("DiSa-batched", 2.5)]
+    assert verdicts(at_limit, "cuda")["DiSa-batched"] == \
+        "PASS 1.250x (<= 1.25x PromptSRC on the GPU)"
+
+
+def test_a_new_baselines_target_is_against_its_official_code():
+    target = new_baseline_target()
+    assert (target.limit_on("cpu"), target.limit_on("cuda")) == (NEW_BASELINE_LIMIT, 0.8)
+    assert step_verdict(target, 0.5, "cpu") == (
+        None, "n/a (<= 0.8x its official code: not measured in-process)")
+
+
+def test_eval_target_boundary():
+    results = [made_up("ZeroshotCLIP", None, 100.0), made_up("CoOp", 1.0, 95.0),
+               made_up("IVLP", 1.0, 94.9), made_up("ERMWiSEFT", 1.0, 50.0)]
+    assert verdicts(results, column="eval target") == {
+        "ZeroshotCLIP": "-", "ERMWiSEFT": "-",
+        "CoOp": "PASS 0.950x (>= 0.95x ZeroshotCLIP)",
+        "IVLP": "FAIL 0.949x (>= 0.95x ZeroshotCLIP)"}
+
+
+def test_the_printed_table_uses_the_runs_device():
+    settings = BenchSettings(backbone="tiny", n_classes=3, test_batch=4, threads=1).resolved()
+    text = report.render(settings, [made_up("PromptSRC", 2.0), made_up("DiSa-batched", 2.8)],
+                         describe_backbone)
+    assert "PASS 1.400x (<= 1.5x PromptSRC on the CPU)" in text
