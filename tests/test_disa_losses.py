@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from clipwb.errors import ConfigError, UserInputError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.disa.losses import ce_loss, cir_loss, class_prototypes, dir_loss, sr_loss
-from clipwb.trainers.disa.saliency import (cls_attention_saliency, frozen_image_pass, keep_count,
+from clipwb.trainers.disa.saliency import (cls_attention_saliency, drop_weights,
+                                    frozen_image_pass, keep_count,
                                     keep_mask, random_saliency, select_patches, text_saliency,
                                     zero_dropped_patches)
 from clipwb.trainers.kit.prompted_clip import CLIPOutput
@@ -132,16 +133,37 @@ def test_topk_keeps_the_most_salient_patches():
     assert mask.sum(1).tolist() == [11, 11, 11]
 
 
-def test_sampled_drops_follow_one_minus_saliency():
+def test_drop_weights_are_one_minus_the_rank_rescaled_saliency():
+    saliency = torch.tensor([[0.1, 0.5, 0.2, 0.2, 0.0], [0.2, 0.2, 0.2, 0.2, 0.2]])
+    # ranks 1, 4, 2.5, 2.5, 0 of 4 (ties share their mean rank); all tied: 2 of 4
+    assert drop_weights(saliency).tolist() == [[0.75, 0.0, 0.375, 0.375, 1.0], [0.5] * 5]
+
+
+def test_sampled_drops_never_take_the_unique_most_salient_patch():
     saliency = torch.zeros(200, 8)
-    saliency[:, 2] = 1.0  # drop weight 1 - s = 0: this patch is always kept
+    saliency[:, 2] = 1.0  # the most salient: drop weight 0, always kept
     keep = select_patches(saliency, 0.5, "sample", generator=torch.Generator().manual_seed(0))
     assert keep.shape == (200, 4)
     mask = keep_mask(keep, 8)
     assert mask[:, 2].all()
-    assert 0.2 < mask[:, [0, 1, 3, 4, 5, 6, 7]].float().mean() < 0.6  # others: 3 of 7
+    assert 0.3 < mask[:, [0, 1, 3, 4, 5, 6, 7]].float().mean() < 0.56  # tied: 3 of 7 each
     with pytest.raises(ConfigError, match="topk, sample"):
         select_patches(saliency, 0.5, "bottomk")
+
+
+def test_sampled_drops_take_the_least_salient_patches_far_more_often():
+    # saliencies as the sources give them: a softmax over 16 patches, summing to one
+    torch.manual_seed(0)
+    saliency = (3 * torch.randn(2000, 16)).softmax(-1)
+    keep = select_patches(saliency, 0.3, "sample", generator=torch.Generator().manual_seed(0))
+    dropped = ~keep_mask(keep, 16)
+    assert dropped.sum(1).tolist() == [5] * 2000
+    by_rank = dropped.gather(1, saliency.argsort(1)).float().mean(0)  # least salient first
+    # 1 - s_i of such scores is ~1 for every patch (drops ~ uniform, 5/16 each);
+    # by rank the 4 least salient go about half of the time, the 4 most rarely
+    assert by_rank[:4].mean() > 0.45 and by_rank[-4:].mean() < 0.1
+    assert by_rank[0] > 5 * by_rank[-3]
+    assert by_rank[-1] == 0
 
 
 def test_zero_pixels_zeroes_exactly_the_dropped_patches():

@@ -9,9 +9,11 @@ prompted ViT sees the image (token dropping) or zeroed in the input
 - ``text``: s_i = softmax_i(100 cos(z_i, g_o[y])), z_i = ln_post(t_i) proj, t_i
   the frozen last block's output at patch i, g_o[y] the frozen text feature
   of the true class;
-- ``value`` / ``vv`` / ``csa``: the same softmax of cosines, with z_i the
-  dense features of ``disa.dense`` (MaskCLIP's value path, CLIP Surgery's v-v
-  attention, SCLIP's q-q + k-k attention in place of the last block);
+- ``value`` / ``csa`` / ``vv`` (and ``value_attn`` / ``csa_attn`` /
+  ``vv_attn``): the same softmax of cosines, with z_i the dense features of
+  ``disa.dense`` (MaskCLIP's value path, SCLIP's q-q + k-k attention, both
+  with the last block's residual and MLP, CLIP Surgery's v-v path over the
+  last blocks; the ``_attn`` ones: the last block's attention branch alone);
 - ``cls_attention``: the last block's CLS-to-patch attention (head mean),
   renormalised;
 - ``random``: uniform random scores (the floor).
@@ -27,7 +29,7 @@ CLIP's ``conv1`` output flattened row by row.
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,9 +37,9 @@ import torch.nn.functional as F
 from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.prompted_encoders import record_attention
-from clipwb.trainers.disa.dense import VALUE_PATHS, dense_tokens
+from clipwb.trainers.disa.dense import DENSE_SOURCES, dense_tokens
 
-SALIENCY_SOURCES = ("text", "cls_attention", "random") + VALUE_PATHS
+SALIENCY_SOURCES = ("text", "cls_attention", "random") + DENSE_SOURCES
 MASK_SELECTIONS = ("topk", "sample")
 #: temperature of the text-to-patch saliency softmax (spec 2.4: softmax x 100)
 SALIENCY_SCALE = 100.0
@@ -50,28 +52,33 @@ class FrozenImagePass:
     ``features``: unit-norm CLS features f_o [B, D]; ``patch_features``:
     unit-norm ``ln_post(token) @ proj`` of the last block's patch tokens
     [B, P, D]; ``cls_attention``: the last block's CLS-to-patch attention
-    [B, P] (head-averaged), when it was asked for; ``last_input``: the last
-    block's input [B, L, W] (value-path sources), when it was asked for.
+    [B, P] (head-averaged), when it was asked for; ``block_inputs``: each
+    block's input [B, L, W] (the dense sources), when it was asked for.
     """
 
     features: torch.Tensor
     patch_features: torch.Tensor
     cls_attention: Optional[torch.Tensor] = None
-    last_input: Optional[torch.Tensor] = None
+    block_inputs: Optional[List[torch.Tensor]] = None
 
     @property
     def n_patches(self):
         return self.patch_features.shape[1]
 
+    @property
+    def last_input(self):
+        """The last block's input [B, L, W] (None without block inputs)."""
+        return None if self.block_inputs is None else self.block_inputs[-1]
+
 
 def pass_needs(source):
-    """``(with_attention, with_last_input)`` the saliency ``source`` needs
+    """``(with_attention, with_block_inputs)`` the saliency ``source`` needs
     from the image pass (None: neither)."""
-    return source == "cls_attention", source in VALUE_PATHS
+    return source == "cls_attention", source in DENSE_SOURCES
 
 
 def image_pass(image_encoder, images, keep_index=None, with_attention=False,
-               with_last_input=False, shallow_prompts=None, deep_prompts=None):
+               with_block_inputs=False, shallow_prompts=None, deep_prompts=None):
     """One pass of ``image_encoder`` (prompt-free unless prompts are given);
     see :class:`FrozenImagePass`. Prompt tokens sit after the patches and are
     left out of the patch outputs."""
@@ -81,27 +88,27 @@ def image_pass(image_encoder, images, keep_index=None, with_attention=False,
         recorder = contextlib.nullcontext({})
     with recorder as maps:
         out = image_encoder.encode(images, shallow_prompts, deep_prompts, keep_index,
-                                   return_tokens=True, hidden_states=with_last_input)
+                                   return_tokens=True, hidden_states=with_block_inputs)
     n_prompts = 0 if shallow_prompts is None else shallow_prompts.shape[-2]
     end = out.tokens.shape[1] - n_prompts
     patches = image_encoder.project(out.tokens[:, 1:end])
     attention = maps[0][:, 0, 1:end].float() if with_attention else None
-    last_input = out.hidden_states[-2] if with_last_input else None
+    inputs = out.hidden_states[:-1] if with_block_inputs else None
     return FrozenImagePass(F.normalize(out.features.float(), dim=-1),
-                           F.normalize(patches.float(), dim=-1), attention, last_input)
+                           F.normalize(patches.float(), dim=-1), attention, inputs)
 
 
 @torch.no_grad()
 def frozen_image_pass(image_encoder, images, keep_index=None, with_attention=False,
-                      with_last_input=False):
+                      with_block_inputs=False):
     """Run the prompt-free ViT once; see :class:`FrozenImagePass`."""
-    return image_pass(image_encoder, images, keep_index, with_attention, with_last_input)
+    return image_pass(image_encoder, images, keep_index, with_attention, with_block_inputs)
 
 
-def dense_patch_features(image_encoder, frozen, path):
-    """Unit-norm ``ln_post(dense(x)) @ proj`` [B, P, D] of the patches, dense
-    = ``disa.dense.dense_tokens`` of the last block on ``frozen.last_input``."""
-    tokens = dense_tokens(image_encoder.blocks[-1], frozen.last_input, path)
+def dense_patch_features(image_encoder, frozen, source):
+    """Unit-norm ``ln_post(dense) @ proj`` [B, P, D] of the patches, dense =
+    ``disa.dense.dense_tokens`` of ``source`` on ``frozen.block_inputs``."""
+    tokens = dense_tokens(image_encoder.blocks, frozen.block_inputs, source)
     patches = image_encoder.project(tokens[:, 1:1 + frozen.n_patches])
     return F.normalize(patches.float(), dim=-1)
 
@@ -112,7 +119,7 @@ def saliency_scores(source, image_encoder, frozen, class_text_features, labels,
     image pass made with ``pass_needs(source)``; rows sum to one."""
     if source == "text":
         return text_saliency(frozen.patch_features, class_text_features, labels)
-    if source in VALUE_PATHS:
+    if source in DENSE_SOURCES:
         dense = dense_patch_features(image_encoder, frozen, source)
         return text_saliency(dense, class_text_features, labels)
     if source == "cls_attention":
@@ -156,12 +163,30 @@ def keep_count(n_patches, ratio):
     return max(1, int(math.floor((1 - ratio) * n_patches + 0.5)))
 
 
+def drop_weights(saliency):
+    """Drop weights [B, P] of ``MASK_SELECTION sample``: ``w_i = 1 - u_i``,
+    ``u_i = rank_i / (P - 1)`` the saliency rescaled to [0, 1] by its rank
+    within the image (0: the least salient patch, 1: the most salient; tied
+    patches share their mean rank). The least salient patch weighs 1, a
+    unique most salient one 0, equal scores give equal weights. Ranks, not
+    the raw scores: the sources' scores differ in scale and peakedness (a
+    softmax x 100, an attention row), and 1 - s_i of scores that sum to one
+    is close to 1 for every patch, a nearly uniform draw."""
+    s = saliency.float()
+    below = (s.unsqueeze(1) < s.unsqueeze(2)).sum(-1)  # [B, P]: patches less salient
+    tied = (s.unsqueeze(1) == s.unsqueeze(2)).sum(-1)   # itself included
+    ranks = below + (tied - 1) / 2
+    return 1 - ranks / max(s.shape[1] - 1, 1)
+
+
 def select_patches(saliency, ratio, selection="topk", generator=None):
     """Indices [B, K] (ascending) of the patches to keep, K = keep_count(P, r).
 
     ``topk`` (recommended, spec 2.4 step 3): the K most salient patches.
-    ``sample`` (spec section 5, item 2): drop P - K patches drawn without
-    replacement with probability proportional to 1 - s_i.
+    ``sample`` (spec section 5, item 2, "drop with probability ~ 1 - s_i"):
+    P - K patches dropped, drawn without replacement with probability
+    proportional to ``drop_weights(saliency)`` = 1 - (saliency rescaled to
+    [0, 1] by rank); the most salient patch is always kept.
     """
     batch, n_patches = saliency.shape
     k = keep_count(n_patches, ratio)
@@ -172,8 +197,8 @@ def select_patches(saliency, ratio, selection="topk", generator=None):
         if n_drop == 0:
             keep = torch.arange(n_patches, device=saliency.device).expand(batch, -1)
         else:
-            weights = (1 - saliency.float()).clamp_min(0) + 1e-6
-            drop = torch.multinomial(weights, n_drop, replacement=False, generator=generator)
+            drop = torch.multinomial(drop_weights(saliency), n_drop, replacement=False,
+                                     generator=generator)
             mask = torch.ones_like(saliency, dtype=torch.bool).scatter(1, drop, False)
             keep = mask.nonzero()[:, 1].view(batch, k)
     else:

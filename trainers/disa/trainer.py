@@ -70,8 +70,10 @@ def extend_cfg(cfg):
         "CIR_MASKED": True,  # the masked image's prompted feature enters L_CIR
         "CIR_FROZEN_INPUT": "full",  # full | masked: what the frozen f_o of L_CIR sees
         "MASK_RATIO": 0.3,  # fraction of patches dropped
-        "SALIENCY": "cls_attention",  # cls_attention | value | vv | csa | text | random (docs/METHODS.md)
-        "MASK_SELECTION": "topk",  # topk | sample (drops drawn with p ~ 1 - s_i)
+        # cls_attention | value | csa | vv | value_attn | csa_attn | vv_attn | text | random
+        # (docs/METHODS.md)
+        "SALIENCY": "cls_attention",
+        "MASK_SELECTION": "topk",  # topk | sample (drops drawn with p ~ 1 - rank-rescaled s_i)
         "MASK_MODE": "drop_tokens",  # drop_tokens | zero_pixels
         # gather: the masked image's own prompted pass on the kept tokens;
         # batched: full and masked images in one pass (key padding mask)
