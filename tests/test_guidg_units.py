@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from clip.model import convert_weights
+from scipy.stats import beta as beta_distribution
 from torch import nn
 
 from clipwb.trainers.guidg.averaging import AveragedEncoder, bma_weight, interpolate_state_dicts
@@ -216,6 +218,87 @@ def test_bma_average_of_a_weight_sequence():
     again = AveragedEncoder(nn.Linear(2, 1))
     again.load_state_dict(older)
     assert torch.equal(again.encoder.weight, avg.encoder.weight)
+
+
+class HandWrittenOfficialBMA:
+    """GuiDG's BMA as its ``engine.py`` (21-38) computes it, written out: the
+    sum starts at the pdf weight of iteration 0, and iteration t mixes the
+    model's parameters in as ``(avg + r * theta) / (1 + r)``, ``r = a_t / sum``,
+    a Python float, in each parameter's own dtype."""
+
+    def __init__(self, model, total, beta):
+        self.pdf = lambda it: beta_distribution(beta, beta).pdf((it + 0.5) / (total + 1))
+        self.iteration, self.weight_sum = 0, self.pdf(0)
+        self.params = [p.detach().clone() for p in model.parameters()]
+
+    def update(self, model):
+        self.iteration += 1
+        weight = self.pdf(self.iteration)
+        r = weight / self.weight_sum
+        self.params = [(avg + r * p.detach()) / (1 + r)
+                       for avg, p in zip(self.params, model.parameters())]
+        self.weight_sum += weight
+
+
+def half_precision_net(seed):
+    """A Linear + LayerNorm after CLIP's ``convert_weights``: float16 linear
+    weights, float32 layer norm (as CLIP's image encoder under fp16_master)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(64, 32), nn.LayerNorm(32))
+    convert_weights(net)
+    return net
+
+
+@torch.no_grad()
+def take_a_step(net, seed):
+    gen = torch.Generator().manual_seed(seed)
+    for p in net.parameters():
+        p.add_((torch.randn(p.shape, generator=gen) * 1e-2).to(p.dtype))
+
+
+@pytest.mark.parametrize("total,beta", [(8, 0.1), (5, 0.5)])
+def test_bma_of_half_precision_weights_is_the_official_update_bit_for_bit(total, beta):
+    net = half_precision_net(0)
+    assert [p.dtype for p in net.parameters()] == [torch.float16] * 2 + [torch.float32] * 2
+    avg, official = AveragedEncoder(net), HandWrittenOfficialBMA(net, total, beta)
+    ours = [p.detach().clone() for p in net.parameters()]  # our order, in float16
+    weight_sum = bma_weight(0, total, beta)
+    for step in range(1, total + 1):
+        take_a_step(net, step)
+        avg.bma_update(net, total, beta)
+        official.update(net)
+        got = list(avg.encoder.parameters())
+        assert all(g.dtype == w.dtype and torch.equal(g, w) for g, w in zip(got, official.params))
+        a = bma_weight(step, total, beta)
+        ours = [o.mul(weight_sum / (weight_sum + a)).add(p.detach(), alpha=a / (weight_sum + a))
+                for o, p in zip(ours, net.parameters())]
+        weight_sum += a
+    # our order rounds otherwise in float16: ~0.01 % apart, not bit-equal
+    half = torch.cat([got[0].flatten(), got[1]]).float()
+    ours_half = torch.cat([ours[0].flatten(), ours[1]]).float()
+    assert (half != ours_half).sum() > 100
+    assert torch.allclose(half, ours_half, rtol=2e-3, atol=1e-4)
+
+
+def test_bma_of_float32_weights_keeps_our_update():
+    torch.manual_seed(0)
+    net = nn.Linear(64, 32)
+    total, beta = 6, 0.1
+    avg, official = AveragedEncoder(net), HandWrittenOfficialBMA(net, total, beta)
+    ours = [p.detach().clone() for p in net.parameters()]
+    weight_sum = bma_weight(0, total, beta)
+    for step in range(1, total + 1):
+        take_a_step(net, step)
+        avg.bma_update(net, total, beta)
+        official.update(net)
+        a = bma_weight(step, total, beta)
+        ours = [o.mul(weight_sum / (weight_sum + a)).add(p.detach(), alpha=a / (weight_sum + a))
+                for o, p in zip(ours, net.parameters())]
+        weight_sum += a
+    got = list(avg.encoder.parameters())
+    assert all(torch.equal(g, o) for g, o in zip(got, ours))
+    assert not all(torch.equal(g, o) for g, o in zip(got, official.params))
+    assert all(torch.allclose(g, o, rtol=1e-5, atol=1e-7) for g, o in zip(got, official.params))
 
 
 def test_wise_ft_interpolates_on_a_separate_copy():

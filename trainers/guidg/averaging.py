@@ -7,7 +7,13 @@ average and WiSE-FT.
   with ``a_t = Beta(beta, beta).pdf((t + 0.5) / (T + 1))``, so after T steps
   ``theta_bma = sum_{t=0..T} a_t theta_t / sum_{t=0..T} a_t`` (GuiDG's
   ``engine.GeneralMovingAverage``: ``weight_sum = a_0`` at the copy, update t
-  weighted ``a_t``).
+  weighted ``a_t``). Ours updates the average as
+  ``theta_bma * S_{t-1} / S_t + theta_t * a_t / S_t`` (``S_t = sum_{k<=t} a_k``).
+  An average holding float16 weights (``PREC fp16_master``: the official
+  code's half-precision encoder, its layer norms and embeddings float32) is
+  updated as the official code writes it, ``(theta_bma + r * theta_t) / (1 + r)``
+  with ``r = a_t / S_{t-1}``, every tensor: the same algebra, but each float16
+  operation rounds, so only the official order gives the official average.
 - WiSE-FT (Wortsman et al., CVPR 2022, Eq. 1; GuiDG appendix Eq. 24):
   ``theta = (1 - alpha) * theta_zero_shot + alpha * theta_fine_tuned``.
 """
@@ -21,6 +27,19 @@ from torch import nn
 def bma_weight(step, total_steps, beta):
     """``Beta(beta, beta).pdf((step + 0.5) / (total_steps + 1))``."""
     return float(beta_dist.pdf((step + 0.5) / (total_steps + 1), beta, beta))
+
+
+def holds_half_precision(state):
+    """Whether a state dict holds a float16 tensor (an encoder after CLIP's
+    ``convert_weights``: ``PREC fp16_master``)."""
+    return any(value.dtype == torch.float16 for value in state.values())
+
+
+def official_bma_step(avg, cur, relative_weight):
+    """``(avg + r * cur) / (1 + r)`` as three tensor operations, each rounded
+    in ``avg``'s dtype, ``r = relative_weight`` a Python float (GuiDG
+    ``engine.py``, ``GeneralMovingAverage.update``)."""
+    return (avg + relative_weight * cur.to(avg.dtype)) / (1 + relative_weight)
 
 
 class AveragedEncoder(nn.Module):
@@ -64,13 +83,17 @@ class AveragedEncoder(nn.Module):
             self.weight_sum.fill_(bma_weight(0, total_steps, beta))
         step = int(self.num_updates) + 1
         alpha = bma_weight(step, total_steps, beta)
-        new_sum = float(self.weight_sum) + alpha
-        keep = float(self.weight_sum) / new_sum
-        for avg, cur in zip(self.encoder.state_dict().values(), encoder.state_dict().values()):
-            if avg.dtype.is_floating_point:
-                avg.mul_(keep).add_(cur.to(avg.dtype), alpha=alpha / new_sum)
-            else:
+        old_sum = float(self.weight_sum)
+        new_sum = old_sum + alpha
+        state = self.encoder.state_dict()
+        official = holds_half_precision(state)
+        for avg, cur in zip(state.values(), encoder.state_dict().values()):
+            if not avg.dtype.is_floating_point:
                 avg.copy_(cur)
+            elif official:
+                avg.copy_(official_bma_step(avg, cur, alpha / old_sum))
+            else:
+                avg.mul_(old_sum / new_sum).add_(cur.to(avg.dtype), alpha=alpha / new_sum)
         self.weight_sum.fill_(new_sum)
         self.num_updates += 1
 
