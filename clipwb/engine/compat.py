@@ -26,10 +26,15 @@ the plugin inside a host checkout.
     ``int`` is Python's ``int`` (numpy itself is not modified).
 (d) ``read_image_errors`` -- Dassl's ``DatasetWrapper`` reads images with
     ``dassl.utils.read_image``, which lets PIL's error out (a traceback, from
-    a DataLoader worker too). ``dassl.data.data_manager`` gets the built-in
-    ``read_image`` (same result; a corrupt or missing image raises a
-    ``UserInputError`` naming the file). Applied whatever the versions, by
-    :func:`apply_usability` only.
+    a DataLoader worker too) and clips 16-bit and float images to 0..255
+    (``convert("RGB")``). ``dassl.data.data_manager`` gets the built-in
+    ``read_image``: a corrupt or missing image raises a ``UserInputError``
+    naming the file, and every mode is decoded by
+    ``clipwb.engine.builtin.utils.image_modes.to_rgb``, the decoder of the
+    built-in engine (the same pixels as Dassl's for every 8-bit mode, alpha
+    dropped as Dassl does; 16-bit and float images scaled instead of clipped).
+    Applied whatever the versions, by :func:`apply_usability` only: a host
+    checkout's own ``train.py`` keeps Dassl's reader.
 """
 import sys
 import types

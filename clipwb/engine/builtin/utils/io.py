@@ -7,6 +7,8 @@ import warnings
 
 from clipwb.errors import MissingFileError, UserInputError
 
+from .image_modes import to_rgb
+
 __all__ = ["mkdir_if_missing", "check_isfile", "read_json", "write_json",
            "listdir_nohidden", "read_image", "tolist_if_not"]
 
@@ -61,7 +63,8 @@ def listdir_nohidden(path, sort=False):
 
 
 def read_image(path):
-    """Open an image file as an RGB ``PIL.Image``.
+    """Open an image file as an 8-bit RGB ``PIL.Image``, whatever its mode
+    (16-bit, float, palette, CMYK, alpha: :func:`.image_modes.to_rgb`).
 
     A missing or unreadable (corrupt, truncated, not an image) file raises an
     error naming the file.
@@ -74,11 +77,12 @@ def read_image(path):
             "layout.".format(path))
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            return to_rgb(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(
-            'Cannot read image "{}" ({}); the file is corrupt or not an image. '
-            "Replace or delete it.".format(path, err)) from None
+            'Cannot read image "{}" ({}); the file is corrupt or not an image: replace it '
+            "with a readable copy (removing it changes the dataset, and a split written "
+            "from it must then be rebuilt).".format(path, err)) from None
 
 
 def tolist_if_not(x):
