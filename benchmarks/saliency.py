@@ -5,14 +5,19 @@ For the frozen toy CLIP (what DiSa's masking uses) and, with ``--model-dir``,
 a trained DiSa model (the same formulas on its prompted image and text
 encoders), every source of ``TRAINER.DISA.SALIENCY`` scores the patches of
 the toy test images of each domain (rendered at ``--size``: the dataset's
-images at 32 px, the same drawings at 64 px for a 64 px toy CLIP); the top ``round((1 - r) P)`` are kept
-at mask ratio ``r``. Reported per source (``benchmarks.saliency_metrics``):
+images at 32 px, the same drawings at 64 px for a 64 px toy CLIP); the top
+``round((1 - r) P)`` are kept at mask ratio ``r``. By default the images are
+the dataset's test split (per class and domain, indices 20-39 of render
+seed 0, the images the defaults were chosen on); ``--first-index`` and
+``--render-seed`` draw others (indices ``first ... first + per-class - 1``
+of that seed; any seed but 0 gives drawings that are in no split). Reported per source (``benchmarks.saliency_metrics``):
 pointing-game accuracy, share of the shape's area kept, share of the
 background kept, kept-patch IoU with the shape's patches; ``random`` (the
 mean of ``--random-draws`` draws) is the floor and ``oracle`` (keep the
 patches with the most shape) the ceiling. Examples::
 
     python -m benchmarks.saliency --root DATA
+    python -m benchmarks.saliency --root DATA --render-seed 7 --first-index 0
     python -m benchmarks.saliency --root DATA --mask-ratio 0.3 \\
         --model-dir output/base2new/train_base/toy/shots_16/DiSa/toy/seed1 --load-epoch 10 \\
         --json saliency.json
@@ -39,6 +44,8 @@ from clipwb.trainers.disa.saliency import (SALIENCY_SOURCES, image_pass, keep_ma
 from .saliency_metrics import METRICS, ON_SHAPE, image_metrics, patch_areas, summarise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: index of the toy dataset's first test image per class and domain
+TEST_FIRST = DEFAULTS["n_train"] + DEFAULTS["n_val"]
 COLUMNS = {"pointing": "pointing", "shape_kept": "shape kept", "background_kept": "bg kept",
            "iou": "kept IoU"}
 
@@ -59,6 +66,12 @@ def parse_args(argv=None):
                    help="base: the 13 classes DiSa trains (and masks) on; all: 25 (frozen only)")
     p.add_argument("--per-class", type=int, default=DEFAULTS["n_test"],
                    help="test images per class and domain")
+    p.add_argument("--first-index", type=int, default=TEST_FIRST,
+                   help="index of the first image drawn per class and domain (default {}: "
+                        "the dataset's test split)".format(TEST_FIRST))
+    p.add_argument("--render-seed", type=int, default=DEFAULTS["seed"],
+                   help="the toy world's render seed (default {}: the dataset's images; "
+                        "another seed draws images of no split)".format(DEFAULTS["seed"]))
     p.add_argument("--backbone", default="ToyCLIP", help="MODEL.BACKBONE.NAME")
     p.add_argument("--size", type=int, default=DEFAULTS["size"],
                    help="image side the toy images and masks are rendered at (the backbone's "
@@ -96,15 +109,15 @@ def build_trainer(args, workdir):
     return trainer
 
 
-def toy_batch(trainer, domain, per_class, size):
-    """Normalised test images [N, 3, H, W], labels [N] and shape masks
-    [N, H, W] of every class of the trainer in ``domain`` (the pixels of the
-    dataset's JPEG files, through the test transform)."""
+def toy_batch(trainer, domain, per_class, size, first=TEST_FIRST, seed=DEFAULTS["seed"]):
+    """Normalised images [N, 3, H, W], labels [N] and shape masks [N, H, W]
+    of every class of the trainer in ``domain``: images ``first ... first +
+    per_class - 1`` of render seed ``seed`` (by default the dataset's test
+    split: the pixels of its JPEG files), through the test transform."""
     from clipwb.engine import build_transform
 
     with contextlib.redirect_stdout(io.StringIO()):  # its "Building transform_test" lines
         transform = build_transform(trainer.cfg, is_train=False)
-    first = DEFAULTS["n_train"] + DEFAULTS["n_val"]
     resolution = trainer.model.image_encoder.visual.input_resolution
     if resolution != size:
         raise UserInputError("--size {} differs from the backbone's input size {} px: pass "
@@ -113,7 +126,7 @@ def toy_batch(trainer, domain, per_class, size):
     images, labels, masks = [], [], []
     for label in range(len(trainer.dm.dataset.classnames)):  # base labels = toy labels 0..12
         for k in range(per_class):
-            args = (label, domain, first + k, DEFAULTS["seed"], size)
+            args = (label, domain, first + k, seed, size)
             images.append(transform(jpeg_roundtrip(render(*args))))
             labels.append(label)
             masks.append(torch.from_numpy(shape_mask(*args)))
@@ -161,6 +174,9 @@ def run(args):
                              "model knows the base classes only.")
     if args.per_class < 1 or args.random_draws < 1:
         raise UserInputError("--per-class and --random-draws must be >= 1.")
+    if args.first_index < 0 or args.render_seed < 0:
+        raise UserInputError("--first-index {} and --render-seed {} must be >= 0.".format(
+            args.first_index, args.render_seed))
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as workdir:
@@ -168,7 +184,8 @@ def run(args):
     models = [("frozen CLIP", False)] + ([("DiSa", True)] if args.model_dir else [])
     table = {}
     for domain in args.domains:
-        images, labels, masks = toy_batch(trainer, domain, args.per_class, args.size)
+        images, labels, masks = toy_batch(trainer, domain, args.per_class, args.size,
+                                          args.first_index, args.render_seed)
         for name, prompted in models:
             table.setdefault(name, {})[domain] = measure(
                 trainer, images, labels, masks, args.sources, args.mask_ratio, prompted, args)
@@ -181,6 +198,15 @@ def mean_over_domains(per_domain):
     sources = list(per_domain[domains[0]])
     return {s: {k: float(np.mean([per_domain[d][s][k][0] for d in domains])) for k in METRICS}
             for s in sources}
+
+
+def images_line(args):
+    """Which toy images were measured, in one line."""
+    test_split = (args.first_index == TEST_FIRST and args.render_seed == DEFAULTS["seed"]
+                  and args.per_class <= DEFAULTS["n_test"])
+    return "Images: per class and domain, indices {}-{} of render seed {}{}.\n".format(
+        args.first_index, args.first_index + args.per_class - 1, args.render_seed,
+        " (the dataset's test split)" if test_split else "")
 
 
 def render_tables(table, ratio):
@@ -210,10 +236,12 @@ def main(argv=None):
     except UserInputError as err:
         print("error: {}".format(err), file=sys.stderr)
         return 2
+    print(images_line(args))
     print(render_tables(table, args.mask_ratio))
     if args.json:
         payload = {"mask_ratio": args.mask_ratio, "on_shape": args.on_shape,
                    "per_class": args.per_class, "classes": args.classes,
+                   "first_index": args.first_index, "render_seed": args.render_seed,
                    "model_dir": args.model_dir, "results": table,
                    "mean_over_domains": {m: mean_over_domains(d) for m, d in table.items()}}
         with open(args.json, "w") as f:

@@ -6,6 +6,7 @@ import torch
 
 from benchmarks import saliency
 from benchmarks.saliency_metrics import image_metrics, patch_areas, summarise
+from clipwb.toyworld.render import shape_mask
 
 
 def test_patch_areas_follow_clips_patch_order():
@@ -38,8 +39,9 @@ def test_cli_prints_every_source_with_the_floor_and_ceiling(tmp_path, capsys):
                           "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    for source in ("text", "value", "vv", "csa", "cls_attention", "random", "oracle"):
-        assert "| {}".format(source) in text
+    for source in ("text", "value", "vv", "csa", "value_attn", "vv_attn", "csa_attn",
+                   "cls_attention", "random", "oracle"):
+        assert "| {} ".format(source) in text
     assert "pointing" in text and "kept IoU" in text and "mean over plain, sketch" in text
     data = json.loads(out.read_text())
     results = data["results"]["frozen CLIP"]
@@ -51,6 +53,29 @@ def test_cli_prints_every_source_with_the_floor_and_ceiling(tmp_path, capsys):
     assert 0.5 < random["shape_kept"][0] < 0.85 and 0.5 < random["background_kept"][0] < 0.85
 
 
+def test_first_index_and_render_seed_pick_the_images(tmp_path, capsys, monkeypatch):
+    drawn = []
+
+    def recording_mask(*args):
+        drawn.append(args)
+        return shape_mask(*args)
+
+    monkeypatch.setattr(saliency, "shape_mask", recording_mask)
+    common = ["--root", str(tmp_path / "data"), "--domains", "sketch", "--per-class", "2",
+              "--sources", "cls_attention", "--random-draws", "1", "--threads", "1"]
+    out = tmp_path / "other.json"
+    assert saliency.main(common + ["--first-index", "5", "--render-seed", "3",
+                                   "--json", str(out)]) == 0
+    assert drawn == [(label, "sketch", index, 3, 32) for label in range(13) for index in (5, 6)]
+    assert "indices 5-6 of render seed 3." in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert (data["first_index"], data["render_seed"]) == (5, 3)
+    drawn.clear()
+    assert saliency.main(common) == 0  # the default: the dataset's test split
+    assert drawn == [(label, "sketch", index, 0, 32) for label in range(13) for index in (20, 21)]
+    assert "indices 20-21 of render seed 0 (the dataset's test split)." in capsys.readouterr().out
+
+
 def test_bad_arguments_are_one_sentence(tmp_path, capsys):
     assert saliency.main(["--root", str(tmp_path), "--mask-ratio", "1.0"]) == 2
     assert "--mask-ratio 1.0 must be a fraction" in capsys.readouterr().err
@@ -60,3 +85,5 @@ def test_bad_arguments_are_one_sentence(tmp_path, capsys):
     assert saliency.main(["--root", str(tmp_path / "data"), "--size", "64", "--per-class",
                           "1"]) == 2
     assert "INPUT.SIZE is (64, 64) but this CLIP takes 32x32" in capsys.readouterr().err
+    assert saliency.main(["--root", str(tmp_path), "--first-index", "-1"]) == 2
+    assert "--first-index -1 and --render-seed 0 must be >= 0." in capsys.readouterr().err
