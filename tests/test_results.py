@@ -225,7 +225,7 @@ def test_cli_published_and_plot(b2n_root, tmp_path):
 
 
 def test_published_numbers_are_extendable(results):
-    from published_results import PUBLISHED_BASE2NEW, add_published
+    from clipwb.results.published import PUBLISHED_BASE2NEW, add_published
     add_published("MyMethod", 85.0, 77.0, 80.8, "this test")
     try:
         rows = results.published_rows([])

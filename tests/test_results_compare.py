@@ -121,7 +121,7 @@ def test_compare_markdown_and_flat_csv(b2n_root):
 
 
 def test_compare_shows_the_published_numbers_of_each_dataset(b2n_root, results):
-    from published_results import PUBLISHED_BASE2NEW_PER_DATASET, add_published
+    from clipwb.results.published import PUBLISHED_BASE2NEW_PER_DATASET, add_published
     write_coop(b2n_root)
     add_published("CoOp", 92.0, 90.0, 90.99, "paper A, Table 9", dataset="caltech101")
     add_published("CoOp", 78.0, 50.0, 60.94, "paper A, Table 9", dataset="dtd")
@@ -361,7 +361,7 @@ def test_plot_zooms_labels_bars_and_keeps_the_legend_clear(tmp_path, results):
 
 def test_plot_with_published_averages(tmp_path, results):
     import matplotlib.pyplot as plt
-    from published_results import PUBLISHED_BASE2NEW
+    from clipwb.results.published import PUBLISHED_BASE2NEW
     accs = {COOP: {"caltech101": (96.5, 92.0), "dtd": (80.3, 73.3), "eurosat": (91.2, 68.4)},
             TRAINER: {"caltech101": (98.1, 94.0), "dtd": (82.7, 72.0), "eurosat": (92.9, 73.9)}}
     tables = two_method_tables(tmp_path / "base2new", results, accs)

@@ -2,17 +2,26 @@
 
 Base-to-novel generalization, CLIP ViT-B/16, 16 shots: ``PUBLISHED_BASE2NEW``
 holds the averages over the 11 datasets, ``PUBLISHED_BASE2NEW_PER_DATASET``
-the per-dataset numbers (method -> dataset config name -> result). A method
-adds its numbers with one more entry (or, from code, with ``add_published``);
-the name is what the comparison tables show, the source says which paper and
-table the numbers come from.
+the per-dataset numbers (method -> dataset config name -> result, e.g.
+``"PromptSRC" -> "dtd"``). The method name is what the comparison tables show
+and what a trainer's runs are compared with (``aggregate.published_method``:
+the trainer's own name, case aside; CLIP for the zero-shot CLIP trainers).
+Every entry carries its source (paper, table); a method adds its numbers
+with one more entry, or from code with ``add_published``, which refuses an
+entry whose HM is not 2BN/(B+N) of its Base and Novel (a typo).
 
-No per-dataset base-to-novel numbers are recorded yet: the method specs
-(DiSa, ISP, GuiDG) give none, neither for DiSa and ISP (their result tables
-could not be read) nor for the baselines; they confirm only the 11-dataset
-averages below. DiSa and ISP have no published row for the same reason.
+No per-dataset base-to-novel numbers are recorded yet. The tables that hold
+them (CoCoOp, CVPR 2022, Table 1: CLIP, CoOp, CoCoOp; MaPLe, CVPR 2023,
+Table 1; PromptSRC, ICCV 2023, Table 1) could not be read from any stored
+copy of the papers, the official READMEs and project pages give the
+11-dataset averages only, and the method specs (DiSa, ISP, GuiDG) confirm
+only the averages below; numbers from elsewhere are not copied in. DiSa and
+ISP have no published row for the same reason (their result tables could
+not be read).
 """
 from collections import OrderedDict, namedtuple
+
+from clipwb.errors import UserInputError
 
 PublishedResult = namedtuple("PublishedResult", "base novel hm source")
 
@@ -30,10 +39,37 @@ PUBLISHED_BASE2NEW = OrderedDict([
 PUBLISHED_BASE2NEW_PER_DATASET = OrderedDict()
 
 
+# a published HM is 2BN/(B+N) of the published (rounded) Base and Novel to
+# within this much: the rounding of three numbers to 2 decimals
+HM_TOLERANCE = 0.02
+
+
+def published_problems(result):
+    """What is wrong with a ``PublishedResult``: no source, or an HM that is
+    not 2BN/(B+N) of its Base and Novel to within ``HM_TOLERANCE``; [] when
+    nothing is."""
+    problems = []
+    if not (result.source or "").strip():
+        problems.append("no source (paper, table)")
+    total = result.base + result.novel
+    hm = 2.0 * result.base * result.novel / total if total else 0.0
+    if abs(hm - result.hm) > HM_TOLERANCE:
+        problems.append("HM {:.2f} but 2BN/(B+N) of Base {:.2f} and Novel {:.2f} is {:.2f}".format(
+            result.hm, result.base, result.novel, hm))
+    return problems
+
+
 def add_published(name, base, novel, hm, source, dataset=None):
     """Register a method's published base-to-novel numbers: the 11-dataset
-    averages, or with ``dataset`` (a config name such as ``dtd``) that dataset's."""
+    averages, or with ``dataset`` (a config name such as ``dtd``) that
+    dataset's. A missing source or an HM that does not match Base and Novel
+    (``published_problems``) raises ``UserInputError``."""
     result = PublishedResult(float(base), float(novel), float(hm), source)
+    problems = published_problems(result)
+    if problems:
+        raise UserInputError("published numbers of {}{}: {}. Give the numbers and the source "
+                             "exactly as the paper's table has them.".format(
+                                 name, " on " + dataset if dataset else "", "; ".join(problems)))
     if dataset is None:
         PUBLISHED_BASE2NEW[name] = result
     else:
