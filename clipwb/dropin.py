@@ -6,11 +6,14 @@
 What it does in CHECKOUT, printing one line per action:
 
 1. ``train.py``: adds ``import clipwb.plugin`` after the checkout's own
-   ``trainers`` / ``datasets`` imports and ``clipwb.plugin.extend_cfg(cfg)``
-   after its ``extend_cfg(cfg)`` call (each line marked ``# clipwb plugin``;
-   a copy of the original is kept as ``train.py.clipwb-orig``). A
-   ``train.py`` without CoOp's ``setup_cfg`` / ``extend_cfg(cfg)`` shape is
-   refused with the file named, and nothing is written.
+   ``trainers`` / ``datasets`` import statements (after a statement's last
+   line, parenthesised or continued) and ``clipwb.plugin.extend_cfg(cfg)``
+   after its ``extend_cfg(cfg)`` call (each line marked ``# clipwb plugin``,
+   with the file's own line ending; every other byte stays as it was; a copy
+   of the original is kept as ``train.py.clipwb-orig``). A ``train.py`` that
+   does not parse, or without CoOp's ``setup_cfg`` / ``extend_cfg(cfg)``
+   shape, is refused with the file named, and nothing is written; one that
+   would not parse with the lines is restored and refused the same way.
 2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert and the
    dataset configs the checkout lacks (``toy``, ``toy_dg``, ``image_folder``,
    the DG datasets).
@@ -20,18 +23,24 @@ What it does in CHECKOUT, printing one line per action:
    (MaPLe's ``*_maple.sh`` style gives ``base2new_train_disa.sh``). ``DATA``
    is the value the checkout's scripts already use (the most common one),
    or ``--data``; the environment variable ``DATA`` overrides it at run time.
+   Scripts an earlier drop-in wrote do not count.
 
 An existing file is never overwritten (one line says it was kept). Running it
-again changes nothing. ``--undo`` removes the marked lines and every file it
+again changes nothing. Each file is entered in ``CHECKOUT/.clipwb-dropin.json``
+just before it is written, so a drop-in cut short (a closed pipe, Ctrl-C) is
+undone whole too. ``--undo`` removes the marked lines and every file it
 wrote that is still as written (a file edited since is kept, with a line
-saying so), using the record in ``CHECKOUT/.clipwb-dropin.json``.
+saying so), the copy ``train.py.clipwb-orig`` when ``train.py`` is again
+that original (else it is kept, with a line saying so), and the record.
 """
 import argparse
+import ast
 import collections
 import hashlib
 import json
 import os
 import re
+import stat
 import sys
 
 from clipwb.errors import UserInputError
@@ -39,6 +48,7 @@ from clipwb.errors import UserInputError
 MARK = "# clipwb plugin"
 RECORD = ".clipwb-dropin.json"
 BACKUP_SUFFIX = ".clipwb-orig"
+TMP_SUFFIX = ".clipwb-tmp"
 IMPORT_LINE = "import clipwb.plugin  {} (python -m clipwb.dropin . --undo removes it)".format(MARK)
 EXTEND_LINE = "clipwb.plugin.extend_cfg(cfg)  " + MARK
 
@@ -67,6 +77,8 @@ DG_DOMAINS = collections.OrderedDict([
 ])
 
 DEFAULT_DATA = "/path/to/datasets"
+#: the second line of the scripts' header: the drop-in wrote that script
+SCRIPT_SIGNATURE = "# Written by python -m clipwb.dropin"
 
 
 # ---------------------------------------------------------------- sources
@@ -102,14 +114,17 @@ def read_host(checkout):
     if not os.path.isfile(train_py):
         raise UserInputError("{}: no train.py there, so this is not a CoOp-family checkout "
                              "(CoOp, MaPLe, PromptSRC).".format(train_py))
-    with open(train_py) as f:
-        text = f.read()
+    text = _read_text(train_py)
+    error = _syntax_error(text)
+    if error:
+        raise UserInputError("{} does not parse as Python ({}); nothing was changed. Fix it "
+                             "and run the drop-in again.".format(train_py, error))
     problems = []
     if not re.search(r"^def setup_cfg\(", text, re.M):
         problems.append("no 'def setup_cfg(args)'")
     if not re.search(r"^def extend_cfg\(cfg\)", text, re.M):
         problems.append("no 'def extend_cfg(cfg)'")
-    if MARK not in text and not _extend_call(text.splitlines()):
+    if MARK not in text and _extend_call(_tree(text), _lines(text)) is None:
         problems.append("no 'extend_cfg(cfg)' call inside setup_cfg")
     if problems:
         raise UserInputError(
@@ -119,64 +134,155 @@ def read_host(checkout):
     return train_py, text
 
 
-def _extend_call(lines):
-    """Index of the ``extend_cfg(cfg)`` line inside ``setup_cfg``, or None."""
-    inside = False
-    for i, line in enumerate(lines):
-        if line.startswith("def "):
-            inside = line.startswith("def setup_cfg(")
-        elif inside and re.fullmatch(r"\s+extend_cfg\(cfg\)\s*(#.*)?", line):
-            return i
+def _read_text(path):
+    """A file's text with its bytes kept (line endings, any encoding):
+    :func:`_encode` gives the same bytes back."""
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape")
+
+
+def _encode(text):
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _tree(text):
+    return ast.parse(_encode(text))
+
+
+def _syntax_error(text):
+    """``"line N: message"`` where ``text`` does not parse as Python, else None."""
+    try:
+        _tree(text)
+    except (SyntaxError, ValueError) as err:
+        return "line {}: {}".format(getattr(err, "lineno", "?"), getattr(err, "msg", err))
     return None
 
 
-def _import_anchor(lines):
-    """Index of the line after which ``import clipwb.plugin`` goes: the last
-    top-level import of the checkout's trainers / datasets, else its last
-    top-level import."""
-    last_host, last_any = None, None
-    for i, line in enumerate(lines):
-        if re.match(r"(import|from) (trainers|datasets)\b", line):
-            last_host = i
-        if re.match(r"(import|from) \S+", line):
-            last_any = i
-        if line.startswith(("def ", "class ")):
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def _lines(text):
+    """``text`` as lines with their endings (``"".join`` gives it back); the
+    breaks are Python's (\\n, \\r\\n, \\r), so line N is the parser's line N."""
+    return _LINE.findall(text)
+
+
+def _extend_call(tree, lines):
+    """(last line, indent) of the ``extend_cfg(cfg)`` statement inside
+    ``setup_cfg`` (a statement of its own line), or None. Lines count from 1."""
+    for node in tree.body:
+        if not (isinstance(node, ast.FunctionDef) and node.name == "setup_cfg"):
+            continue
+        calls = [stmt for stmt in ast.walk(node) if isinstance(stmt, ast.Expr)
+                 and isinstance(stmt.value, ast.Call)
+                 and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "extend_cfg"
+                 and [getattr(a, "id", None) for a in stmt.value.args] == ["cfg"]
+                 and not stmt.value.keywords]
+        for stmt in sorted(calls, key=lambda stmt: stmt.lineno):
+            indent = re.match(r"[ \t]*", lines[stmt.lineno - 1]).group(0)
+            if stmt.col_offset == len(indent):
+                return stmt.end_lineno, indent
+    return None
+
+
+def _is_host_import(node):
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        names = [node.module or ""] if node.level == 0 else []
+    return any(re.match(r"(trainers|datasets)(\.|$)", name) for name in names)
+
+
+def _import_anchor(tree):
+    """The line after which ``import clipwb.plugin`` goes (from 1; 0: the
+    top): the last line of the checkout's last top-level import of its
+    trainers / datasets, else of its last top-level import, else of its
+    docstring. Statements after it on its line (``;``) count with it."""
+    last_host = last_any = None
+    body = tree.body
+    for i, node in enumerate(body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             break
-    return last_host if last_host is not None else last_any
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            last_any = i
+            if _is_host_import(node):
+                last_host = i
+    if last_host is None and last_any is None:
+        docstring = body and isinstance(body[0], ast.Expr) and \
+            isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)
+        return body[0].end_lineno if docstring else 0
+    i = last_host if last_host is not None else last_any
+    end = body[i].end_lineno
+    while i + 1 < len(body) and body[i + 1].lineno == end:
+        i += 1
+        end = body[i].end_lineno
+    return end
+
+
+def _insert(lines, after, line, newline):
+    """Put ``line`` after the first ``after`` lines, ending as the file's lines do."""
+    if after and not lines[after - 1].endswith(("\n", "\r")):  # the last line, unended
+        lines[after - 1] += newline
+        lines.insert(after, line)
+    else:
+        lines.insert(after, line + newline)
 
 
 def patched_train_py(text):
-    """``text`` with the two plugin lines (unchanged if they are there)."""
+    """``text`` with the two plugin lines (unchanged if they are there), in
+    its own line endings; every other line stays byte for byte."""
     if MARK in text:
         return text
-    lines = text.splitlines()
-    call = _extend_call(lines)
-    indent = re.match(r"\s*", lines[call]).group(0)
-    lines.insert(call + 1, indent + EXTEND_LINE)
-    anchor = _import_anchor(lines)
-    lines.insert(anchor + 1 if anchor is not None else 0, IMPORT_LINE)
-    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    tree, lines = _tree(text), _lines(text)
+    newline = re.search(r"\r\n|\r|\n", text)
+    newline = newline.group(0) if newline else "\n"
+    call, indent = _extend_call(tree, lines)
+    anchor = _import_anchor(tree)  # above the call: inserting the call's line first keeps it
+    _insert(lines, call, indent + EXTEND_LINE, newline)
+    _insert(lines, anchor, IMPORT_LINE, newline)
+    return "".join(lines)
+
+
+def _is_plugin_line(line):
+    line = line.rstrip("\r\n")
+    return line.rstrip().endswith(MARK) or MARK + " (" in line
 
 
 def unpatched_train_py(text):
-    """``text`` without the lines the drop-in added."""
-    kept = [line for line in text.splitlines() if not line.rstrip().endswith(MARK)
-            and MARK + " (" not in line]
-    return "\n".join(kept) + ("\n" if text.endswith("\n") else "")
+    """``text`` without the lines the drop-in added (the bytes it had before)."""
+    lines = _lines(text)
+    kept = [line for line in lines if not _is_plugin_line(line)]
+    if lines and kept and _is_plugin_line(lines[-1]) and not lines[-1].endswith(("\n", "\r")):
+        kept[-1] = kept[-1].rstrip("\r\n")  # the added line was the last, unended one
+    return "".join(kept)
 
 
-def host_data_default(checkout):
-    """The ``DATA=...`` value most used by the checkout's scripts."""
+def _plain_data(value):
+    """A ``DATA`` value without quotes and ``${DATA:-...}`` wrappers."""
+    value = value.strip().strip("\"'")
+    match = re.fullmatch(r"\$\{DATA:?-(.*)\}", value)
+    return _plain_data(match.group(1)) if match else value
+
+
+def host_data_default(checkout, ours=()):
+    """The ``DATA=...`` value most used by the checkout's own scripts: not the
+    ones a drop-in wrote (``ours``, paths relative to ``checkout``, or with
+    :data:`SCRIPT_SIGNATURE`)."""
     counts = collections.Counter()
     for dirpath, _, filenames in os.walk(os.path.join(checkout, "scripts")):
-        for name in filenames:
-            if not name.endswith(".sh"):
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if not name.endswith(".sh") or \
+                    os.path.relpath(path, checkout).replace(os.sep, "/") in ours:
                 continue
-            with open(os.path.join(dirpath, name), errors="replace") as f:
-                for line in f:
-                    match = re.match(r"DATA=(\S.*?)\s*$", line)
-                    if match and "clipwb" not in line:
-                        counts[match.group(1).strip().strip("\"'")] += 1
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if SCRIPT_SIGNATURE in text:
+                continue
+            for line in text.splitlines():
+                match = re.match(r"DATA=(\S.*?)\s*$", line)
+                if match and "clipwb" not in line:
+                    counts[_plain_data(match.group(1))] += 1
     return counts.most_common(1)[0][0] if counts else DEFAULT_DATA
 
 
@@ -204,7 +310,7 @@ def host_script_suffix(checkout):
 _HEADER = """#!/bin/bash
 # {what}
 # Usage: bash {usage} [KEY VALUE ...]  (extra pairs go to train.py)
-# Written by python -m clipwb.dropin (configs: configs/trainers/{cfg_dir}/);
+""" + SCRIPT_SIGNATURE + """ (configs: configs/trainers/{cfg_dir}/);
 # DATASET toy runs the offline toy world (toy.yaml configs).
 cd "$(dirname "$0")/../.." || exit 1
 
@@ -404,8 +510,13 @@ def host_files(checkout, data):
 
 
 # ---------------------------------------------------------------- actions
-def _digest(text):
-    return hashlib.sha256(text.encode()).hexdigest()
+def _digest(data):
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _file_digest(path):
+    with open(path, "rb") as f:
+        return _digest(f.read())
 
 
 def _read_record(checkout):
@@ -420,36 +531,67 @@ def _read_record(checkout):
                              "hand or delete the record to start over.".format(path, err))
 
 
-def _write_atomic(path, text, mode=None):
-    tmp = path + ".clipwb-tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
+def _write_atomic(path, data, mode=None):
+    """Write ``data`` (text or bytes) to ``path`` through a temporary file
+    renamed into place; a file replaced keeps its permissions."""
+    tmp = path + TMP_SUFFIX
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    if mode is None and os.path.exists(path):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
     if mode is not None:
         os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def _patch_train_py(train_py, text, new_text):
+    """Write ``new_text`` into ``train_py`` (the original kept beside it),
+    then parse what was written: where it does not parse, put the original
+    back and refuse."""
+    backup = train_py + BACKUP_SUFFIX
+    made_backup = not os.path.exists(backup)
+    if made_backup:
+        _write_atomic(backup, _encode(text))
+    _write_atomic(train_py, _encode(new_text))
+    error = _syntax_error(_read_text(train_py))
+    if error:
+        _write_atomic(train_py, _encode(text))
+        if made_backup:
+            os.remove(backup)
+        raise UserInputError(
+            "{}: with the plugin lines it does not parse ({}), so it was put back as it was and "
+            "nothing else was written; add 'import clipwb.plugin' after its trainer imports and "
+            "'clipwb.plugin.extend_cfg(cfg)' after its extend_cfg(cfg) call by hand.".format(
+                train_py, error))
 
 
 def dropin(checkout, data=None, dry_run=False, say=print):
     """Add the plugin to ``checkout``; return the list of actions said."""
     checkout = os.path.abspath(checkout)
     train_py, text = read_host(checkout)
-    data = data or host_data_default(checkout)
     record = _read_record(checkout)
-    actions = []
+    record_path = os.path.join(checkout, RECORD)
+    had_record = os.path.isfile(record_path)
+    data = _plain_data(data) if data else host_data_default(checkout, record["files"])
+    actions, recorded = [], []
 
     def act(line):
         actions.append(line)
         say(line)
 
+    def remember(rel, content):
+        """Enter ``rel`` in the record before it is written, so an undo finds it
+        whenever the drop-in stops."""
+        record["files"][rel] = _digest(content)
+        _write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True))
+        recorded.append(rel)
+
     new_text = patched_train_py(text)
     if new_text == text:
         act("train.py: already has the plugin lines")
     else:
-        backup = train_py + BACKUP_SUFFIX
         if not dry_run:
-            if not os.path.exists(backup):
-                _write_atomic(backup, text)
-            _write_atomic(train_py, new_text)
+            _patch_train_py(train_py, text, new_text)
         act("train.py: added '{}' and '{}' (original kept as train.py{})".format(
             "import clipwb.plugin", "clipwb.plugin.extend_cfg(cfg)", BACKUP_SUFFIX))
 
@@ -457,23 +599,37 @@ def dropin(checkout, data=None, dry_run=False, say=print):
     for rel, content in files.items():
         path = os.path.join(checkout, rel)
         if os.path.exists(path):
-            with open(path, errors="replace") as f:
-                same = f.read() == content
-            act("{}: {}".format(rel, "already there" if same else
+            digest = _file_digest(path)
+            act("{}: {}".format(rel, "already there" if digest == _digest(content) else
+                                "kept as an earlier drop-in wrote it (not overwritten)"
+                                if record["files"].get(rel) == digest else
                                 "kept the checkout's file (not overwritten)"))
             continue
         if not dry_run:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            remember(rel, content)
             _write_atomic(path, content, 0o755 if rel.endswith(".sh") else None)
-            record["files"][rel] = _digest(content)
+        else:
+            recorded.append(rel)
         act("{}: written".format(rel))
-    if not dry_run:
-        _write_atomic(os.path.join(checkout, RECORD), json.dumps(record, indent=1, sort_keys=True))
+    if recorded:
+        act("{}: {} (the files --undo removes)".format(RECORD, "updated" if had_record else "written"))
+    elif had_record:
+        act("{}: unchanged".format(RECORD))
     act("Done{}. Run e.g. bash {} toy 1 (DATA={}); undo with python -m clipwb.dropin {} --undo"
         .format(" (dry run: nothing written)" if dry_run else "",
                 next(rel for rel in files if "disa/base2new_train" in rel),
                 data, checkout))
     return actions
+
+
+def _remove(path, checkout):
+    """Remove the file ``path`` and the folders it leaves empty below ``checkout``."""
+    os.remove(path)
+    folder = os.path.dirname(path)
+    while folder != checkout and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
+        folder = os.path.dirname(folder)
 
 
 def undo(checkout, say=print):
@@ -489,38 +645,51 @@ def undo(checkout, say=print):
         actions.append(line)
         say(line)
 
-    with open(train_py) as f:
-        text = f.read()
+    text = _read_text(train_py)
     if MARK in text:
-        restored = unpatched_train_py(text)
-        _write_atomic(train_py, restored)
-        backup = train_py + BACKUP_SUFFIX
-        if os.path.isfile(backup):
-            with open(backup) as f:
-                if f.read() == restored:
-                    os.remove(backup)
+        text = unpatched_train_py(text)
+        _write_atomic(train_py, _encode(text))
         act("train.py: removed the plugin lines")
     else:
         act("train.py: has no plugin lines")
+    backup = train_py + BACKUP_SUFFIX
+    if os.path.isfile(backup):
+        if _read_text(backup) == text:
+            os.remove(backup)
+            act("train.py{}: removed (train.py is that original again)".format(BACKUP_SUFFIX))
+        else:
+            act("train.py{}: kept: train.py was edited since the drop-in, and this is its copy "
+                "from before the drop-in (delete it when you no longer need it)".format(
+                    BACKUP_SUFFIX))
     for rel, digest in sorted(record.get("files", {}).items()):
         path = os.path.join(checkout, rel)
+        if os.path.isfile(path + TMP_SUFFIX):  # a drop-in stopped while writing it
+            _remove(path + TMP_SUFFIX, checkout)
+            act("{}{}: removed (half-written)".format(rel, TMP_SUFFIX))
         if not os.path.isfile(path):
             continue
-        with open(path, errors="replace") as f:
-            if _digest(f.read()) != digest:
-                act("{}: edited since the drop-in, kept".format(rel))
-                continue
-        os.remove(path)
-        folder = os.path.dirname(path)
-        while folder != checkout and os.path.isdir(folder) and not os.listdir(folder):
-            os.rmdir(folder)
-            folder = os.path.dirname(folder)
+        if _file_digest(path) != digest:
+            act("{}: edited since the drop-in, kept".format(rel))
+            continue
+        _remove(path, checkout)
         act("{}: removed".format(rel))
     record_path = os.path.join(checkout, RECORD)
     if os.path.isfile(record_path):
         os.remove(record_path)
+        act("{}: removed".format(RECORD))
     act("Done: the plugin is out of {}".format(checkout))
     return actions
+
+
+def say(line):
+    """Print ``line``; once stdout is closed (``| head -1``), print nothing
+    more and carry on, so the drop-in or undo is never left half done."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error at exit
+        os.close(devnull)
 
 
 def main(argv=None):
@@ -534,9 +703,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.undo:
-            undo(args.checkout)
+            undo(args.checkout, say=say)
         else:
-            dropin(args.checkout, data=args.data or None, dry_run=args.dry_run)
+            dropin(args.checkout, data=args.data or None, dry_run=args.dry_run, say=say)
     except UserInputError as err:
         print("Error: {}".format(err), file=sys.stderr)
         return 2

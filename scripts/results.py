@@ -23,7 +23,7 @@ Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
   (``.../GuiDGExpert/CFG/expert_DOMAIN[_for_TARGET]/seedS``) are not counted.
   The title names the presets of the rows (ours / official) and a line under
   the table says, for each row, what made its runs as their logs' config
-  dumps tell (``run_settings.py``: preset, BMA beta or WiSE-FT alpha).
+  dumps tell (``clipwb/results/run_settings.py``: preset, BMA beta or WiSE-FT alpha).
 
 A run's result is the last ``* accuracy: X%`` line of its newest log file that
 has one (Dassl writes ``log.txt``, then ``log.txt-<timestamp>`` when the run

@@ -16,7 +16,8 @@
   ``build_model(state_dict, design_details)`` needs the second argument and
   whose prompted designs build blocks whose ``forward`` takes the prompts);
   a CoOp-style ``train.py`` (``extend_cfg`` inside ``setup_cfg``, Dassl's
-  ``build_trainer``); scripts with a hard-coded ``DATA`` (MaPLe's named
+  ``build_trainer``; on request its trainer imports as one parenthesised or
+  backslash-continued statement, or CRLF line endings); scripts with a hard-coded ``DATA`` (MaPLe's named
   ``*_maple.sh``); ``configs/``.
 """
 import os
@@ -390,9 +391,23 @@ def _write_clip(root, fork):
     _write(os.path.join(dst, "model.py"), model)
 
 
-def write_host(folder, kind):
+# How train.py imports the checkout's trainers: one line each (the real
+# checkouts), one parenthesised statement, or one backslash-continued statement.
+IMPORT_STYLES = ("lines", "parenthesised", "backslash")
+
+
+def _trainer_imports(modules, style):
+    if style == "parenthesised":
+        return "from trainers import (\n" + "".join("    {},\n".format(m) for m in modules) + ")"
+    if style == "backslash":
+        return "import " + ", \\\n    ".join("trainers." + m for m in modules)
+    return "\n".join("import trainers.{}".format(m) for m in modules)
+
+
+def write_host(folder, kind, imports="lines", newline="\n"):
     """Write a ``kind`` checkout (coop, maple or promptsrc) under ``folder``;
-    return its root."""
+    return its root. ``imports`` is one of :data:`IMPORT_STYLES`; ``newline``
+    the line ending of its ``train.py`` (``"\\r\\n"``: a Windows-edited one)."""
     spec = KINDS[kind]
     root = os.path.join(folder, kind)
     _write_clip(root, spec["fork"])
@@ -419,9 +434,10 @@ def write_host(folder, kind):
             node, *keys = _EXTRA_KEYS[module]
             extra.append("    cfg.TRAINER.{} = CN()".format(node))
             extra += ["    cfg.TRAINER.{}.{}".format(node, key) for key in keys]
-    imports = "\n".join("import trainers.{}".format(m) for m in spec["trainers"])
-    _write(os.path.join(root, "train.py"),
-           _HOST_TRAIN_PY.format(trainer_imports=imports, extra_keys="\n".join(extra)))
+    text = _HOST_TRAIN_PY.format(trainer_imports=_trainer_imports(spec["trainers"], imports),
+                                 extra_keys="\n".join(extra))
+    with open(os.path.join(root, "train.py"), "w", newline=newline) as f:
+        f.write(text)
     _write(os.path.join(root, "configs", "datasets", "caltech101.yaml"),
            'DATASET:\n  NAME: "Caltech101"\n')
     _write(os.path.join(root, "configs", "trainers", "CoOp", "tiny.yaml"), HOST_COOP_YAML)

@@ -1,5 +1,6 @@
 """python -m clipwb.dropin on fixture checkouts: what it writes, what it refuses,
 what it never overwrites, and its undo."""
+import ast
 import os
 import subprocess
 import sys
@@ -135,5 +136,135 @@ def test_a_train_py_not_shaped_like_coops_is_refused(tmp_path, run_dropin):
     assert "no 'extend_cfg(cfg)' call inside setup_cfg" in proc.stderr
     assert "Nothing was changed" in proc.stderr
     assert snapshot(host) == before
+    with open(path, "w") as f:
+        f.write(text.replace("def setup_cfg(args):", "def setup_cfg(args)"))
+    broken = run_dropin(host)
+    assert broken.returncode == 2
+    assert broken.stderr == "Error: {} does not parse as Python (line {}: expected ':'); " \
+        "nothing was changed. Fix it and run the drop-in again.\n".format(
+            path, text.splitlines().index("def setup_cfg(args):") + 1)
     missing = run_dropin(tmp_path / "nowhere")
     assert missing.returncode == 2 and "no such folder" in missing.stderr
+
+
+@pytest.mark.parametrize("style", ["parenthesised", "backslash"])
+def test_import_line_goes_after_a_multi_line_trainer_import(tmp_path, run_dropin, style):
+    host = write_host(str(tmp_path), "coop", imports=style)
+    proc = run_dropin(host)
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(host, "train.py")) as f:
+        text = f.read()
+    ast.parse(text)
+    lines = text.splitlines()
+    imp = lines.index(dropin.IMPORT_LINE)
+    # right after the statement's last line
+    assert lines[imp - 1] == {"parenthesised": ")", "backslash": "    trainers.zsclip"}[style]
+
+
+def test_a_crlf_train_py_keeps_its_line_endings_and_undo_restores_its_bytes(tmp_path, run_dropin):
+    host = write_host(str(tmp_path), "coop", newline="\r\n")
+    path = os.path.join(host, "train.py")
+    with open(path, "rb") as f:
+        original = f.read()
+    assert run_dropin(host).returncode == 0
+    with open(path, "rb") as f:
+        patched = f.read()
+    added = [dropin.IMPORT_LINE.encode() + b"\r\n", b"    " + dropin.EXTEND_LINE.encode() + b"\r\n"]
+    assert all(patched.count(line) == 1 for line in added)
+    assert patched.replace(added[0], b"").replace(added[1], b"") == original
+    assert patched.count(b"\n") == patched.count(b"\r\n")
+    with open(path + dropin.BACKUP_SUFFIX, "rb") as f:
+        assert f.read() == original
+    proc = run_dropin(host, "--undo")
+    assert proc.returncode == 0, proc.stderr
+    with open(path, "rb") as f:
+        assert f.read() == original
+    assert not os.path.exists(path + dropin.BACKUP_SUFFIX)
+
+
+def test_an_interrupted_dropin_is_undone_whole(host):
+    """Killed mid-way (a closed pipe: ``| head -1``): --undo still removes
+    every file it wrote, as the record grows with each file."""
+    before = snapshot(host)
+    said = []
+
+    def say(line):
+        said.append(line)
+        if len(said) == 12:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        dropin.dropin(host, say=say)
+    assert os.path.isfile(os.path.join(host, "configs", "trainers", "DiSa", "toy.yaml"))
+    dropin.undo(host, say=lambda line: None)
+    assert snapshot(host) == before
+
+
+def test_a_second_dropin_in_coop_finds_its_files_as_written(tmp_path, run_dropin):
+    host = write_host(str(tmp_path), "coop")
+    assert run_dropin(host).returncode == 0
+    first = snapshot(host)
+    os.remove(os.path.join(host, "scripts", "disa", "base2new_train.sh"))
+    proc = run_dropin(host)
+    assert proc.returncode == 0, proc.stderr
+    assert "kept the checkout's file" not in proc.stdout
+    assert "scripts/isp/base2new_test.sh: already there" in proc.stdout
+    assert "(DATA={})".format(HOST_DATA) in proc.stdout
+    # the re-written script is the first one again: DATA=${DATA:-"..."}, not nested
+    assert snapshot(host) == first
+    with open(os.path.join(host, "scripts", "disa", "base2new_train.sh")) as f:
+        assert f.read().count("${DATA:-") == 1
+
+
+def test_every_file_touched_is_reported_the_record_included(host, run_dropin):
+    proc = run_dropin(host)
+    assert "{}: written".format(dropin.RECORD) in proc.stdout
+    undo = run_dropin(host, "--undo")
+    assert "{}: removed".format(dropin.RECORD) in undo.stdout
+    assert "train.py{}: removed".format(dropin.BACKUP_SUFFIX) in undo.stdout
+
+
+def test_undo_after_train_py_was_edited_says_what_it_did_with_the_copy(host, run_dropin):
+    path = os.path.join(host, "train.py")
+    with open(path) as f:
+        original = f.read()
+    assert run_dropin(host).returncode == 0
+    with open(path, "a") as f:
+        f.write("# my change\n")
+    proc = run_dropin(host, "--undo")
+    assert proc.returncode == 0, proc.stderr
+    with open(path) as f:
+        assert f.read() == original + "# my change\n"
+    with open(path + dropin.BACKUP_SUFFIX) as f:
+        assert f.read() == original
+    line = next(line for line in proc.stdout.splitlines()
+                if line.startswith("train.py" + dropin.BACKUP_SUFFIX))
+    assert "kept" in line and "edited since the drop-in" in line
+
+
+def test_a_train_py_that_would_not_parse_is_restored_and_refused(host, run_dropin, monkeypatch):
+    before = snapshot(host)
+    real = dropin.patched_train_py
+    monkeypatch.setattr(dropin, "patched_train_py", lambda text: real(text) + "def broken(:\n")
+    proc = run_dropin(host)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("Error: {}: with the plugin lines it does not parse".format(
+        os.path.join(host, "train.py")))
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "done" not in proc.stdout.lower()
+    assert snapshot(host) == before
+
+
+def test_a_closed_stdout_does_not_stop_the_dropin_half_way(tmp_path):
+    """``python -m clipwb.dropin CHECKOUT | head -1``: the drop-in still
+    writes everything (and says nothing more), exit status 0."""
+    host = write_host(str(tmp_path), "coop")
+    proc = subprocess.Popen([sys.executable, "-m", "clipwb.dropin", host], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=subprocess_env())
+    assert proc.stdout.readline().startswith(b"train.py: added")
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    assert proc.stderr.read() == b""
+    record = dropin._read_record(host)
+    assert "scripts/guidg/dg.sh" in record["files"] and len(record["files"]) > 30
+    assert os.path.isfile(os.path.join(host, "scripts", "guidg", "dg.sh"))
