@@ -14,11 +14,15 @@ folder ``DATASET.ROOT`` (``--root``; the scripts' ``DATA``) in one of three form
 
 Class names are the folder names (or CSV labels) with underscores as spaces,
 or the names a ``classnames.txt`` gives (``<folder or label> <class name>``
-per line). The split is written once to ``<folder>/split_<folder name>.json``
-in CoOp's format and never overwritten; from then on the reader checks the
-folder against it and says how to rebuild it when images were added, removed
-or renamed. Then the pipeline of every CoOp dataset: the few-shot cache in
-``<folder>/split_fewshot/``, the base / new classes, the evaluation.
+per line). Before the split is written, every file is opened and read through
+once (:mod:`.image_check`): all unreadable ones (truncated, empty, not an
+image) are listed in one error. The split is written once to
+``<folder>/split_<folder name>.json`` in CoOp's format and never overwritten;
+from then on the reader checks the folder against it and, when images were
+added, removed or relabelled, stops listing them and says that a new split
+(not comparable with the old one) needs the file deleted. Then the pipeline
+of every CoOp dataset: the few-shot cache in ``<folder>/split_fewshot/``, the
+base / new classes, the evaluation.
 
 Which files count: images by extension (``splits.IMAGE_EXTENSIONS``) inside
 the class folders (sub-folders included). Hidden files, ``Thumbs.db`` and
@@ -30,10 +34,12 @@ class folder.
 import csv
 import os
 import random
+import time
 
 from clipwb.engine import CfgNode, Datum, DatasetBase
 from clipwb.errors import ConfigError, UserInputError
 
+from .image_check import describe, unreadable
 from .sources import data_root, root_hint
 from .splits import (IMAGE_EXTENSIONS, check_subsample, load_fewshot, read_split,
                      save_split_once, split_entries, split_pools, subsample_classes)
@@ -293,26 +299,57 @@ def _entries(root, items):
             for i in items}
 
 
+def _some(paths, what, shown=5):
+    """``"12 <what> (a, b, c, d, e and 7 more)"`` of the sorted ``paths``."""
+    paths = sorted(paths)
+    more = " and {} more".format(len(paths) - shown) if len(paths) > shown else ""
+    listed = " ({}{})".format(", ".join(paths[:shown]), more) if paths else ""
+    return "{} {}{}".format(len(paths), what, listed)
+
+
 def check_split(root, split_path, fresh):
-    """Stop if the folder changed since ``split_path`` was written; a note if
-    the current settings would split it otherwise (the file is used as it is)."""
+    """Stop if the folder changed since ``split_path`` was written, listing the
+    images added, removed or relabelled; a note if the current settings would
+    split it otherwise (the file is used as it is)."""
     stored = [{(os.path.normpath(rel).replace(os.sep, "/"), label, name)
                for rel, label, name in part} for part in split_entries(split_path)]
     fresh = [_entries(root, part) for part in fresh]
     now, then = set().union(*fresh), set().union(*stored)
     if now != then:
-        added = len({e[0] for e in now} - {e[0] for e in then})
-        removed = len({e[0] for e in then} - {e[0] for e in now})
-        what = ("{} image(s) added, {} removed".format(added, removed) if added or removed
-                else "class names or labels changed")
-        raise _bad(root, "the folder changed since {} was written ({}); to use the new content, "
-                         "delete {} and {} (a new split and new few-shot draws are made on the "
-                         "next run).".format(split_path, what, split_path,
-                                             os.path.join(root, FEWSHOT_DIR)))
+        now_paths, then_paths = {e[0] for e in now}, {e[0] for e in then}
+        changes = [_some(now_paths - then_paths, "image(s) added"),
+                   _some(then_paths - now_paths, "removed")]
+        relabelled = {e[0] for e in now - then} & then_paths
+        if relabelled:
+            changes.append(_some(relabelled, "with another label or class name"))
+        raise _bad(root, "the folder changed since {} was written: {}; deleting or adding "
+                         "images makes a new split, so either put the folder back as it was "
+                         "to keep this split, or delete {} and {} to have the next run write a "
+                         "new split and new few-shot draws (results with the new split are "
+                         "not comparable with those of the old one).".format(
+                             split_path, ", ".join(changes), split_path,
+                             os.path.join(root, FEWSHOT_DIR)))
     if stored != fresh:
         print("Note: {} is not the split the current DATASET.IMAGE_FOLDER settings make (edited, "
               "or written with other ones); it is used as it is (delete it to make a new one)."
               .format(split_path))
+
+
+def check_images(root, items, split_path, csv_file=None):
+    """Stop, listing every file of ``items`` that does not read as an image
+    (:mod:`.image_check`); run once, before ``split_path`` is written."""
+    paths = [item.impath for item in items]
+    started = time.time()
+    bad = unreadable(paths)
+    print("Checked that the {} images of {} read ({:.1f} s; once, before the split is "
+          "written)".format(len(paths), root, time.time() - started))
+    if bad:
+        fix = ("drop their rows from {}".format(csv_file) if csv_file
+               else "move them out of the folder")
+        raise _bad(root, "{} of the {} images cannot be read: {}; {} (or replace them with "
+                         "readable copies) and run again: no split was written yet, so the "
+                         "next run writes {} from the images then listed.".format(
+                             len(bad), len(paths), describe(root, bad), fix, split_path))
 
 
 def check_base_new(root, train, subsample):
@@ -345,6 +382,7 @@ class ImageFolder(DatasetBase):
             train, val, test = read_split(self.split_path, root)
         else:
             train, val, test = fresh
+            check_images(root, train + val + test, self.split_path, _csv_path(root, csv_name))
             save_split_once(train, val, test, self.split_path, root)
         check_base_new(root, train, subsample)
         train, val = load_fewshot(self, train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, root)

@@ -62,10 +62,16 @@ computed from the mean Base and Novel accuracies (its standard deviation from
 each seed's own HM); the dataset average averages the per-dataset means and
 takes the HM of those averages.
 """
+import os
 import sys
 
-from clipwb.results import *  # noqa: F401,F403  (the tool's functions, for importers of this file)
-from clipwb.results.cli import main
+try:
+    import clipwb.results  # noqa: F401
+except ImportError:  # a checkout without ``pip install -e .``: the package is beside scripts/
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from clipwb.results import *  # noqa: F401,F403,E402  (the tool's functions, for importers)
+from clipwb.results.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -197,18 +197,28 @@ def test_changed_folder_is_reported_not_used_and_the_split_is_kept(photos, capsy
     path = split_file(folder)
     with open(path, "rb") as f:
         before = f.read()
-    extra = os.path.join(str(folder), "red_circle", "img_new.png")
-    shutil.copy(written["red_circle"][0], extra)
+    extras = [os.path.join(str(folder), "red_circle", "img_new{}.png".format(i))
+              for i in range(7)]
+    for extra in extras:
+        shutil.copy(written["red_circle"][0], extra)
+    os.remove(written["blue_triangle"][0])
     with pytest.raises(UserInputError) as err:
         read(folder)
     message = str(err.value)
-    assert "changed since {} was written (1 image(s) added, 0 removed)".format(path) in message
+    # the first five of each change by name, with the counts
+    assert ("changed since {} was written: 7 image(s) added (red_circle/img_new0.png, "
+            "red_circle/img_new1.png, red_circle/img_new2.png, red_circle/img_new3.png, "
+            "red_circle/img_new4.png and 2 more), 1 removed (blue_triangle/img_000.png);"
+            .format(path)) in message
+    assert "deleting or adding images makes a new split" in message
     assert "delete {} and {}".format(path, os.path.join(str(folder), "split_fewshot")) in message
+    assert "not comparable with those of the old one" in message and "\n" not in message
     with open(path, "rb") as f:
         assert f.read() == before
-    os.remove(extra)
-    os.remove(written["blue_triangle"][0])
-    with pytest.raises(UserInputError, match=r"0 image\(s\) added, 1 removed"):
+    for extra in extras:
+        os.remove(extra)
+    with pytest.raises(UserInputError,
+                       match=r"0 image\(s\) added, 1 removed \(blue_triangle/img_000.png\)"):
         read(folder)
     # other split settings: the file is used as it is, with a note
     shutil.copy(written["green_square"][0], written["blue_triangle"][0])
@@ -216,6 +226,55 @@ def test_changed_folder_is_reported_not_used_and_the_split_is_kept(photos, capsy
     read(folder, "DATASET.IMAGE_FOLDER.SPLIT", "(0.6, 0.2)")
     assert "is not the split the current DATASET.IMAGE_FOLDER settings make" in \
         capsys.readouterr().out
+
+
+def _truncated_jpeg(png, jpg):
+    from PIL import Image
+
+    Image.open(png).convert("RGB").save(jpg, quality=95)
+    with open(jpg, "rb") as f:
+        data = f.read()
+    with open(jpg, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+def test_unreadable_files_are_all_listed_before_the_split_is_written(tmp_path):
+    folder = str(tmp_path / "bad_files")
+    written = write_image_folder(folder, n_classes=4, n_per_class=8)
+    _truncated_jpeg(written["red_circle"][0], os.path.join(folder, "red_circle", "cut.jpg"))
+    open(os.path.join(folder, "green_square", "empty.png"), "w").close()
+    with open(os.path.join(folder, "blue_triangle", "notes.jpg"), "w") as f:
+        f.write("not a picture")
+    with pytest.raises(UserInputError) as err:
+        read(folder)
+    message = str(err.value)
+    assert message.startswith("ImageFolder {}: 3 of the 35 images cannot be read: empty (0 "
+                              "bytes): green_square/empty.png; not an image PIL can identify: "
+                              "blue_triangle/notes.jpg; truncated or corrupt: red_circle/cut.jpg "
+                              "(".format(folder))
+    assert "move them out of the folder" in message and "\n" not in message
+    assert "no split was written yet, so the next run writes {}".format(split_file(folder)) \
+        in message
+    assert not os.path.exists(split_file(folder))
+    # moved out: the split is written, and then the files are not checked again
+    for name in ("red_circle/cut.jpg", "green_square/empty.png", "blue_triangle/notes.jpg"):
+        os.rename(os.path.join(folder, name), str(tmp_path / os.path.basename(name)))
+    read(folder)
+    assert os.path.isfile(split_file(folder))
+    with open(written["red_circle"][1], "wb") as f:
+        f.write(b"broken after the split was written")
+    assert read(folder).num_classes == 4
+
+
+def test_unreadable_file_listed_in_a_csv(tmp_path):
+    folder = str(tmp_path / "listed")
+    written = write_image_folder(folder, n_classes=4, n_per_class=8, layout="csv")
+    open(written["red_circle"][2], "w").close()
+    with pytest.raises(UserInputError) as err:
+        read(folder)
+    assert ("1 of the 32 images cannot be read: empty (0 bytes): {}; drop their rows from {} "
+            .format(os.path.relpath(written["red_circle"][2], folder),
+                    os.path.join(folder, "labels.csv"))) in str(err.value)
 
 
 def test_plugin_adds_the_image_folder_keys_to_a_host_config():
