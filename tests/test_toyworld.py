@@ -148,6 +148,30 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(str(tmp_path)) == []
 
 
+def test_an_unwritable_data_folder_is_one_sentence_naming_it(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    os.symlink(str(tmp_path / "nowhere"), str(tmp_path / "dangling"))
+    for root, why in ((tmp_path / "a_file" / "data", "Not a directory"),
+                      (tmp_path / "dangling" / "data", "No such file or directory")):
+        with pytest.raises(UserInputError) as err:
+            W.ensure_toy_dataset(str(root))
+        assert str(err.value) == (
+            "Cannot write the toy dataset into the DATA folder {} ({}). Set DATA (the scripts) "
+            "or --root (train.py) to a folder you can write to.".format(root, why))
+    assert sorted(os.listdir(str(tmp_path))) == ["a_file", "dangling"]
+
+
+def test_a_write_failing_midway_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(W.json, "dump", full_disk)
+    with pytest.raises(UserInputError, match=r"the DATA folder {} \(No space left on device\)"
+                       .format(tmp_path)):
+        W.write_toy_dataset(str(tmp_path), **SMALL)
+    assert os.listdir(str(tmp_path)) == []
+
+
 # ------------------------------------------------------------------ ToyShapes
 
 def toy_cfg(root, **opts):

@@ -75,8 +75,11 @@ def write_toy_dataset(root, seed=0, size=32, n_train=16, n_val=4, n_test=20, dom
         raise UserInputError("toy dataset sizes must be >= 1 per class, got {}".format(counts))
 
     parent = os.path.dirname(folder)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".{}.tmp-".format(DATASET_DIR), dir=parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".{}.tmp-".format(DATASET_DIR), dir=parent)
+    except OSError as err:
+        raise _unwritable(parent, err) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; give it normal permissions
@@ -96,10 +99,26 @@ def write_toy_dataset(root, seed=0, size=32, n_train=16, n_val=4, n_test=20, dom
             # another process finished first: keep its copy
             shutil.rmtree(tmp, ignore_errors=True)
             check_toy_dataset(folder)
+    except UserInputError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as err:  # the DATA folder cannot take it (read-only, full, ...)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _unwritable(parent, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _unwritable(root, err):
+    """The sentence for a DATA folder ``root`` the toy dataset cannot be written into."""
+    why = err.strerror or str(err)
+    if err.filename and os.path.abspath(err.filename) != root:
+        why = "{}: {}".format(why, err.filename)
+    return UserInputError(
+        "Cannot write the toy dataset into the DATA folder {} ({}). Set DATA (the scripts) or "
+        "--root (train.py) to a folder you can write to.".format(root, why))
 
 
 def _corrupt(folder, why):
