@@ -97,6 +97,10 @@ def test_offline_name_explains_where_to_put_the_file(tmp_path, monkeypatch):
     assert "~/.cache/clip/ViT-B-16.pt" in message
     assert "'ViT-B/16'" in message and "MODEL.BACKBONE.NAME" in message
     assert not os.path.exists(tmp_path / ".cache" / "clip" / "ViT-B-16.pt")
+    # offline without any file: the shipped toy CLIP, as the scripts and train.py name it
+    assert "CFG=toy bash scripts/disa/base2new.sh image_folder 1" in message
+    assert "MODEL.BACKBONE.NAME ToyCLIP" in message
+    assert load_clip("ToyCLIP").visual.input_resolution == 32  # what it points at loads offline
 
 
 def test_offline_custom_download_root(tmp_path, monkeypatch):

@@ -42,6 +42,8 @@ CLIP_INPUT_RESOLUTION = {
 }
 
 DEFAULT_DOWNLOAD_ROOT = "~/.cache/clip"
+#: MODEL.BACKBONE.NAME of the shipped offline toy CLIP (LOCAL_MODELS)
+TOY_CLIP_NAME = "ToyCLIP"
 # Seconds a download may wait for the network (per connect / read), so that an
 # offline machine whose firewall drops packets fails soon instead of hanging.
 DOWNLOAD_SOCKET_TIMEOUT = 30
@@ -73,7 +75,11 @@ def _download(name, download_root):
             "Could not download CLIP model {!r} ({}). Its weights are expected at "
             "{}. Fix: place the OpenAI checkpoint file there (e.g. copy it from a "
             "machine with internet access), or pass the path of a checkpoint file "
-            "as MODEL.BACKBONE.NAME.".format(name, err, shown)) from None
+            "as MODEL.BACKBONE.NAME; to run offline without one, use the shipped toy "
+            "CLIP (CFG=toy for the scripts, e.g. CFG=toy bash "
+            "scripts/disa/base2new.sh image_folder 1, or MODEL.BACKBONE.NAME {}: "
+            "32 px, for checking a pipeline, not for real accuracy).".format(
+                name, err, shown, TOY_CLIP_NAME)) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
@@ -177,7 +183,7 @@ def _toy_clip_path():
 
 #: Named checkpoints shipped with the project (name -> function giving the path).
 #: ``ToyCLIP``: a small CLIP trained on the toy world (clipwb/toyworld/README.md).
-LOCAL_MODELS = {"ToyCLIP": _toy_clip_path}
+LOCAL_MODELS = {TOY_CLIP_NAME: _toy_clip_path}
 
 
 def load_clip(name_or_path, device="cpu", download_root=None):
