@@ -163,6 +163,103 @@ def test_maple_coupling_mode_trains_and_round_trips(build, tmp_path):
         assert torch.allclose(fresh.model_inference(images), expected, atol=1e-6)
 
 
+# -- MaPLe and IVLP runs loaded into ISP -----------------------------------------------------
+#: ISP's equivalent of MaPLe: MaPLe's coupled prompts, no self-structural blocks
+ISP_AS_MAPLE = ("TRAINER.ISP.SELF_STRUCT", False, "TRAINER.ISP.CROSS_MODE", "maple")
+BASELINE_OPTS = {"MaPLe": ("TRAINER.MAPLE.PROMPT_DEPTH", 2),
+                 "IVLP": ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", 2, "TRAINER.IVLP.PROMPT_DEPTH_VISION", 2)}
+
+
+def official_state(name, learner_state):
+    """Our learner's entries under the official code's names: the whole
+    CustomCLIP's state dict (``prompt_learner.*``, frozen encoder weights).
+    MaPLe: ``compound_prompts_text`` / ``compound_prompt_projections``, the
+    shallow projection in fp16 as the original keeps it; IVLP: the prompts
+    as ``VPT`` / ``VPT_shallow`` entries of the encoders' blocks."""
+    state = {"logit_scale": torch.tensor(4.6), "image_encoder.conv1.weight": torch.zeros(8, 3),
+             "text_encoder.positional_embedding": torch.zeros(77, 8)}
+    for key, value in learner_state.items():
+        if name == "IVLP" and key == "vision_ctx":
+            state["image_encoder.VPT"] = value
+        elif name == "IVLP" and key.split(".")[0] in ("text_deep", "vision_deep"):
+            branch = "image" if key.startswith("vision") else "text"
+            layer = int(key.split(".")[1]) + 1
+            state["{}_encoder.transformer.resblocks.{}.VPT_shallow".format(branch, layer)] = value
+        else:
+            key = key.replace("text_deep.", "compound_prompts_text.")
+            key = key.replace("deep_proj.", "compound_prompt_projections.")
+            state["prompt_learner." + key] = value.half() if key.startswith("proj.") else value
+    return state
+
+
+@pytest.fixture
+def baseline_run(tiny_clip_path, data_root, tmp_path):
+    """``baseline_run(name) -> (trainer, folders)``: a MaPLe or IVLP trainer
+    whose prompts moved off their initial values (noise, one step), saved as
+    our run (``folders["ours"]``: ``prompt_learner/``) and as the official
+    code's run (``folders["official"]``: its folder and names), epoch 1."""
+    official_folder = {"MaPLe": "MultiModalPromptLearner", "IVLP": "VLPromptLearner"}
+
+    def run(name):
+        cfg = make_cfg(name, tiny_clip_path, data_root, tmp_path / name, BASELINE_OPTS[name],
+                       test_batch_size=TEST_BATCH_SIZE, max_epoch=MAX_EPOCH, print_freq=None)
+        torch.manual_seed(0)
+        trainer = build_trainer(cfg)
+        learner = trainer.model.prompt_learner
+        with torch.no_grad():
+            for param in learner.parameters():
+                param.add_(0.2 * torch.randn_like(param))
+        trainer.forward_backward(first_batch(trainer))
+        ours, official = tmp_path / (name + "_ours"), tmp_path / (name + "_official")
+        trainer.save_model(0, str(ours))
+        (official / official_folder[name]).mkdir(parents=True)
+        torch.save({"state_dict": official_state(name, learner.state_dict()), "epoch": 1,
+                    "optimizer": None, "scheduler": None},
+                   str(official / official_folder[name] / "model.pth.tar-1"))
+        return trainer, {"ours": ours, "official": official}
+
+    return run
+
+
+@pytest.mark.parametrize("name, isp_opts", [
+    ("MaPLe", ISP_AS_MAPLE),
+    ("IVLP", ("TRAINER.ISP.SELF_STRUCT", False, "TRAINER.ISP.CROSS_STRUCT", False)),
+])
+def test_a_maple_or_ivlp_run_loads_into_isp_with_its_logits(build, baseline_run, name, isp_opts):
+    baseline, folders = baseline_run(name)
+    isp = build(*isp_opts)
+    images = next(iter(isp.test_loader))["img"]
+    with torch.no_grad():
+        expected = {"ours": baseline.model_inference(images)}  # the run's own weights
+        baseline.load_model(str(folders["official"]), epoch=1)  # the official file's (fp16 proj)
+        expected["official"] = baseline.model_inference(images)
+        assert not torch.allclose(isp.model_inference(images), expected["ours"], atol=1e-3)
+        for layout in ("ours", "official"):
+            for param in isp.model.prompt_learner.parameters():  # nothing left of a load before
+                param.add_(torch.randn_like(param))
+            isp.load_model(str(folders[layout]), epoch=1)
+            assert torch.allclose(isp.model_inference(images), expected[layout], atol=1e-5), layout
+
+
+def test_a_maple_run_without_isps_modules_names_the_setting(build, baseline_run):
+    folder = baseline_run("MaPLe")[1]["official"]
+    path = str(folder / "MultiModalPromptLearner" / "model.pth.tar-1")
+    with pytest.raises(UserInputError) as err:
+        build("TRAINER.ISP.CROSS_MODE", "maple").load_model(str(folder), epoch=1)
+    assert str(err.value) == (
+        'The checkpoint "{}" has no weights for ISP\'s self-structural blocks (self_text.*, '
+        "self_vision.*): it was trained without them; load it with TRAINER.ISP.SELF_STRUCT "
+        "False.".format(path))
+    with pytest.raises(UserInputError) as err:  # the defaults: IVLP prompts, both modules
+        build().load_model(str(folder), epoch=1)
+    assert str(err.value) == (
+        'The checkpoint "{}" has no weights for ISP\'s cross-structural module, independent '
+        "vision prompts, self-structural blocks (cross.*, self_text.*, self_vision.*, "
+        "vision_ctx, vision_deep.*): it was trained without them; load it with "
+        "TRAINER.ISP.SELF_STRUCT False and TRAINER.ISP.CROSS_STRUCT True, CROSS_MODE maple "
+        "(N_CTX_VISION = N_CTX_TEXT, PROMPT_DEPTH_VISION = PROMPT_DEPTH_TEXT).".format(path))
+
+
 def test_bad_key_is_a_config_error(build):
     with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE_SOURCE = 'teacher'"):
         build("TRAINER.ISP.PROBE_SOURCE", "teacher")

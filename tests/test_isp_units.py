@@ -10,7 +10,7 @@ from clipwb.engine import get_cfg_default
 from clipwb.errors import ConfigError
 from tests.tiny_clip import build_tiny_clip
 from clipwb.trainers.isp.trainer import check_isp_keys
-from clipwb.trainers.isp.learner import ISPPromptLearner, isp_learner
+from clipwb.trainers.isp.learner import ISPPromptLearner, isp_learner, settings_for_checkpoint
 from clipwb.trainers.isp.losses import (probe_weights, sample_difficulty, true_class_probability,
                                  weighted_cross_entropy)
 from clipwb.trainers.isp.modules import (CrossStructuralPrompts, LayeredPromptAttention,
@@ -388,3 +388,17 @@ def test_check_isp_keys_errors():
         check_isp_keys(isp_node(KL_LOSS_WEIGHT=-1.0))
     with pytest.raises(ConfigError, match="TRAINER.ISP.PROBE = 'yes' must be True or False"):
         check_isp_keys(isp_node(PROBE="yes"))
+
+
+def test_settings_for_a_checkpoint_without_isps_modules():
+    # an IVLP-shaped checkpoint (independent vision prompts) in the MaPLe-coupled mode
+    assert settings_for_checkpoint(["deep_proj.0.weight", "proj.bias", "proj.weight"],
+                                   ["vision_ctx", "vision_deep.0"]) == (
+        "MaPLe coupling maps (deep_proj.*, proj.*)", ["CROSS_STRUCT False"])
+    # an ISP run with the cross-structural module, loaded in the coupled mode
+    assert settings_for_checkpoint(["proj.weight"], ["cross.to_text.gate", "vision_ctx"])[1] == [
+        "CROSS_MODE cross_attention or linear"]
+    assert settings_for_checkpoint(["cross.to_text.gate"], []) == (
+        "cross-structural module (cross.*)", ["CROSS_STRUCT False"])
+    # no ISP switch explains a missing context (another trainer's checkpoint)
+    assert settings_for_checkpoint(["ctx", "self_text.attn.gate"], []) == (None, [])

@@ -17,6 +17,12 @@ groups, all learnable and saved with the prompts:
   tokens.
 
 With every gate at zero the prompts it returns equal IVLP's.
+
+Because the names are MaPLe's and IVLP's, a MaPLe or IVLP checkpoint loads
+into the learner of the same prompts without the ISP-only modules
+(``SELF_STRUCT False``; ``CROSS_MODE maple`` for MaPLe, ``CROSS_STRUCT
+False`` for IVLP); :func:`settings_for_checkpoint` names the settings when a
+checkpoint lacks the modules a config asks for.
 """
 import torch
 
@@ -165,3 +171,39 @@ def isp_learner(clip_model, classnames, node):
         self_width=node.SELF_WIDTH, self_heads=node.SELF_HEADS,
         cross_struct=node.CROSS_STRUCT, cross_mode=node.CROSS_MODE,
         cross_width=node.CROSS_WIDTH, cross_heads=node.CROSS_HEADS)
+
+
+#: what each top-level entry of the learner is (for the load error)
+_PART_NAMES = {"self_text": "self-structural blocks", "self_vision": "self-structural blocks",
+               "cross": "cross-structural module", "vision_ctx": "independent vision prompts",
+               "vision_deep": "independent vision prompts", "proj": "MaPLe coupling maps",
+               "deep_proj": "MaPLe coupling maps"}
+
+
+def _parts(keys):
+    return {key.split(".", 1)[0] for key in keys}
+
+
+def settings_for_checkpoint(lacking, unexpected):
+    """``(what is missing, the TRAINER.ISP settings that fit)`` for a
+    checkpoint with no weights for the learner entries ``lacking`` and with
+    entries ``unexpected`` the learner has no place for; ``(None, [])`` when
+    no ISP switch explains the difference (another prompt size or depth)."""
+    missing, extra = _parts(lacking), _parts(unexpected)
+    if not missing <= set(_PART_NAMES):
+        return None, []
+    settings = []
+    if missing & {"self_text", "self_vision"}:
+        settings.append("SELF_STRUCT False")
+    if extra & {"proj", "deep_proj"}:  # MaPLe's coupled prompts
+        settings.append("CROSS_STRUCT True, CROSS_MODE maple (N_CTX_VISION = N_CTX_TEXT, "
+                        "PROMPT_DEPTH_VISION = PROMPT_DEPTH_TEXT)")
+    elif extra & {"vision_ctx", "vision_deep"}:  # independent vision prompts
+        settings.append("CROSS_MODE cross_attention or linear" if "cross" in extra
+                        else "CROSS_STRUCT False")
+    elif "cross" in missing:
+        settings.append("CROSS_STRUCT False")
+    what = sorted({_PART_NAMES[p] for p in missing})
+    names = sorted(p + ".*" if any(k.startswith(p + ".") for k in lacking) else p
+                   for p in missing)
+    return "{} ({})".format(", ".join(what), ", ".join(names)), settings

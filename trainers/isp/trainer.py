@@ -31,7 +31,7 @@ from clipwb.errors import ConfigError, UserInputError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_ivlp_keys, check_min, uses_vision_prompts
 from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features
-from clipwb.trainers.isp.learner import isp_learner
+from clipwb.trainers.isp.learner import isp_learner, settings_for_checkpoint
 from clipwb.trainers.isp.losses import (PROBE_SOURCES, PROBE_WEIGHTINGS, probe_weights, sample_difficulty,
                          weighted_cross_entropy)
 from clipwb.trainers.isp.modules import CROSS_MODES, check_heads, check_maple_coupling
@@ -103,6 +103,9 @@ class ISP(ClipPromptTrainer):
     """Integrated Structural Prompt learning (see the module docstring)."""
 
     cfg_key = "ISP"
+    #: the official MaPLe / IVLP runs' folders: their prompts load with the
+    #: ISP-only modules off (docs/METHODS.md, ISP)
+    legacy_model_names = ("MultiModalPromptLearner", "VLPromptLearner")
     #: templates averaged into the frozen text features (PromptSRC's)
     teacher_templates = PROMPTSRC_TEMPLATES
 
@@ -112,6 +115,16 @@ class ISP(ClipPromptTrainer):
 
     def requires_vit(self, cfg):
         return uses_vision_prompts(cfg.TRAINER.ISP)
+
+    def missing_weights_message(self, model_path, lacking, unexpected):
+        """A checkpoint without ISP's modules (a MaPLe or IVLP run, or ISP with
+        them off): one sentence naming the modules and the setting that loads it."""
+        what, settings = settings_for_checkpoint(lacking, unexpected)
+        if not settings:
+            return super().missing_weights_message(model_path, lacking, unexpected)
+        return ('The checkpoint "{}" has no weights for ISP\'s {}: it was trained without '
+                "them; load it with TRAINER.ISP.{}.".format(
+                    model_path, what, " and TRAINER.ISP.".join(settings)))
 
     def build_clip_model(self, cfg, classnames, clip_model):
         model = PromptedCLIP(clip_model, isp_learner(clip_model, classnames, cfg.TRAINER.ISP))

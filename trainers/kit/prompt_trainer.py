@@ -29,6 +29,11 @@ from clipwb.trainers.kit.prompted_clip import text_feature_cache
 from clipwb.trainers.kit.resumable import ResumableTrainer
 
 
+#: what to do when a checkpoint does not fit the model built from the config
+CHECKPOINT_HINT = ("Use the trainer and config (N_CTX, prompt depths, CSC, backbone) "
+                   "the checkpoint was trained with.")
+
+
 class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
     """Base trainer for prompt learning on a frozen CLIP."""
 
@@ -192,6 +197,14 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             "training run and --load-epoch an epoch it saved (omit it to load "
             "model-best.pth.tar).".format(path, saved))
 
+    def missing_weights_message(self, model_path, lacking, unexpected):
+        """The error sentence when the checkpoint ``model_path`` has no weights
+        for the learnable entries ``lacking`` (``unexpected``: its entries this
+        model has no place for). A trainer with optional modules overrides it
+        to name the setting that loads the checkpoint."""
+        return 'The checkpoint "{}" has no weights for {} of {}. {}'.format(
+            model_path, ", ".join(lacking), type(self).__name__, CHECKPOINT_HINT)
+
     def load_model(self, directory, epoch=None):
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
@@ -212,18 +225,17 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             print('Loading weights to {} from "{}" (epoch = {})'.format(
                 name, model_path, checkpoint.get("epoch")))
             model = self._models[name]
-            hint = ("Use the trainer and config (N_CTX, prompt depths, CSC, backbone) "
-                    "the checkpoint was trained with.")
             try:
                 missing, unexpected = model.load_state_dict(state_dict, strict=False)
             except RuntimeError as err:
                 raise UserInputError('The checkpoint "{}" does not fit this {} model ({}). '
                                      "{}".format(model_path, type(self).__name__,
-                                                 " ".join(str(err).split()), hint)) from None
+                                                 " ".join(str(err).split()),
+                                                 CHECKPOINT_HINT)) from None
             learnable = {n for n, _ in model.named_parameters()}
             lacking = sorted(k for k in missing if k in learnable)
             if lacking:
-                raise UserInputError('The checkpoint "{}" has no weights for {} of {}. {}'.format(
-                    model_path, ", ".join(lacking), type(self).__name__, hint))
+                raise UserInputError(self.missing_weights_message(model_path, lacking,
+                                                                  sorted(unexpected)))
             if unexpected:
                 print("Ignored checkpoint entries: {}".format(", ".join(sorted(unexpected))))
