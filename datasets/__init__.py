@@ -61,8 +61,9 @@ def extend_cfg(cfg):
 
     ``DATASET.SUBSAMPLE_CLASSES``: one of ``all`` / ``base`` / ``new``;
     ``DATASET.IMAGE_FOLDER.*``: the image-folder reader's split settings;
-    ``DATASET.DG_SHOT_SEED`` / ``DG_FULL_DATA``: the GuiDG DG readers' shot
-    seed and full-data protocol (``datasets/dg_splits.py``).
+    ``DATASET.DG_SHOT_SEED`` / ``DG_FULL_DATA`` / ``DG_FULL_DATA_TRANSFORMS``:
+    the GuiDG DG readers' shot seed, full-data protocol and its transforms
+    (``datasets/dg_splits.py``).
     """
     from .dg_splits import extend_cfg as dg_keys
     from .image_folder import extend_cfg as image_folder_keys

@@ -43,12 +43,17 @@ FULL_DATA_CHOICES = ("pools", "official")
 
 def extend_cfg(cfg):
     """``DATASET.DG_SHOT_SEED`` (-1: the training seed; the official code draws
-    with 0) and ``DATASET.DG_FULL_DATA`` (``pools``: the 40/40/20 pools;
-    ``official``: DomainBed's 30/70 split and 20% target holdout)."""
+    with 0), ``DATASET.DG_FULL_DATA`` (``pools``: the 40/40/20 pools;
+    ``official``: DomainBed's 30/70 split and 20% target holdout) and
+    ``DATASET.DG_FULL_DATA_TRANSFORMS`` (the transforms of ``official``:
+    ``domainbed``, DomainBed's own, or ``clipood``, CLIPood's patch; read by the
+    GuiDG trainers, ``trainers/guidg/full_data.py``)."""
     if "DG_SHOT_SEED" not in cfg.DATASET:
         cfg.DATASET.DG_SHOT_SEED = -1
     if "DG_FULL_DATA" not in cfg.DATASET:
         cfg.DATASET.DG_FULL_DATA = "pools"
+    if "DG_FULL_DATA_TRANSFORMS" not in cfg.DATASET:
+        cfg.DATASET.DG_FULL_DATA_TRANSFORMS = "domainbed"
     return cfg
 
 

@@ -49,8 +49,10 @@ def test_the_keys_are_registered_with_the_defaults():
     clipwb.datasets.extend_cfg(cfg)
     clipwb.trainers.extend_cfg(cfg)
     assert cfg.DATASET.DG_SHOT_SEED == -1 and cfg.DATASET.DG_FULL_DATA == "pools"
+    assert cfg.DATASET.DG_FULL_DATA_TRANSFORMS == "domainbed"  # as GuiDG's README
     for name in ("GUIDG", "CLIPOOD", "ERMWISEFT", "UEOWISEFT"):
         assert cfg.TRAINER[name].SAMPLING == "queue"
+        assert cfg.TRAINER[name].FULL_DATA_TEST_BATCH == 0  # DATALOADER.TEST.BATCH_SIZE
 
 
 def test_bad_values_name_the_key_and_the_choices(toy_data):

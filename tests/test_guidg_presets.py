@@ -10,15 +10,19 @@ import math
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms as T
+from PIL import Image
 
 from clipwb.engine import build_trainer, set_random_seed
 from clipwb.errors import ConfigError
+from clipwb.trainers.guidg.full_data import domainbed_transforms
 from clipwb.trainers.kit.lr_schedule import build_lr_schedule
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
+from tests.test_guidg_units import HandWrittenOfficialBMA
 from tests.test_resume import check_exact_resume
 from tests.test_scripts import calls, flag, stub_environment
 
@@ -204,6 +208,86 @@ def test_official_preset_data_side_on_the_toy_world(toy_data, tmp_path, toy_expe
     assert "(drawn with replacement)" in capsys.readouterr().out
 
 
+IMAGENET_MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+CLIP_MEAN_STD = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+
+
+def plain_by_hand(img, choice, size=32):
+    """The full-data test transform written out: DomainBed's squashes the
+    image to size x size (ImageNet mean / std); CLIPood's patch resizes the
+    shorter side to ``size`` and crops the center (CLIP's mean / std)."""
+    if choice == "domainbed":
+        img, (mean, std) = img.resize((size, size), Image.BILINEAR), IMAGENET_MEAN_STD
+    else:
+        w, h = img.size
+        new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        left, top = round((new[0] - size) / 2), round((new[1] - size) / 2)
+        img = img.resize(new, Image.BILINEAR).crop((left, top, left + size, top + size))
+        mean, std = CLIP_MEAN_STD
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
+    return (pixels - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+
+
+def test_full_data_transforms_are_domainbeds_or_clipoods_patch():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 48, 3), np.uint8))
+    for choice in ("domainbed", "clipood"):
+        augment, plain = domainbed_transforms((32, 32), choice)
+        assert torch.allclose(plain(img), plain_by_hand(img, choice), atol=1e-6)
+        steps = augment.transforms
+        assert (steps[0].size, steps[0].scale) == ((32, 32), (0.7, 1.0))
+        assert isinstance(steps[1], T.RandomHorizontalFlip) and isinstance(steps[-2], T.ToTensor)
+        assert list(steps[-1].mean) == (IMAGENET_MEAN_STD if choice == "domainbed"
+                                        else CLIP_MEAN_STD)[0]
+        assert augment(img).shape == (3, 32, 32)
+    # DomainBed's own adds colour jitter (0.3 each) and a random grayscale (p 0.1)
+    jitter, gray = domainbed_transforms((32, 32), "domainbed")[0].transforms[2:4]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+        (0.7, 1.3), (0.7, 1.3), (0.7, 1.3), (-0.3, 0.3))
+    assert gray.p == 0.1
+    assert len(domainbed_transforms((32, 32), "clipood")[0].transforms) == 4
+    # the two plain transforms differ on a non-square image (squash against crop)
+    assert not torch.allclose(plain_by_hand(img, "domainbed"),
+                              domainbed_transforms((32, 32), "clipood")[1](img), atol=0.5)
+
+
+@pytest.mark.parametrize("choice", ["domainbed", "clipood"])
+def test_official_full_data_reads_images_as_the_official_domainbed_datasets(
+        choice, toy_data, tmp_path, toy_experts):
+    """NUM_SHOTS 0 under the official preset: the sources' images (train and
+    val) augmented, the target's plain, tested in batches of the per-domain
+    batch; step 1 validates its expert on augmented images too."""
+    augment, _ = domainbed_transforms((32, 32), choice)
+    step2 = build_trainer(toy_cfg(toy_data, tmp_path / "step2", "GuiDG", "GuiDG", "toy_official",
+                                  "DATASET.NUM_SHOTS", 0, "DATASET.DG_FULL_DATA_TRANSFORMS",
+                                  choice, "TRAINER.GUIDG.EXPERT_DIR", toy_experts))
+    assert repr(step2.train_loader_x.dataset.transform) == repr(augment)  # not RandAugment
+    assert step2.val_loader.dataset.transform is step2.train_loader_x.dataset.transform
+    assert step2.test_loader.batch_size == 8 and len(step2.test_loader.dataset) == 200
+    batch = next(iter(step2.test_loader))
+    assert len(batch["img"]) == 8
+    for img, path in zip(batch["img"], batch["impath"]):
+        assert torch.allclose(img, plain_by_hand(Image.open(path).convert("RGB"), choice),
+                              atol=1e-6)
+    expert = build_trainer(toy_cfg(toy_data, tmp_path / "step1", "GuiDGExpert", "GuiDGExpert",
+                                   "toy_official", "DATASET.NUM_SHOTS", 0,
+                                   "DATASET.DG_FULL_DATA_TRANSFORMS", choice,
+                                   sources=["plain"], target="plain", pool="A"))
+    for loader in (expert.train_loader_x, expert.val_loader):
+        assert repr(loader.dataset.transform) == repr(augment)
+    path = expert.test_loader.dataset.data_source[0].impath
+    assert torch.allclose(expert.test_loader.dataset[0]["img"],
+                          plain_by_hand(Image.open(path).convert("RGB"), choice), atol=1e-6)
+
+
+def test_our_full_data_keeps_its_transforms_and_test_batch(toy_data, tmp_path, toy_experts):
+    # (few-shot official runs keep RandAugment and 3 x 8: test_step2_official_preset...)
+    ours = build_trainer(toy_cfg(toy_data, tmp_path / "ours", "GuiDG", "GuiDG", "toy",
+                                 "DATASET.NUM_SHOTS", 0, "TRAINER.GUIDG.EXPERT_DIR", toy_experts))
+    for loader in (ours.train_loader_x, ours.test_loader):
+        assert not any(isinstance(t, T.ColorJitter) for t in loader.dataset.transform.transforms)
+    assert ours.test_loader.batch_size == 100
+
+
 def test_step2_default_preset_on_the_toy_world(toy_data, tmp_path, toy_experts):
     cfg = toy_cfg(toy_data, tmp_path / "ours", "GuiDG", "GuiDG", "toy",
                   "OPTIM.MAX_EPOCH", 2, "TRAINER.GUIDG.ITERS_PER_EPOCH", 2,
@@ -225,8 +309,8 @@ def pacs(tmp_path_factory):
 
 @pytest.mark.parametrize("config", ["vit_b16_clipood_official", "vit_b16_erm_wf_official",
                                     "vit_b16_ueo_wf_official"])
-def test_official_domainbed_configs_test_in_batches_of_48(config, pacs, tiny_clip_path,
-                                                          tmp_path):
+def test_official_domainbed_configs_test_in_batches_of_48_and_16_on_full_data(
+        config, pacs, tiny_clip_path, tmp_path):
     experts = tmp_path / "experts"
     for seed, domain in enumerate(["art_painting", "cartoon"]):
         write_expert(str(experts / ("expert_" + domain)), seed=seed)
@@ -236,6 +320,11 @@ def test_official_domainbed_configs_test_in_batches_of_48(config, pacs, tiny_cli
     assert cfg.OPTIM.LR_SCHEDULER == "cosine_iter"
     assert cfg.TRAINER.GUIDG.WISE_RESET == (config != "vit_b16_clipood_official")
     assert build_trainer(cfg).test_loader.batch_size == 48
+    # full data: the per-domain batch, 16 (the official engine.py 115)
+    full = make_dg_cfg("GuiDG", pacs, tiny_clip_path, tmp_path / "full",
+                       ["TRAINER.GUIDG.EXPERT_DIR", str(experts / "expert_{domain}"),
+                        "DATASET.NUM_SHOTS", "0"], config=config)
+    assert build_trainer(full).test_loader.batch_size == 16
 
 
 @pytest.mark.parametrize("reset", [True, False])
@@ -280,7 +369,15 @@ def test_fp16_master_keeps_half_weights_and_a_float32_step(pacs, tiny_clip_path,
     before = visual.conv1.weight.detach().clone()
     batch = next(iter(trainer.train_loader_x))
     trainer.batch_idx, trainer.num_batches = 0, 1000
-    losses = [trainer.forward_backward(batch)["loss"] for _ in range(2)]
+    official = HandWrittenOfficialBMA(visual, trainer.total_steps, cfg.TRAINER.CLIPOOD.BMA_BETA)
+    losses = []
+    for _ in range(3):
+        losses.append(trainer.forward_backward(batch)["loss"])
+        official.update(visual)
+        # the average after every step: the official update of the half-precision encoder
+        got = list(trainer.eval_encoder.encoder.parameters())
+        assert all(torch.equal(g, w) for g, w in zip(got, official.params))
+    assert {p.dtype for p in got} == {torch.float16, torch.float32}
     assert all(math.isfinite(v) for v in losses)
     assert visual.conv1.weight.dtype == torch.float16  # back to half after the step
     assert not torch.equal(visual.conv1.weight, before)
@@ -348,7 +445,12 @@ def test_bad_preset_values_are_one_clear_error(pacs, tiny_clip_path, tmp_path):
             ("TRAINER.CLIPOOD.TRAIN_TRANSFORM", "autoaugment",
              "TRAINER.CLIPOOD.TRAIN_TRANSFORM = 'autoaugment' is not valid"),
             ("TRAINER.CLIPOOD.PREC", "fp8", "TRAINER.CLIPOOD.PREC = 'fp8' is not valid"),
-            ("OPTIM.COSINE_T_MAX_ITERS", "-2", "OPTIM.COSINE_T_MAX_ITERS = -2 must be")]:
+            ("OPTIM.COSINE_T_MAX_ITERS", "-2", "OPTIM.COSINE_T_MAX_ITERS = -2 must be"),
+            ("TRAINER.CLIPOOD.FULL_DATA_TEST_BATCH", "-1",
+             "TRAINER.CLIPOOD.FULL_DATA_TEST_BATCH = -1 must be a number >= 0"),
+            ("DATASET.DG_FULL_DATA_TRANSFORMS", "squash",
+             "DATASET.DG_FULL_DATA_TRANSFORMS = 'squash' is not valid: use domainbed .* or "
+             "clipood")]:
         cfg = make_dg_cfg("CLIPood", pacs, tiny_clip_path, tmp_path / "out",
                           ["OPTIM.LR_SCHEDULER", "cosine_iter", key, value])
         with pytest.raises(ConfigError, match=message):

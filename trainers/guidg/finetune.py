@@ -12,7 +12,8 @@ Master weights stay float32; ``PREC`` amp / bf16 autocast the forward on CUDA
 (``fp16`` runs as amp: half-precision master weights lose the tiny AdamW
 updates); the CPU runs fp32. The official code's choices (``PREC
 fp16_master``, ``TRAIN_TRANSFORM randaugment``, ``WISE_RESET``) are options
-(``trainers/guidg/official.py``).
+(``trainers/guidg/official.py``); so are the official full-data protocol's
+transforms and test batch (``trainers/guidg/full_data.py``).
 """
 import torch
 from clip.model import convert_weights
@@ -32,6 +33,8 @@ from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
 from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                            ueo_regularizer)
 from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler, with_replacement
+from clipwb.trainers.guidg.full_data import (full_data_test_loader, full_data_transforms,
+                                             set_full_data_transforms)
 from clipwb.trainers.guidg.official import (FINETUNE_PRECISIONS, FP16_MASTER, TRAIN_TRANSFORMS,
                                             float32_while, fp16_master_step,
                                             randaugment_transform, resolve_fp16_master)
@@ -55,6 +58,7 @@ FINETUNE_DEFAULTS = {
     "UEO_WEIGHT": 0.01,                # weight of the UEO entropy term
     "TRAIN_TRANSFORM": "dassl",        # dassl (INPUT.TRANSFORMS) / randaugment (official)
     "WISE_RESET": False,               # True: training goes on from the WiSE-FT mix (official)
+    "FULL_DATA_TEST_BATCH": 0,         # test batch with NUM_SHOTS 0 (0: DATALOADER.TEST's)
 }
 
 
@@ -144,6 +148,7 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
                                   self.key("WISE_RESET")))
         check_min(node.BATCH_PER_DOMAIN, 1, self.key("BATCH_PER_DOMAIN"))
         check_min(node.ITERS_PER_EPOCH, 0, self.key("ITERS_PER_EPOCH"))
+        check_min(node.FULL_DATA_TEST_BATCH, 0, self.key("FULL_DATA_TEST_BATCH"))
         check_min(node.MARGIN, 0, self.key("MARGIN"))
         check_min(node.BMA_BETA, 1e-6, self.key("BMA_BETA"))
         check_min(node.UEO_WEIGHT, 0, self.key("UEO_WEIGHT"))
@@ -162,6 +167,7 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         super().build_data_loader()
         node = self.method_cfg
         data = self.dm.dataset.train_x
+        full_data = full_data_transforms(self.cfg, self.dm.dataset)
         sampler = DomainBalancedBatchSampler(
             data, node.BATCH_PER_DOMAIN, node.ITERS_PER_EPOCH,
             replacement=with_replacement(node.SAMPLING, self.key("SAMPLING")))
@@ -169,11 +175,23 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
               "epoch{}".format(node.BATCH_PER_DOMAIN, len(sampler.groups), len(sampler),
                                " (drawn with replacement)" if sampler.replacement else ""))
         self.train_loader_x = DataLoader(
-            DatasetWrapper(self.cfg, data, transform=self.train_transform(), is_train=True),
+            DatasetWrapper(self.cfg, data, transform=self.train_transform(full_data),
+                           is_train=True),
             batch_sampler=sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             pin_memory=torch.cuda.is_available() and self.cfg.USE_CUDA)
+        if full_data is not None:
+            set_full_data_transforms(self, full_data)
+        self.test_loader = full_data_test_loader(self, node.FULL_DATA_TEST_BATCH,
+                                                 self.key("FULL_DATA_TEST_BATCH"))
 
-    def train_transform(self):
+    def train_transform(self, full_data=None):
+        """The step-2 train transform: the full-data protocol's augment
+        transform (``full_data``), else ``TRAIN_TRANSFORM``'s."""
+        if full_data is not None:
+            if self.method_cfg.TRAIN_TRANSFORM == "randaugment":
+                print("{} randaugment is the official few-shot transform; full data trains "
+                      "with the full-data transforms".format(self.key("TRAIN_TRANSFORM")))
+            return full_data[0]
         if self.method_cfg.TRAIN_TRANSFORM == "randaugment":
             print("Train transform: resize + center crop + RandAugment + normalize ({} "
                   "randaugment)".format(self.key("TRAIN_TRANSFORM")))

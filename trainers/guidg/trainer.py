@@ -21,7 +21,6 @@ import re
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from clipwb.engine import load_checkpoint
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
@@ -30,6 +29,8 @@ from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
 from clipwb.trainers.coop import CoOp
 from clipwb.trainers.guidg.cmattn import CMAttn
 from clipwb.trainers.guidg.finetune import DGFinetuneTrainer, add_finetune_keys, check_baseline, check_weighting
+from clipwb.trainers.guidg.full_data import (full_data_transforms, rebuilt_loader,
+                                             set_full_data_transforms)
 from clipwb.trainers.kit.prompt_learners import PromptLearner
 from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 
@@ -71,9 +72,12 @@ class GuiDGExpert(CoOp):
     def build_data_loader(self):
         super().build_data_loader()
         if not self.cfg.TRAINER.GUIDGEXPERT.DROP_LAST:
-            self.train_loader_x = self.dm.train_loader_x = keep_last_batch(self.train_loader_x)
+            self.train_loader_x = self.dm.train_loader_x = rebuilt_loader(self.train_loader_x)
             print("Training batches: {} an epoch, the last incomplete one kept "
                   "(TRAINER.GUIDGEXPERT.DROP_LAST False)".format(len(self.train_loader_x)))
+        transforms = full_data_transforms(self.cfg, self.dm.dataset)
+        if transforms is not None:
+            set_full_data_transforms(self, transforms)
 
     def is_validation_epoch(self):
         """Whether pool B is evaluated after this epoch (``VAL_EVERY``; the
@@ -91,14 +95,6 @@ class GuiDGExpert(CoOp):
         if split == "val" and self.__dict__.get("_skip_validation"):
             return -np.inf  # not a validation epoch: no result, so no new best
         return super().test(split)
-
-
-def keep_last_batch(loader):
-    """``loader`` (a DataLoader from Dassl's ``build_data_loader``) with
-    ``drop_last`` False: same dataset, sampler, batch size and workers."""
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=loader.sampler,
-                      num_workers=loader.num_workers, drop_last=False,
-                      pin_memory=loader.pin_memory)
 
 
 def find_expert_checkpoint(run_dir):
