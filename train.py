@@ -22,6 +22,7 @@ from clipwb import registration, runlog
 from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
                            collect_env_info, get_cfg_default, set_random_seed,
                            setup_logger)
+from clipwb.error_exit import fail, user_error_message
 from clipwb.errors import (ConfigError, UserInputError, check_config_file,
                                   friendly_errors)
 
@@ -153,19 +154,6 @@ def main(args):
         trainer.train()
 
 
-def user_error_message(err):
-    """The one-line message of a UserInputError.
-
-    An error raised in a DataLoader worker (e.g. a corrupt image) comes back
-    with the worker's traceback in its message; keep only the original message.
-    """
-    text = str(err)
-    if "Original Traceback" in text:
-        name = "{}.{}: ".format(type(err).__module__, type(err).__qualname__)
-        text = text.rsplit(name, 1)[-1]
-    return text.strip()
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=str, default="", help="path to dataset")
@@ -198,13 +186,6 @@ def build_parser():
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="modify config options using the command-line")
     return parser
-
-
-def fail(message, status):
-    """Print ``message`` on stderr and into the run's log.txt, and exit."""
-    print(message, file=sys.stderr)
-    runlog.log_line(message)
-    sys.exit(status)
 
 
 if __name__ == "__main__":

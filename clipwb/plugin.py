@@ -16,9 +16,18 @@ readers, ...). A name the checkout already registered stays the checkout's,
 and one line says so; only GuiDG's DomainBed readers replace Dassl's own
 readers of the same names (see :func:`register`). ``REPORT`` holds what was
 done.
+
+Inside a checkout, a UserInputError (bad input, a bad setting such as
+``DASSL_BACKEND``) ends the run as one sentence on stderr with exit status 2,
+as in this project's ``train.py`` (:func:`clipwb.error_exit.exit_on_user_errors`,
+installed before anything else here).
 """
-from clipwb import registration
-from clipwb.engine import CfgNode
+from clipwb.error_exit import exit_on_user_errors
+
+exit_on_user_errors()
+
+from clipwb import registration  # noqa: E402 - after the hook: the engine's import checks DASSL_BACKEND
+from clipwb.engine import CfgNode  # noqa: E402
 
 __all__ = ["REPORT", "extend_cfg", "register"]
 

@@ -369,9 +369,19 @@ def _write(path, text):
         f.write(textwrap.dedent(text) if text.startswith("\n") else text)
 
 
-def write_dassl_standin(site):
-    """Write the Dassl-shaped package under ``site``; return ``site``."""
+def write_dassl_standin(site, builtin_view=True):
+    """Write the Dassl-shaped package under ``site``; return ``site``.
+
+    ``builtin_view=False``: a package that does not say it is the built-in
+    engine, with a trainer registry of its own, as real Dassl is to the
+    built-in engine (what ``DASSL_BACKEND=builtin`` cannot serve).
+    """
     for rel, text in _DASSL_MODULES.items():
+        if not builtin_view and rel == "__init__.py":
+            text = '"""Stand-in for real Dassl: not the built-in engine."""\n__version__ = "0.6.3"\n'
+        elif not builtin_view and rel == "engine/__init__.py":
+            text += "from clipwb.engine.builtin import Registry  # noqa\n" \
+                    "TRAINER_REGISTRY = Registry(\"TRAINER\")  # its own, as real Dassl's\n"
         _write(os.path.join(site, "dassl", rel), text)
     return site
 

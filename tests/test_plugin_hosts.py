@@ -170,3 +170,44 @@ def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, host_runs):
 @pytest.mark.slow
 def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])
+
+
+def _host_after_dropin(folder):
+    host = write_host(folder, "coop")
+    dropin(host)
+    return host
+
+
+def test_a_bad_setting_inside_a_checkout_is_one_sentence(tmp_path):
+    """DASSL_BACKEND=builtin in a checkout on (a stand-in of) real Dassl:
+    ``import clipwb.plugin`` refuses it as one line, exit status 2."""
+    site = write_dassl_standin(str(tmp_path / "site"), builtin_view=False)
+    host = _host_after_dropin(str(tmp_path))
+    env = subprocess_env(PYTHONPATH=site, DASSL_BACKEND="builtin")
+    proc = subprocess.run([sys.executable, "train.py", "--trainer", "CoOp"], cwd=host, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stderr.splitlines() == [
+        "Error: DASSL_BACKEND=builtin, but this process builds its trainers with real Dassl "
+        "({}): its build_trainer cannot see the plugin's trainers. Unset DASSL_BACKEND (or set "
+        "it to auto or dassl) inside a Dassl checkout.".format(
+            os.path.join(site, "dassl", "engine", "__init__.py"))], describe(proc)
+
+
+def test_an_unwritable_data_inside_a_checkout_is_one_sentence(tmp_path):
+    """The written script on the toy world with a DATA that cannot be
+    written: one line naming the folder (also in the run's log.txt), exit 2."""
+    site = write_dassl_standin(str(tmp_path / "site"))
+    host = _host_after_dropin(str(tmp_path))
+    (tmp_path / "a_file").write_text("")
+    data = str(tmp_path / "a_file" / "data")
+    proc = subprocess.run(["bash", "scripts/disa/base2new_train.sh", "toy", "1"], cwd=host,
+                          env=subprocess_env(PYTHONPATH=site, DATA=data), capture_output=True,
+                          text=True, timeout=300)
+    line = ("Error: Cannot write the toy dataset into the DATA folder {} (Not a directory). Set "
+            "DATA (the scripts) or --root (train.py) to a folder you can write to.".format(data))
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stderr.splitlines() == [line], describe(proc)
+    log = read_log(os.path.join(host, "output", "base2new", "train_base", "toy", "shots_16",
+                                "DiSa", "toy", "seed1", "log.txt"))
+    assert log.rstrip("\n").endswith(line)
