@@ -2,6 +2,7 @@
 what it never overwrites, and its undo."""
 import ast
 import os
+import re
 import subprocess
 import sys
 
@@ -268,3 +269,19 @@ def test_a_closed_stdout_does_not_stop_the_dropin_half_way(tmp_path):
     record = dropin._read_record(host)
     assert "scripts/guidg/dg.sh" in record["files"] and len(record["files"]) > 30
     assert os.path.isfile(os.path.join(host, "scripts", "guidg", "dg.sh"))
+
+
+def test_the_readme_names_the_scripts_as_written(tmp_path):
+    """The README's drop-in section names only scripts the drop-in writes
+    (into a CoOp or a MaPLe checkout), and every MaPLe-style name it writes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        section = f.read().split("## Use inside your CoOp")[1].split("\n## ")[0]
+    coop = {rel for rel in dropin.host_files(write_host(str(tmp_path), "coop"), "x")
+            if rel.endswith(".sh")}
+    maple = {rel for rel in dropin.host_files(write_host(str(tmp_path), "maple"), "x")
+             if rel.endswith(".sh")}
+    named = set(re.findall(r"scripts/\w+/\w+\.sh", section))
+    assert named and named <= coop | maple, named - coop - maple
+    suffixed = set(re.findall(r"\w+_(?:disa|isp|guidg)\.sh", section))
+    assert suffixed == {os.path.basename(rel) for rel in maple}
