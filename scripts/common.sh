@@ -23,8 +23,13 @@
 #   DATASET_CFG_DIR [configs/datasets]  folder of the DATASET.yaml files
 #   SHOTS [16]           shots per class
 #   BACKBONE             sets MODEL.BACKBONE.NAME (e.g. a CLIP checkpoint path)
-#   OPTS                 extra KEY VALUE pairs for train.py (shell-quoted);
-#                        extra arguments after a job's own are added too
+#   OPTS                 extra KEY VALUE pairs for train.py (shell-quoted), a
+#                        setting of the whole output tree (e.g. DATALOADER.NUM_WORKERS)
+#   [KEY VALUE ...]      extra arguments after a job's own: a variant, run in its
+#                        own folder, a level below the config's, named from them:
+#                        .../CFG/SALIENCY_text/seedS for TRAINER.DISA.SALIENCY text
+#   TAG                  names that variant level instead (also without extra
+#                        arguments: TAG=b32 BACKBONE=ViT-B/32 ...)
 #   LOADEP               epoch to evaluate [OPTIM.MAX_EPOCH of the config]
 #   ZERO_SHOT [0]        1: no training, every job only evaluates
 #   PYTHON [python]      interpreter; TRAINPY [train.py] the script it runs
@@ -39,6 +44,12 @@
 # paths in DATA, OUTPUT, CFG and TRAINPY are relative to it.
 # A run whose result already exists is skipped; an unfinished train run is
 # started again in its folder and resumes from the checkpoints there.
+# Each run folder records the options it was made with (run_options.txt: the
+# config file and the KEY VALUE pairs); a run whose options differ from its
+# folder's is refused, never skipped, resumed or evaluated into that folder.
+# While train.py writes a folder, run.lock there holds the script's pid and
+# host: a second run of the same folder is refused while that process lives
+# (a lock left by a dead process is taken over).
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 METHOD_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -105,9 +116,11 @@ dataset_config() {
     echo "$file"
 }
 
-# collect_opts EXTRA...: USER_OPTS = BACKBONE, then OPTS, then EXTRA.
+# collect_opts EXTRA...: USER_OPTS = SCRIPT_OPTS (a method script's defaults,
+# part of its default run), BACKBONE, OPTS, then EXTRA; VARIANT_DIR (see
+# set_variant) from EXTRA and TAG.
 collect_opts() {
-    USER_OPTS=()
+    USER_OPTS=("${SCRIPT_OPTS[@]}")
     if [ -n "$BACKBONE" ]; then
         USER_OPTS+=(MODEL.BACKBONE.NAME "$BACKBONE")
     fi
@@ -117,6 +130,117 @@ collect_opts() {
         USER_OPTS+=("${parsed[@]}")
     fi
     USER_OPTS+=("$@")
+    set_variant "$@"
+}
+
+# variant_name KEY VALUE ...: a folder name read from KEY VALUE pairs: each
+# pair as LASTKEY_VALUE (TRAINER.DISA.SALIENCY text -> SALIENCY_text), the
+# characters a folder name should not hold as "-", pairs joined by ",";
+# a name over 80 characters is cut and ends in a checksum of the whole.
+variant_name() {
+    local name="" part
+    while [ "$#" -gt 0 ]; do
+        part=$(folder_word "${1##*.}")
+        if [ "$#" -gt 1 ]; then part+=_$(folder_word "$2"); shift; fi
+        shift
+        name+=${name:+,}$part
+    done
+    if [ "${#name}" -gt 80 ]; then
+        name="${name:0:64}~$(printf '%s' "$name" | cksum | cut -d' ' -f1)"
+    fi
+    echo "$name"
+}
+
+# folder_word TEXT: TEXT with runs of characters other than A-Z a-z 0-9 . _ + -
+# as one "-", no "-" or "." first, no "-" last ("x" when nothing is left).
+folder_word() {
+    local word=${1//[^A-Za-z0-9._+-]/-}
+    while [[ $word == *--* ]]; do word=${word//--/-}; done
+    while [[ $word == [-.]* ]]; do word=${word#?}; done
+    word=${word%-}
+    echo "${word:-x}"
+}
+
+# set_variant EXTRA...: VARIANT (TAG, else the name of EXTRA, else empty: the
+# default run) and VARIANT_DIR ("/$VARIANT" or empty), the run-folder level.
+set_variant() {
+    VARIANT=
+    if [ -n "$TAG" ]; then
+        if [[ ! $TAG =~ ^[A-Za-z0-9][A-Za-z0-9._,+=-]*$ ]] || [[ $TAG =~ ^seed[0-9]+$ ]]; then
+            die "TAG=$TAG is not a folder name: use letters, digits and . _ , + = - (not seedN)"
+        fi
+        VARIANT=$TAG
+    elif [ "$#" -gt 0 ]; then
+        VARIANT=$(variant_name "$@")
+    fi
+    VARIANT_DIR=${VARIANT:+/$VARIANT}
+}
+
+# run_options KEY VALUE...: the record of a run's options: the config file,
+# then the job's KEY VALUE pairs and USER_OPTS, shell-quoted on one line
+# (TRAINER.GUIDG.EXPERT_DIR is left out: it follows from the others).
+run_options() {
+    local all=("$@" "${USER_OPTS[@]}") kept=() i
+    for ((i = 0; i < ${#all[@]}; i += 2)); do
+        if [ "${all[i]}" != TRAINER.GUIDG.EXPERT_DIR ]; then
+            kept+=("${all[i]}" "${all[@]:i+1:1}")
+        fi
+    done
+    printf '%q ' --config-file "$CONFIG_FILE" "${kept[@]}"
+}
+
+# check_options DIR RECORD: stop with one sentence when DIR/run_options.txt
+# holds other options than RECORD (a folder without the file is accepted).
+check_options() {
+    local file=$1/run_options.txt made
+    [ -f "$file" ] || return 0
+    made=$(sed -n 2p "$file")
+    if [ "$made" != "$2" ]; then
+        die "$1 was made with other options ($made) than this run's ($2): give this run its own folder with TAG=NAME (or other extra arguments), or delete $file to resume that folder with the new options"
+    fi
+}
+
+# check_lock DIR: stop with one sentence while a live process writes DIR
+# (its run.lock: "PID HOST"); a lock of a dead process on this host is stale.
+check_lock() {
+    local lock=$1/run.lock pid host
+    [ -f "$lock" ] || return 0
+    read -r pid host < "$lock" 2>/dev/null
+    if [ "$host" = "$(hostname)" ]; then
+        if [ -z "$pid" ] || { ! kill -0 "$pid" 2>/dev/null && [ ! -d "/proc/$pid" ]; }; then
+            return 0  # stale: its process is gone
+        fi
+    fi
+    local why="$1 is being written by process $pid on $host (its lock file $lock): wait for that run to end or stop it (delete the lock file only if no such process runs)"
+    if [ "${CLIPWB_PLAN:-0}" = 1 ]; then
+        echo "plan: busy $1"
+        echo "error: $why" >&2
+        exit 0
+    fi
+    die "$why"
+}
+
+# take_lock DIR: check_lock, then write DIR/run.lock with this shell's pid.
+take_lock() {
+    check_lock "$1"
+    mkdir -p "$1" || die "cannot create the run folder $1"
+    echo "$BASHPID $(hostname)" > "$1/run.lock"
+}
+
+release_lock() {  # release_lock DIR: remove DIR/run.lock if it is this shell's
+    local pid
+    read -r pid _ < "$1/run.lock" 2>/dev/null || return 0
+    if [ "$pid" = "$BASHPID" ]; then rm -f "$1/run.lock"; fi
+}
+
+# prepare_run DIR KEY VALUE...: before a job skips, resumes or starts DIR: its
+# options (check_options) and lock (check_lock); sets RUN_RECORD.
+prepare_run() {
+    local dir=$1
+    shift
+    RUN_RECORD=$(run_options "$@")
+    check_options "$dir" "$RUN_RECORD"
+    check_lock "$dir"
 }
 
 # final_epoch DATASET_YAML: the epoch a test loads (LOADEP, else the last
@@ -153,6 +277,14 @@ has_checkpoint() {
     compgen -G "$1/*/model.pth.tar-$2" >/dev/null
 }
 
+# run_finished DIR EPOCH: the one rule for "this training run finished": its
+# final checkpoint (EPOCH) is saved and its log holds the final test's accuracy
+# (written after training; a run killed before, even with a model-best.pth.tar
+# or a run_state.pth, is unfinished and resumes when started again).
+run_finished() {
+    has_checkpoint "$1" "$2" && has_result "$1"
+}
+
 skip_msg() {
     echo "The results exist at $1, skipping"
     if [ "${CLIPWB_PLAN:-0}" = 1 ]; then echo "plan: done $1"; fi
@@ -160,12 +292,23 @@ skip_msg() {
 
 # train_py DATASET_YAML OUTPUT_DIR ARGS...: run train.py with the common flags;
 # ARGS are extra flags and the job's KEY VALUE pairs, USER_OPTS come last.
+# The folder's lock is held while train.py runs (a signal to the script waits
+# for train.py, which gets it too from the terminal or the grid), and its
+# options are recorded (RUN_RECORD, from prepare_run).
 train_py() {
-    local dataset_yaml=$1 out_dir=$2
+    local dataset_yaml=$1 out_dir=$2 code=0
     shift 2
     if [ "${CLIPWB_PLAN:-0}" = 1 ]; then
         echo "plan: run $out_dir"
         return 0
+    fi
+    take_lock "$out_dir"
+    # (after train.py has ended: free the folder, then end as the signal asks)
+    trap 'release_lock "$out_dir"; trap - INT; kill -INT "$BASHPID"' INT
+    trap 'release_lock "$out_dir"; trap - TERM; kill -TERM "$BASHPID"' TERM
+    if [ ! -f "$out_dir/run_options.txt" ]; then
+        printf '# the options this run folder was made with (scripts/common.sh)\n%s\n' \
+            "$RUN_RECORD" > "$out_dir/run_options.txt"
     fi
     echo "Run this job and save the output to $out_dir"
     CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" \
@@ -176,7 +319,10 @@ train_py() {
         --config-file "$CONFIG_FILE" \
         --output-dir "$out_dir" \
         ${VERBOSE_FLAG:+"$VERBOSE_FLAG"} \
-        "$@" "${USER_OPTS[@]}"
+        "$@" "${USER_OPTS[@]}" || code=$?
+    trap - INT TERM
+    release_lock "$out_dir"
+    return "$code"
 }
 
 # train_or_eval DATASET_YAML DIR KEY VALUE...: one run that ends with a test:
@@ -184,12 +330,13 @@ train_py() {
 train_or_eval() {
     local dataset_yaml=$1 dir=$2 epoch
     shift 2
+    prepare_run "$dir" "$@"
     if [ "$ZERO_SHOT" = 1 ]; then
         if has_result "$dir"; then skip_msg "$dir"; return 0; fi
         train_py "$dataset_yaml" "$dir" --eval-only "$@"
     else
         epoch=$(final_epoch "$dataset_yaml") || exit 1
-        if has_checkpoint "$dir" "$epoch" && has_result "$dir"; then
+        if run_finished "$dir" "$epoch"; then
             skip_msg "$dir"
             return 0
         fi
@@ -202,6 +349,7 @@ train_or_eval() {
 eval_model() {
     local dataset_yaml=$1 dir=$2 model_dir=$3 hint=$4 epoch
     shift 4
+    prepare_run "$dir" "$@"
     if has_result "$dir"; then skip_msg "$dir"; return 0; fi
     if [ "$ZERO_SHOT" = 1 ]; then
         train_py "$dataset_yaml" "$dir" --eval-only "$@"
@@ -216,7 +364,7 @@ eval_model() {
 }
 
 b2n_dir() {  # b2n_dir PHASE DATASET SEED
-    echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG_NAME/seed$3"
+    echo "$OUTPUT/base2new/$1/$2/shots_$SHOTS/$TRAINER/$CFG_NAME$VARIANT_DIR/seed$3"
 }
 
 # start_job DATASET SEED [KEY VALUE ...]: the start of a job on one dataset:
@@ -227,6 +375,7 @@ start_job() {
     JOB_DATASET=$1
     SEED=$2
     shift 2
+    JOB_EXTRA=${*:+ $*}
     resolve_config "$JOB_DATASET"
     JOB_DATASET_YAML=$(dataset_config "$JOB_DATASET") || exit 1
     collect_opts "$@"
@@ -242,13 +391,14 @@ b2n_test() {
     start_job "$@"
     eval_model "$JOB_DATASET_YAML" "$(b2n_dir test_new "$JOB_DATASET" "$SEED")" \
         "$(b2n_dir train_base "$JOB_DATASET" "$SEED")" \
-        "bash ${METHOD_DIR#"$ROOT_DIR"/}/base2new_train.sh $JOB_DATASET $SEED" \
+        "bash ${METHOD_DIR#"$ROOT_DIR"/}/base2new_train.sh $JOB_DATASET $SEED$JOB_EXTRA" \
         DATASET.NUM_SHOTS "$SHOTS" DATASET.SUBSAMPLE_CLASSES new
 }
 
 # results_table ROOT ARGS...: print the results table of ROOT, filtered by ARGS.
 results_table() {
-    "$PYTHON" scripts/results.py "$@" --trainer "$TRAINER" --cfg "$CFG_NAME" --shots "$SHOTS"
+    "$PYTHON" scripts/results.py "$@" --trainer "$TRAINER" \
+        --cfg "${TABLE_CFG:-$CFG_NAME$VARIANT_DIR}" --shots "$SHOTS"
 }
 
 b2n_all() {
@@ -279,6 +429,7 @@ b2n_reproduce() {
     local dataset seed
     FAILED=()
     resolve_config
+    set_variant "$@"
     for dataset in ${DATASETS:-$BASE2NEW_DATASETS}; do
         for seed in ${SEEDS:-1 2 3}; do
             run_job b2n_train "$dataset" "$seed" "$@" &&
@@ -290,7 +441,7 @@ b2n_reproduce() {
 }
 
 xd_source_dir() {  # xd_source_dir SEED
-    echo "$OUTPUT/imagenet/$TRAINER/${CFG_NAME}_${SHOTS}shots/seed$1"
+    echo "$OUTPUT/imagenet/$TRAINER/${CFG_NAME}_${SHOTS}shots$VARIANT_DIR/seed$1"
 }
 
 xd_train() {
@@ -307,15 +458,16 @@ xd_train() {
 xd_test() {
     start_job "$@"
     eval_model "$JOB_DATASET_YAML" \
-        "$OUTPUT/evaluation/$TRAINER/${CFG_NAME}_${SHOTS}shots/$JOB_DATASET/seed$SEED" \
+        "$OUTPUT/evaluation/$TRAINER/${CFG_NAME}_${SHOTS}shots$VARIANT_DIR/$JOB_DATASET/seed$SEED" \
         "$(xd_source_dir "$SEED")" \
-        "bash ${METHOD_DIR#"$ROOT_DIR"/}/xd_train.sh $SEED"
+        "bash ${METHOD_DIR#"$ROOT_DIR"/}/xd_train.sh $SEED$JOB_EXTRA"
 }
 
 xd_reproduce() {
     local dataset seed
     FAILED=()
     resolve_config
+    set_variant "$@"
     for seed in ${SEEDS:-1 2 3}; do
         run_job xd_train "$seed" "$@" || continue
         for dataset in ${XD_DATASETS:-$XD_TARGETS}; do
@@ -355,8 +507,8 @@ few_shot() {
     dataset_yaml=$(dataset_config "$dataset") || exit 1
     collect_opts "$@"
     for SEED in $seeds; do
-        dir=$OUTPUT/$dataset/$TRAINER/${CFG_NAME}_${SHOTS}shots${FS_SUBDIR:+/$FS_SUBDIR}/seed$SEED
+        dir=$OUTPUT/$dataset/$TRAINER/${CFG_NAME}_${SHOTS}shots${FS_SUBDIR:+/$FS_SUBDIR}$VARIANT_DIR/seed$SEED
         train_or_eval "$dataset_yaml" "$dir" DATASET.NUM_SHOTS "$SHOTS" "${FS_OPTS[@]}" || exit 1
     done
-    results_table "$OUTPUT/$dataset" --setting few-shot
+    TABLE_CFG=$CFG_NAME${FS_SUBDIR:+/$FS_SUBDIR}$VARIANT_DIR results_table "$OUTPUT/$dataset" --setting few-shot
 }

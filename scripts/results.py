@@ -25,6 +25,11 @@ Recognised layouts (the CoOp / MaPLe / PromptSRC scripts write them):
   the table says, for each row, what made its runs as their logs' config
   dumps tell (``clipwb/results/run_settings.py``: preset, BMA beta or WiSE-FT alpha).
 
+A variant run (the scripts' extra ``KEY VALUE`` arguments or ``TAG``) has a
+level of its own below ``CFG`` (``.../CFG/SALIENCY_text/seedS``): it is a row
+of its own, its config named ``CFG/SALIENCY_text`` (``clipwb/results/variants.py``).
+The toy CLIP's configs (``toy``) read "toy CLIP backbone (toy.yaml)".
+
 A run's result is the last ``* accuracy: X%`` line of its newest log file that
 has one (Dassl writes ``log.txt``, then ``log.txt-<timestamp>`` when the run
 dir already had a log). A run dir none of whose logs has a result is not

@@ -54,7 +54,14 @@ def test_base2new_trains_resumes_tests_and_skips(setup):
     assert "DiSa: L_DiR prototypes" not in out and "** DiSa on Caltech101" in out
     assert os.path.isfile(os.path.join(train_dir, "prompt_learner", "model.pth.tar-1"))
 
-    # the full job: the train run resumes from epoch 1, then the novel-class test
+    # the full job has other options (2 epochs): refused in that folder, until
+    # its record of the options is deleted, as the refusal says
+    proc = run_script(env, "bash", "scripts/disa/base2new.sh", "caltech101", 1)
+    assert proc.returncode != 0 and "Run this job" not in proc.stdout
+    record = os.path.join(train_dir, "run_options.txt")
+    assert "or delete {} to resume that folder".format(record) in proc.stderr
+    os.remove(record)
+    # then the train run resumes from epoch 1, then the novel-class test
     out = run(env, "bash", "scripts/disa/base2new.sh", "caltech101", 1)
     assert "Previous epoch: 1" in out
     assert "epoch [2/2]" in out and "epoch [1/2]" not in out

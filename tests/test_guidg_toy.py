@@ -79,7 +79,8 @@ def test_dg_script_on_the_toy_world_runs_both_steps(toy_data, tmp_path):
     assert accuracy > 3 * 100 / N_CLASSES  # far above chance (4%)
 
     assert "Domain generalization: toy" in proc.stdout
-    row = re.search(r"^GuiDG / toy / 4 shots\s+([\d.]+) ± [\d.]+\s+([\d.]+)\s*$",
+    row = re.search(r"^GuiDG / toy CLIP backbone \(toy\.yaml\) / 4 shots"
+                    r"\s+([\d.]+) ± [\d.]+\s+([\d.]+)\s*$",
                     proc.stdout, re.M)
     assert row, proc.stdout[-2000:]
     assert float(row.group(1)) == pytest.approx(accuracy, abs=0.01)

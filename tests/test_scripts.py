@@ -29,6 +29,10 @@ STUB_TRAIN = textwrap.dedent('''\
     argv = sys.argv[1:]
     with open(os.environ["STUB_CALLS"], "a") as f:
         f.write(json.dumps(argv) + "\\n")
+    if os.environ.get("STUB_LOCK"):  # what the run's lock file holds while it runs
+        with open(os.environ["STUB_LOCK"]) as f, \\
+                open(os.path.join(os.path.dirname(os.environ["STUB_CALLS"]), "lock_seen"), "w") as g:
+            g.write(f.read())
     if os.environ.get("STUB_FAIL"):
         sys.exit(3)
     flags = {}
@@ -48,7 +52,7 @@ STUB_TRAIN = textwrap.dedent('''\
         log += time.strftime("-%Y-%m-%d-%H-%M-%S")
     seed = int(flags["--seed"])
     split = opts.get("DATASET.SUBSAMPLE_CLASSES", "all")
-    acc = {"base": 80.0, "new": 70.0}.get(split, 60.0) + seed
+    acc = {"base": 80.0, "new": 70.0}.get(split, 60.0) + seed + float(os.environ.get("STUB_SHIFT", 0))
     lines = ["epoch [1/1] batch [1/1] loss 1.0000"]
     if "--eval-only" not in flags:
         with open(flags["--config-file"]) as f:
@@ -208,6 +212,11 @@ def test_unfinished_train_run_is_run_again_in_its_dir(env):
     assert os.path.isfile(os.path.join(train_dir, "prompt_learner", "model.pth.tar-5"))
     assert os.path.isfile(os.path.join(train_dir, "log.txt"))
     assert len(glob.glob(os.path.join(train_dir, "log.txt-*"))) == 1  # the stub's new log
+    # a folder from before the options were recorded is resumed, and now records them
+    with open(os.path.join(train_dir, "run_options.txt")) as f:
+        assert f.read().splitlines()[1] == (
+            "--config-file configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml "
+            "DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base ")
 
 
 def test_test_without_a_trained_model_says_what_to_run(env):
@@ -225,8 +234,10 @@ def test_max_epoch_override_sets_the_load_epoch_and_cfg_may_be_a_yaml_path(env, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     train, test = calls(env)
     assert flag(train, "--config-file") == str(tiny)
+    # extra arguments make a variant: its own folder, named from them
     assert flag(train, "--output-dir").endswith(
-        os.path.join("train_base", "dtd", "shots_16", "IVLP", "tiny_ivlp", "seed3"))
+        os.path.join("train_base", "dtd", "shots_16", "IVLP", "tiny_ivlp", "MAX_EPOCH_1", "seed3"))
+    assert flag(test, "--model-dir") == flag(train, "--output-dir")
     assert opts_of(train)[-1] == ("OPTIM.MAX_EPOCH", "1")  # extra arguments come last
     assert flag(test, "--load-epoch") == "1"
     # without the override: the YAML's MAX_EPOCH; SHOTS from the environment
@@ -344,3 +355,180 @@ def test_bad_arguments_give_one_clear_error(env):
     assert "configs/trainers/MaPLe/vit_b16_nope.yaml not found" in proc.stderr
     assert "vit_b16_c2_ep5_batch4_2ctx" in proc.stderr
     assert calls(env) == []
+
+
+def test_guidg_reuses_a_finished_expert_and_resumes_a_half_trained_one(tmp_path):
+    """An expert counts as done by run_finished (common.sh's rule for every
+    train run: the final checkpoint and the log's accuracy line), not by the
+    model-best.pth.tar its first validation writes: one killed in epoch 3
+    (model-best and run_state.pth there, no result) is started again in its
+    folder, a finished one is reused."""
+    env = stub_environment(tmp_path, ("pacs",))
+    env.update(DOMAINS="art_painting cartoon photo", SHOTS="2")
+    experts = os.path.join(env["OUTPUT"], "dg", "pacs", "shots_2", "GuiDGExpert",
+                           "vit_b16_c16_ep31")
+    killed = os.path.join(experts, "expert_art_painting", "seed1")
+    os.makedirs(os.path.join(killed, "prompt_learner"))
+    for name in ("prompt_learner/model-best.pth.tar", "prompt_learner/checkpoint",
+                 "run_state.pth"):
+        open(os.path.join(killed, name), "w").close()
+    with open(os.path.join(killed, "log.txt"), "w") as f:
+        f.write("epoch [3/31] batch [1/1] loss 1.0000\n")
+    finished = os.path.join(experts, "expert_cartoon", "seed1")
+    os.makedirs(os.path.join(finished, "prompt_learner"))
+    open(os.path.join(finished, "prompt_learner", "model.pth.tar-31"), "w").close()
+    with open(os.path.join(finished, "log.txt"), "w") as f:
+        f.write("=> result\n* total: 10\n* correct: 6\n* accuracy: 60.0%\n")
+    proc = run_script(env, "guidg/dg.sh", "pacs", "photo", 1)
+    assert "Reusing the expert of cartoon at {}".format(finished) in proc.stdout
+    assert "Reusing the expert of art_painting" not in proc.stdout
+    assert "the expert of art_painting in {} is unfinished: resuming it".format(
+        killed) in proc.stdout
+    runs = calls(env)
+    assert [flag(argv, "--trainer") for argv in runs] == ["GuiDGExpert", "GuiDG"], proc.stderr
+    assert flag(runs[0], "--output-dir") == killed
+    assert os.path.isfile(os.path.join(killed, "prompt_learner", "model.pth.tar-31"))
+
+
+DISA_CFG = "vit_b16_c2_ep20_batch4_4+4ctx"
+
+
+def b2n_run_dir(env, phase, trainer, cfg, *levels, dataset="caltech101", seed=1):
+    return os.path.join(env["OUTPUT"], "base2new", phase, dataset, "shots_16", trainer, cfg,
+                        *levels, "seed{}".format(seed))
+
+
+def table_rows(text):
+    """``{label: [cells]}`` of the rows of results.py's printed tables."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c for c in re.split(r"\s{2,}", line.strip()) if c]
+        if len(cells) > 2:
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def test_a_variant_runs_in_its_own_folder_and_is_its_own_row(env):
+    out = env["OUTPUT"]
+    proc = run_script(env, "disa/base2new.sh", "caltech101", 1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    default_train = b2n_run_dir(env, "train_base", "DiSa", DISA_CFG)
+    before = sorted(os.listdir(default_train))
+
+    # extra arguments after the default run: a variant, in its own folders
+    # (it skipped into the default's, which printed the default's numbers)
+    proc = run_script(env, "disa/base2new.sh", "caltech101", 1, "TRAINER.DISA.SALIENCY", "text",
+                      STUB_SHIFT=5)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    argvs = calls(env)
+    assert len(argvs) == 4, proc.stdout
+    train, test = (b2n_run_dir(env, phase, "DiSa", DISA_CFG, "SALIENCY_text")
+                   for phase in ("train_base", "test_new"))
+    assert flag(argvs[2], "--output-dir") == train
+    assert opts_of(argvs[2])[-1] == ("TRAINER.DISA.SALIENCY", "text")
+    assert flag(argvs[3], "--output-dir") == test and flag(argvs[3], "--model-dir") == train
+    assert sorted(os.listdir(default_train)) == before
+    # its table: its own numbers (the stub's 81 + 5, 71 + 5), labelled by the variant
+    assert "Base-to-novel: DiSa / {}/SALIENCY_text / 16 shots".format(DISA_CFG) in proc.stdout
+    assert table_rows(proc.stdout)["caltech101"][:2] == ["86.00 ± 0.00", "76.00 ± 0.00"]
+    # run again: its own results exist
+    proc = run_script(env, "disa/base2new.sh", "caltech101", 1, "TRAINER.DISA.SALIENCY", "text")
+    assert proc.returncode == 0 and len(calls(env)) == 4
+    assert "The results exist at {}, skipping".format(train) in proc.stdout
+    # the plan (the grid's) names the same folder
+    proc = run_script(env, "disa/base2new_train.sh", "caltech101", 1, "TRAINER.DISA.SALIENCY",
+                      "text", CLIPWB_PLAN=1)
+    assert proc.returncode == 0 and "plan: done {}".format(train) in proc.stdout.splitlines()
+
+    # results.py: the default and the variant are two rows, each with its numbers
+    proc = subprocess.run([sys.executable, "scripts/results.py", os.path.join(out, "base2new")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout)
+    assert rows["DiSa / {} / 16 shots".format(DISA_CFG)][:2] == ["81.00 ± 0.00", "71.00 ± 0.00"]
+    assert rows["DiSa / {}/SALIENCY_text / 16 shots".format(DISA_CFG)][:2] == [
+        "86.00 ± 0.00", "76.00 ± 0.00"]
+
+
+def test_variant_names_and_tag(env):
+    proc = run_script(env, "ivlp/xd_train.sh", 2, "INPUT.SIZE", "(32, 32)", "MODEL.BACKBONE.NAME",
+                      "/w/ViT-B-32.pt", CLIPWB_PLAN=1)
+    assert proc.returncode == 0, proc.stderr
+    cfg = "vit_b16_c2_ep20_batch4_4+4ctx_16shots"
+    assert proc.stdout.splitlines()[-1] == "plan: run " + os.path.join(
+        env["OUTPUT"], "imagenet", "IVLP", cfg, "SIZE_32-32,NAME_w-ViT-B-32.pt", "seed2")
+    # TAG names the level, with or without extra arguments
+    proc = run_script(env, "coop/few_shot.sh", "dtd", 4, 1, TAG="b32", BACKBONE="ViT-B/32",
+                      CLIPWB_PLAN=1)
+    assert proc.stdout.splitlines()[0] == "plan: run " + os.path.join(
+        env["OUTPUT"], "dtd", "CoOp", "vit_b16_ep100_4shots", "nctx16_cscFalse_ctpend", "b32",
+        "seed1")
+    proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, TAG="../x")
+    assert proc.returncode != 0 and calls(env) == []
+    assert proc.stderr == ("error: TAG=../x is not a folder name: use letters, digits and "
+                           ". _ , + = - (not seedN)\n")
+
+
+def test_a_folder_made_with_other_options_is_refused(env):
+    train_dir = os.path.join(env["OUTPUT"], "base2new", "train_base", "dtd", "shots_16", "CoOp",
+                             "vit_b16_ctxv1", "seed1")
+    proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, OPTS="OPTIM.MAX_EPOCH 1")
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(train_dir, "run_options.txt")) as f:
+        made = f.read().splitlines()[1]
+    assert made == ("--config-file configs/trainers/CoOp/vit_b16_ctxv1.yaml DATASET.NUM_SHOTS 16 "
+                    "DATASET.SUBSAMPLE_CLASSES base OPTIM.MAX_EPOCH 1 ")
+    # other OPTS (a finished run would be skipped into, an unfinished one
+    # resumed), another backbone, no OPTS: refused in one sentence, run or planned
+    for extra in (dict(OPTS="OPTIM.MAX_EPOCH 1 OPTIM.LR 0.1"), dict(OPTS="OPTIM.MAX_EPOCH 2"),
+                  dict(OPTS="OPTIM.MAX_EPOCH 1", BACKBONE="RN50"), dict(),
+                  dict(OPTS="OPTIM.MAX_EPOCH 2", CLIPWB_PLAN=1)):
+        proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, **extra)
+        assert proc.returncode != 0, extra
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith("error: {} was made with other options ({}) than this "
+                                      "run's (".format(train_dir, made)), proc.stderr
+        assert proc.stderr.endswith(": give this run its own folder with TAG=NAME (or other extra "
+                                    "arguments), or delete {}/run_options.txt to resume that "
+                                    "folder with the new options\n".format(train_dir))
+        assert "skipping" not in proc.stdout and "plan:" not in proc.stdout
+    assert len(calls(env)) == 1
+    # TAG gives it its own folder; the same options again are skipped
+    proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, OPTS="OPTIM.MAX_EPOCH 2", TAG="ep2")
+    assert proc.returncode == 0, proc.stderr
+    assert flag(calls(env)[-1], "--output-dir") == os.path.join(os.path.dirname(train_dir), "ep2",
+                                                                "seed1")
+    proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, OPTS="OPTIM.MAX_EPOCH 1")
+    assert proc.returncode == 0 and len(calls(env)) == 2
+    assert "The results exist at {}, skipping".format(train_dir) in proc.stdout
+
+
+def test_a_folder_a_live_process_writes_is_refused_and_a_stale_lock_taken_over(env, tmp_path):
+    train_dir = os.path.join(env["OUTPUT"], "base2new", "train_base", "dtd", "shots_16", "CoOp",
+                             "vit_b16_ctxv1", "seed1")
+    lock = os.path.join(train_dir, "run.lock")
+    os.makedirs(train_dir)
+    host = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+    writer = subprocess.Popen(["sleep", "300"])  # stands for a run still writing the folder
+    try:
+        with open(lock, "w") as f:
+            f.write("{} {}\n".format(writer.pid, host))
+        proc = run_script(env, "coop/base2new_train.sh", "dtd", 1)
+        assert proc.returncode != 0 and calls(env) == []
+        assert proc.stderr == (
+            "error: {} is being written by process {} on {} (its lock file {}): wait for that "
+            "run to end or stop it (delete the lock file only if no such process runs)\n".format(
+                train_dir, writer.pid, host, lock))
+        # the grid's plan: busy (the grid does not start the unit)
+        proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, CLIPWB_PLAN=1)
+        assert proc.returncode == 0 and proc.stdout == "plan: busy {}\n".format(train_dir)
+    finally:
+        writer.kill()
+        writer.wait()
+    # its process has ended: the lock is stale, taken over, and released at the end
+    proc = run_script(env, "coop/base2new_train.sh", "dtd", 1, STUB_LOCK=lock)
+    assert proc.returncode == 0, proc.stderr
+    assert len(calls(env)) == 1 and not os.path.exists(lock)
+    with open(os.path.join(tmp_path, "lock_seen")) as f:
+        pid, seen_host = f.read().split()
+    assert seen_host == host and int(pid) != writer.pid  # held by the script while train.py ran

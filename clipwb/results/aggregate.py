@@ -12,6 +12,7 @@ and takes the HM of those averages.
 import math
 from collections import OrderedDict, defaultdict, namedtuple
 
+from clipwb.results import variants
 from clipwb.results.published import (PUBLISHED_BASE2NEW, PUBLISHED_BASE2NEW_PER_DATASET,
                                       PUBLISHED_DG, PublishedResult, published_for_dataset)
 from clipwb.results.run_settings import describe_run
@@ -48,9 +49,10 @@ def group_key(run):
 
 
 def group_label(key):
-    """The label "TRAINER / CFG / K shots" of a group key."""
+    """The label "TRAINER / CFG / K shots" of a group key (CFG as
+    :func:`clipwb.results.variants.cfg_label` shows it)."""
     trainer, cfg, shots = key
-    return "{} / {} / {} shots".format(trainer, cfg, shots)
+    return "{} / {} / {} shots".format(trainer, variants.cfg_label(cfg), shots)
 
 
 # hm_std: the population std of each seed's own HM (the seeds with both splits)

@@ -12,6 +12,7 @@ import re
 from collections import namedtuple
 
 from clipwb.errors import UserInputError
+from clipwb.results import variants
 
 # The 11 base-to-novel datasets (config names) in the papers' order, then the
 # ImageNet variants of the domain-generalization setting.
@@ -89,21 +90,22 @@ def classify_run_dir(run_dir):
     ``shots`` and ``seed``.
     """
     parts = os.path.normpath(os.path.abspath(run_dir)).split(os.sep)
+    parts, variant = variants.split_variant(parts, BASE2NEW_PHASES)  # CFG/VARIANT below
     seed_match = SEED_RE.match(parts[-1])
     if not seed_match:
         return None
     seed = int(seed_match.group(1))
-    # dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS (phase = the target domain)
+    # dg/DATASET/shots_K/TRAINER/CFG[/VARIANT]/TARGET/seedS (phase = the target domain)
     if len(parts) >= 7 and parts[-7] == "dg" and SHOTS_DIR_RE.match(parts[-5]):
         setting = "dg-expert" if parts[-2].startswith("expert_") else "dg"
         return dict(setting=setting, phase=parts[-2], dataset=parts[-6],
                     shots=int(SHOTS_DIR_RE.match(parts[-5]).group(1)),
-                    trainer=parts[-4], cfg=parts[-3], seed=seed)
-    # {phase}/DATASET/shots_K/TRAINER/CFG/seedS
+                    trainer=parts[-4], cfg=variants.join(parts[-3], variant), seed=seed)
+    # {phase}/DATASET/shots_K/TRAINER/CFG[/VARIANT]/seedS
     if len(parts) >= 6 and parts[-6] in BASE2NEW_PHASES and SHOTS_DIR_RE.match(parts[-4]):
         return dict(setting="base2new", phase=parts[-6], dataset=parts[-5],
                     shots=int(SHOTS_DIR_RE.match(parts[-4]).group(1)),
-                    trainer=parts[-3], cfg=parts[-2], seed=seed)
+                    trainer=parts[-3], cfg=variants.join(parts[-2], variant), seed=seed)
     # evaluation/TRAINER/CFG_Kshots[/...]/DATASET/seedS
     for i in range(len(parts) - 5, -1, -1):
         cfg_match = CFG_SHOTS_RE.match(parts[i + 2])

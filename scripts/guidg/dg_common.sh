@@ -2,8 +2,10 @@
 # GuiDG's two-step domain-generalization jobs (sourced after ../common.sh).
 #
 #   dg_run DATASET TARGET SEED [KEY VALUE ...]
-#       step 1: train the missing experts of the source domains (an expert
-#               whose model-best.pth.tar exists is reused);
+#       step 1: train the experts of the source domains: a finished one is
+#               reused, an unfinished one (killed, or stopped by an error)
+#               resumes in its folder (run_finished in ../common.sh: its final
+#               checkpoint and its log's accuracy line);
 #       step 2: guided fine-tuning on the sources, then the test on TARGET.
 #       With TRAINER=CLIPood / ERMWiSEFT / UEOWiSEFT the baseline runs alone
 #       (no experts).
@@ -25,9 +27,10 @@
 #                    EXPERT_CFG_official: the official code's training loop, see
 #                    docs/METHODS.md); ours: the configs as named
 #
-# Run folders:
-#   experts  $OUTPUT/dg/DATASET/shots_K/GuiDGExpert/EXPERT_CFG/expert_DOMAIN[_for_TARGET]/seedS
-#   step 2   $OUTPUT/dg/DATASET/shots_K/TRAINER/CFG/TARGET/seedS
+# Run folders (VARIANT: a level named from the extra arguments or TAG, see
+# scripts/common.sh; none for the default run):
+#   experts  $OUTPUT/dg/DATASET/shots_K/GuiDGExpert/EXPERT_CFG[/VARIANT]/expert_DOMAIN[_for_TARGET]/seedS
+#   step 2   $OUTPUT/dg/DATASET/shots_K/TRAINER/CFG[/VARIANT]/TARGET/seedS
 
 EXPERT_TRAINER=GuiDGExpert
 DEFAULT_EXPERT_CFG=vit_b16_c16_ep31  # EXPERT_CFG overrides it; DATASET toy: toy.yaml
@@ -103,21 +106,19 @@ py_list() {
 expert_dir() {  # expert_dir DATASET DOMAIN SEED TARGET
     local name=expert_$2
     if [ "$EXPERT_PER_TARGET" = 1 ]; then name+=_for_$4; fi
-    echo "$OUTPUT/dg/$1/shots_$SHOTS/$EXPERT_TRAINER/$EXPERT_CFG/$name/seed$3"
+    echo "$OUTPUT/dg/$1/shots_$SHOTS/$EXPERT_TRAINER/$EXPERT_CFG$VARIANT_DIR/$name/seed$3"
 }
 
 dg_dir() {  # dg_dir DATASET TARGET SEED
-    echo "$OUTPUT/dg/$1/shots_$SHOTS/$TRAINER/$CFG_NAME/$2/seed$3"
+    echo "$OUTPUT/dg/$1/shots_$SHOTS/$TRAINER/$CFG_NAME$VARIANT_DIR/$2/seed$3"
 }
 
-# train_expert DATASET_YAML DATASET DOMAIN SEED TARGET: step 1 for one domain.
+# train_expert DATASET_YAML DATASET DOMAIN SEED TARGET: step 1 for one domain
+# (train_py in a subshell, as the expert trainer with its config; the folder's
+# options are checked and recorded as for every run).
 train_expert() {
     local dataset_yaml=$1 dataset=$2 domain=$3 seed=$4 target=$5 dir test_domain
     dir=$(expert_dir "$dataset" "$domain" "$seed" "$target")
-    if [ -f "$dir/prompt_learner/model-best.pth.tar" ]; then
-        echo "Reusing the expert of $domain at $dir"
-        return 0
-    fi
     test_domain=$domain
     if [ "$EXPERT_PER_TARGET" = 1 ]; then test_domain=$target; fi
     local expert_config=configs/trainers/$EXPERT_TRAINER/$EXPERT_CFG.yaml
@@ -126,14 +127,25 @@ train_expert() {
     if [ -n "$EXPERT_OPTS" ]; then
         eval "extra=($EXPERT_OPTS)" || die "cannot parse EXPERT_OPTS='$EXPERT_OPTS'"
     fi
-    echo "Step 1: training the expert of $domain in $dir"
-    CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" --root "$DATA" --seed "$seed" --trainer "$EXPERT_TRAINER" \
-        --dataset-config-file "$dataset_yaml" --config-file "$expert_config" \
-        --output-dir "$dir" \
-        DATASET.SOURCE_DOMAINS "$(py_list "$domain")" \
-        DATASET.TARGET_DOMAINS "$(py_list "$test_domain")" \
-        DATASET.DG_TRAIN_POOL A DATASET.NUM_SHOTS "$SHOTS" \
-        "${USER_OPTS[@]}" "${extra[@]}" || return 1
+    (
+        TRAINER=$EXPERT_TRAINER CONFIG_FILE=$expert_config SEED=$seed
+        USER_OPTS+=("${extra[@]}")
+        opts=(DATASET.SOURCE_DOMAINS "$(py_list "$domain")"
+              DATASET.TARGET_DOMAINS "$(py_list "$test_domain")"
+              DATASET.DG_TRAIN_POOL A DATASET.NUM_SHOTS "$SHOTS")
+        prepare_run "$dir" "${opts[@]}"
+        epoch=$(LOADEP=; final_epoch "$dataset_yaml") || exit 1
+        if run_finished "$dir" "$epoch"; then
+            echo "Reusing the expert of $domain at $dir"
+            exit 0
+        fi
+        if [ -d "$dir" ]; then
+            echo "Step 1: the expert of $domain in $dir is unfinished: resuming it"
+        else
+            echo "Step 1: training the expert of $domain in $dir"
+        fi
+        train_py "$dataset_yaml" "$dir" "${opts[@]}"
+    ) || return 1
 }
 
 dg_run() {

@@ -24,16 +24,18 @@ if [ "$1" = imagenet_val ] && [ -z "$EXPERT_OPTS" ]; then
 fi
 TARGET=$1
 shift
-# The script's batch comes last, so it is added only when neither OPTS nor
-# the extra arguments set one (theirs would be overridden otherwise).
+# The script's batch is its default (SCRIPT_OPTS, part of the default run's
+# options, not a variant); it is added only when neither OPTS nor the extra
+# arguments set one.
+SCRIPT_OPTS=()
 case " $OPTS $* " in
     *BATCH_PER_DOMAIN*) ;;
-    *) set -- "$@" TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12 ;;
+    *) SCRIPT_OPTS+=(TRAINER."$(echo "$TRAINER" | tr '[:lower:]' '[:upper:]')".BATCH_PER_DOMAIN 12) ;;
 esac
 if [ "${PRESET:-ours}" = official ]; then
     case " $OPTS $* " in
         *DATALOADER.TEST.BATCH_SIZE*) ;;
-        *) set -- "$@" DATALOADER.TEST.BATCH_SIZE 36 ;;  # the official 3 x 12
+        *) SCRIPT_OPTS+=(DATALOADER.TEST.BATCH_SIZE 36) ;;  # the official 3 x 12
     esac
 fi
 dg_run imagenet_dg "$TARGET" "$@"
