@@ -4,8 +4,10 @@ steps on the offline toy DG world through train.py's config path; each
 official-side training behaviour is checked directly: the learning rate of
 every iteration (cosine stepped per batch, wrapping past T_max), the
 validation epochs, the kept last batch, RandAugment, the WiSE-FT reset, the
-test batch, the fp16-master step; a run with the official options resumes
-exactly; the scripts pick the official configs of both steps."""
+test batch (few-shot and full data), the full-data transforms (DomainBed's or
+CLIPood's, pixel by pixel), the fp16-master step and its BMA (the official
+update, bit for bit); a run with the official options resumes exactly; the
+scripts pick the official configs of both steps."""
 import math
 import os
 import subprocess
