@@ -23,6 +23,10 @@ class ConfigError(UserInputError, ValueError):
     """A config file, key or value is wrong."""
 
 
+class DiskFullError(UserInputError, OSError):
+    """A file could not be written for want of space (disk full or quota)."""
+
+
 def check_config_file(flag, path):
     """Raise a clear error when a config file given by ``flag`` is missing."""
     if not os.path.isfile(path):

@@ -8,8 +8,10 @@ a run never stopped. In process, GuiDG (Beta moving average, per-domain
 sampler position) and PromptSRC (GPA) are interrupted with Ctrl-C
 (KeyboardInterrupt) and resume exactly too.
 """
+import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ import pytest
 import torch
 
 from clipwb.engine import build_trainer, set_random_seed
-from clipwb.errors import UserInputError
+from clipwb.engine.builtin.utils.torchtools import save_checkpoint
+from clipwb.errors import DiskFullError, UserInputError
 from clipwb.trainers.kit.resumable import RUN_STATE_FILE, save_atomically
 from tests import e2e_helpers as h
 from tests.dataset_layouts import write_dataset
@@ -279,3 +282,174 @@ def test_a_damaged_run_state_is_one_clear_error(tiny_clip_path, tmp_path, capsys
                                              "readable checkpoint"):
         trainer.train()
     assert (out / RUN_STATE_FILE).read_bytes() == content  # left for the user to look at
+
+
+# ------------------------------------------------- a save cut short, a full disk
+
+def die_while_saving(monkeypatch, file_name, error):
+    """Make ``torch.save`` write half of ``file_name`` (a path, or the
+    temporary file of an atomic write) and raise ``error`` there: a kill, or a
+    full disk, in the middle of that save."""
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        name = os.path.basename(str(getattr(f, "name", f)))
+        if name.split(".tmp")[0] != file_name:
+            return real_save(obj, f, *args, **kwargs)
+        if isinstance(f, str):
+            with open(f, "wb") as out:
+                out.write(b"PK\x03\x04 half a checkpoint")
+        else:
+            f.write(b"PK\x03\x04 half a checkpoint")
+        raise error
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_kill_during_the_final_checkpoint_save_resumes_from_the_run_state(
+        tiny_clip_path, tmp_path, capsys, monkeypatch):
+    """Killed while the last epoch's checkpoint is written (the model folder
+    made, no ``checkpoint`` file yet): the same command resumes from the run
+    state of epoch 2 and ends as a run never stopped."""
+    data = write_two_class_images(tmp_path)
+
+    def make(name):
+        return make_cfg("CoOp", tiny_clip_path, data, tmp_path / name, ["SEED", "1"],
+                        max_epoch=3)
+
+    reference, uninterrupted = train_and_capture(capsys, make("reference"))
+    die_while_saving(monkeypatch, "model.pth.tar-3", KeyboardInterrupt())
+    first, _ = train_and_capture(capsys, make("run"), interrupt=(99, 0))
+    monkeypatch.undo()
+    folder = tmp_path / "run" / "prompt_learner"
+    assert "Interrupted in epoch 3 of 3" in first
+    assert not (folder / "checkpoint").exists()
+    assert not (folder / "model.pth.tar-3").exists()  # no half file under the real name
+    assert not os.listdir(str(folder))  # the temporary file is gone too
+    assert (tmp_path / "run" / RUN_STATE_FILE).is_file()
+
+    resumed, trainer = train_and_capture(capsys, make("run"))
+    assert "was cut short" in resumed and "Found the run state of epoch 2" in resumed
+    assert logged_steps(resumed) == logged_steps(reference, epochs={3}) != []
+    assert h.evaluator_block(resumed) == h.evaluator_block(reference)
+    want = uninterrupted._models["prompt_learner"].state_dict()
+    got = trainer._models["prompt_learner"].state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert sorted(os.listdir(str(folder))) == ["checkpoint", "model.pth.tar-3"]
+    assert not (tmp_path / "run" / RUN_STATE_FILE).exists()
+
+
+def test_a_full_disk_is_one_sentence_naming_the_file_and_leaves_no_temporary_file(
+        tiny_clip_path, tmp_path, capsys, monkeypatch):
+    """ENOSPC while the run state of epoch 2 is written (simulated: torch
+    reports it as a RuntimeError raised while handling the OSError)."""
+    data = write_two_class_images(tmp_path)
+    out = tmp_path / "out"
+    cfg = make_cfg("CoOp", tiny_clip_path, data, out, ["SEED", "1"], max_epoch=4)
+    train_and_capture(capsys, cfg, interrupt=(2, 0))  # leaves the run state of epoch 2
+    kept = (out / RUN_STATE_FILE).read_bytes()
+
+    def full_disk():
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+    try:
+        full_disk()
+    except RuntimeError as err:
+        error = err
+    die_while_saving(monkeypatch, RUN_STATE_FILE, error)
+    set_random_seed(1)
+    trainer = build_trainer(cfg)
+    with pytest.raises(DiskFullError) as info:
+        trainer.train()  # resumes at epoch 3, then fails to save the state of epoch 3
+    monkeypatch.undo()
+    assert str(info.value) == (
+        'No space left on the device (disk full or quota reached) to write "{}": free some '
+        "space and run the same command again, the run resumes from its last saved "
+        "state.".format(out / RUN_STATE_FILE))
+    assert isinstance(info.value, UserInputError)
+    assert sorted(os.listdir(str(out))) == [RUN_STATE_FILE, "tensorboard"]
+    assert (out / RUN_STATE_FILE).read_bytes() == kept  # the last saved state, whole
+
+    resumed, _ = train_and_capture(capsys, cfg)  # space freed: it resumes
+    assert "Found the run state of epoch 2" in resumed
+    assert h.evaluator_block(resumed) is not None
+
+
+def test_every_checkpoint_file_is_written_atomically(tmp_path, monkeypatch):
+    """The built-in save_checkpoint: a kill while writing the epoch file or the
+    best copy leaves the previous files (pointer included) as they were."""
+    folder = str(tmp_path / "prompt_learner")
+    state = {"state_dict": {"w": torch.ones(3)}, "epoch": 1}
+    save_checkpoint(dict(state), folder, is_best=True)
+    before = {name: (tmp_path / "prompt_learner" / name).read_bytes()
+              for name in os.listdir(folder)}
+    assert sorted(before) == ["checkpoint", "model-best.pth.tar", "model.pth.tar-1"]
+    die_while_saving(monkeypatch, "model.pth.tar-2", KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, folder, is_best=True)
+    monkeypatch.undo()
+
+    def broken_copy(src, dst):
+        dst.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfileobj", broken_copy)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, folder, is_best=True)
+    monkeypatch.undo()
+    after = {name: (tmp_path / "prompt_learner" / name).read_bytes()
+             for name in os.listdir(folder)}
+    assert after.pop("model.pth.tar-2")  # whole: saved before the copy was cut
+    assert after.pop("checkpoint") == b"model.pth.tar-2\n"
+    assert after == {k: v for k, v in before.items() if k != "checkpoint"}
+    assert torch.load(os.path.join(folder, "model-best.pth.tar"))["epoch"] == 1
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (root and mount(8) needed: skipped otherwise)."""
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): {}".format(
+            (proc.stderr or proc.stdout).strip()))
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_real_full_disk_keeps_the_old_file_and_no_temporary_one(small_tmpfs):
+    path = str(small_tmpfs / RUN_STATE_FILE)
+    save_atomically({"epoch": 1, "w": torch.ones(1000)}, path)
+    with pytest.raises(DiskFullError, match='to write "{}": free some space'.format(path)):
+        save_atomically({"epoch": 2, "w": torch.ones(100000)}, path)  # 400 kB > 64 kB
+    assert os.listdir(str(small_tmpfs)) == [RUN_STATE_FILE]
+    assert torch.load(path)["epoch"] == 1
+
+
+def test_train_py_on_a_full_disk_ends_with_the_sentence_and_resumes_once_space_is_freed(
+        small_tmpfs, tmp_path, tiny_clip_path):
+    """The real train.py on a 64 KiB tmpfs: the log fits, the first run state
+    (about 90 kB) does not."""
+    data = str(tmp_path / "data")
+    write_dataset(data, "Caltech101", n_classes=4)
+    out = str(small_tmpfs / "run")
+    args = h.train_args("CoOp", data, out, tiny_clip_path, "OPTIM.MAX_EPOCH", 3)
+    proc = h.run_train_py(args)
+    message = 'Error: No space left on the device (disk full or quota reached) to write "{}"' \
+              ": free some space and run the same command again, the run resumes from its " \
+              "last saved state.".format(os.path.join(out, RUN_STATE_FILE))
+    assert proc.returncode == 2, h.describe(proc)
+    assert proc.stderr.strip().splitlines()[-1] == message
+    assert "Traceback" not in proc.stderr
+    assert h.read_log(os.path.join(out, "log.txt")).splitlines()[-1] == message
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
+    again = h.run_train_py(args)
+    assert again.returncode == 0, h.describe(again)
+    assert os.path.isfile(os.path.join(out, "prompt_learner", "model.pth.tar-3"))

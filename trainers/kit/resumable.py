@@ -4,22 +4,28 @@ mixin every method's base uses (before Dassl's ``TrainerX`` in the bases).
 **The run state.** At the start of every epoch after the first one run, the
 trainer writes ``OUTPUT_DIR/run_state.pth``: the state at the end of the
 epoch just finished, written to a temporary file and moved into place
-(``os.replace``), so a kill leaves the previous state whole. It holds, for
-every registered model, the weights, optimizer and scheduler; the GradScaler;
-the method's accumulators (:meth:`ResumableTrainer.extra_run_state`: PromptSRC
-/ DiSa's GPA sum; GuiDG's BMA average is a registered model); the train
-sampler's position (a sampler with ``state_dict``); the best validation
-result; and the random-number states of Python, NumPy, torch and CUDA. It is
+(``os.replace``, :mod:`clipwb.engine.builtin.utils.atomic`), so a kill leaves
+the previous state whole and a full disk is one sentence naming the file. It
+holds, for every registered model, the weights, optimizer and scheduler; the
+GradScaler; the method's accumulators
+(:meth:`ResumableTrainer.extra_run_state`: PromptSRC / DiSa's GPA sum;
+GuiDG's BMA average is a registered model); the train sampler's position
+(a sampler with ``state_dict``); the best validation result; and the
+random-number states of Python, NumPy, torch and CUDA. It is
 apart from the CoOp-family checkpoints (``<model>/model.pth.tar-<epoch>``,
 which stay exactly as Dassl writes them) and is deleted when training ends.
 
 **Resume.** Dassl's ``before_train`` calls ``resume_model_if_exist``; here it
 first lets Dassl resume from its checkpoints, then loads the run state when it
-is at least as far. The random states are put back at the start of the first
-epoch run, after ``before_train``'s own work (DiSa's prototype pass draws
-random numbers), so a run killed and started again with the same command logs
-the same per-iteration losses and ends with the same accuracy as one never
-stopped.
+is at least as far. A model folder without its ``checkpoint`` pointer file is
+a checkpoint save cut short (a kill, a full disk: the pointer is written last,
+every file atomically): Dassl's checkpoints are skipped and the run resumes
+from the run state alone (or starts again when the folder holds only
+temporary files and there is no run state). The random states are put back
+at the start of the first epoch run, after ``before_train``'s own work
+(DiSa's prototype pass draws random numbers), so a run killed and started
+again with the same command logs the same per-iteration losses and ends with
+the same accuracy as one never stopped.
 
 **Log and interrupts.** The trainer makes the log file of Dassl's ``Logger``
 line-buffered (every printed line is on disk at once, on real Dassl too), and
@@ -37,6 +43,7 @@ import torch
 
 from clipwb import runlog
 from clipwb.engine import AverageMeter, MetricMeter
+from clipwb.engine.builtin.utils.atomic import TMP_SUFFIX, save_atomically
 from clipwb.engine.progress import MovingEta, batches_left, report_batch
 from clipwb.errors import ClearResumeErrors, resume_errors
 
@@ -61,17 +68,6 @@ def set_random_states(states):
     torch.set_rng_state(states["torch"])
     if states.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def save_atomically(obj, path):
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace``:
-    the file at ``path`` is always a whole one, the old or the new."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _state_dict(obj):
@@ -176,9 +172,27 @@ class ResumableTrainer(ClearResumeErrors):
         self._pending_random_states = state["random"]
         return state["epoch"]
 
+    def saves_cut_short(self, directory):
+        """The model folders in ``directory`` without a ``checkpoint`` file: a
+        save stopped before its end (the folder is made first, the pointer
+        file written last)."""
+        return [osp.join(directory, name) for name in self.get_model_names()
+                if osp.isdir(osp.join(directory, name))
+                and not osp.isfile(osp.join(directory, name, "checkpoint"))]
+
     def resume_model_if_exist(self, directory):
-        start_epoch = super().resume_model_if_exist(directory)
         path = self.run_state_path(directory)
+        cut_short = self.saves_cut_short(directory)
+        only_temporary = all(name.endswith(TMP_SUFFIX) for folder in cut_short
+                             for name in os.listdir(folder))
+        if cut_short and (osp.isfile(path) or only_temporary):
+            # Dassl would stop at the folder without a pointer file.
+            print("The checkpoint save in {} was cut short (no \"checkpoint\" file): {}".format(
+                ", ".join(cut_short), "resume from the run state" if osp.isfile(path)
+                else "no epoch was saved, train from scratch"))
+            start_epoch = 0
+        else:
+            start_epoch = super().resume_model_if_exist(directory)
         if osp.isfile(path):
             with resume_errors(path):
                 state = torch.load(path, map_location=self.device, weights_only=False)

@@ -2,7 +2,10 @@
 
 Checkpoints are dicts ``{"state_dict", "epoch", "optimizer", "scheduler",
 "val_result"}`` saved as ``<dir>/model.pth.tar-<epoch>`` with a ``checkpoint``
-file beside them naming the latest one.
+file beside them naming the latest one. Every file is written whole or not
+at all (:mod:`.atomic`: a temporary file, fsync, ``os.replace``; a full disk
+is one sentence naming the file), the pointer file last, so a save killed
+half-way leaves the previous files as they were.
 
 Loading uses ``torch.load(weights_only=True)`` first. Only a file the trainer
 itself writes (named ``model.pth.tar-N`` / ``model-best.pth.tar``, or sitting
@@ -12,7 +15,6 @@ Dassl's warmup schedulers pickle whole scheduler objects into it.
 import os.path as osp
 import pickle
 import re
-import shutil
 import warnings
 from collections import OrderedDict
 
@@ -21,6 +23,7 @@ import torch.nn as nn
 
 from clipwb.errors import MissingFileError, UserInputError, resume_errors
 
+from .atomic import copy_atomically, save_atomically, write_atomically
 from .io import mkdir_if_missing
 
 __all__ = ["save_checkpoint", "load_checkpoint", "resume_from_checkpoint",
@@ -41,8 +44,8 @@ def save_checkpoint(state, save_dir, is_best=False,
                     remove_module_from_keys=True, model_name=""):
     """Save ``state`` to ``save_dir/model_name`` (default ``model.pth.tar-<epoch>``).
 
-    Also rewrites ``save_dir/checkpoint`` with the file's name, and copies the
-    file to ``model-best.pth.tar`` when ``is_best``.
+    Then rewrites ``save_dir/checkpoint`` with the file's name, and copies the
+    file to ``model-best.pth.tar`` when ``is_best``; each file atomically.
     """
     mkdir_if_missing(save_dir)
     if remove_module_from_keys:
@@ -50,13 +53,12 @@ def save_checkpoint(state, save_dir, is_best=False,
     if not model_name:
         model_name = "model.pth.tar-" + str(state["epoch"])
     fpath = osp.join(save_dir, model_name)
-    torch.save(state, fpath)
+    save_atomically(state, fpath)
     print("Checkpoint saved to {}".format(fpath))
-    with open(osp.join(save_dir, "checkpoint"), "w") as f:
-        f.write(osp.basename(fpath) + "\n")
+    write_atomically(osp.join(save_dir, "checkpoint"), osp.basename(fpath) + "\n")
     if is_best:
         best_fpath = osp.join(save_dir, "model-best.pth.tar")
-        shutil.copy(fpath, best_fpath)
+        copy_atomically(fpath, best_fpath)
         print('Best checkpoint saved to "{}"'.format(best_fpath))
 
 
