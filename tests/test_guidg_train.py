@@ -1,8 +1,11 @@
 """GuiDG trainers on the tiny CLIP and a tiny PACS: the step-2 loss decreases,
 a missing expert is a clear error, and scripts/guidg/dg.sh runs both steps
 and ends with the evaluator block (experts reused on a second run)."""
+import glob
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -91,3 +94,51 @@ def test_dg_script_runs_both_steps_and_reuses_experts(pacs, tiny_clip_path, tmp_
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("Reusing the expert of") == 2
     assert "The results exist at" in again.stdout
+
+
+@pytest.mark.slow
+def test_an_expert_killed_in_epoch_3_is_resumed_not_reused(pacs, tiny_clip_path, tmp_path):
+    """SIGKILL of the job (bash and the expert's train.py) in the expert's
+    epoch 3: its model-best.pth.tar (first validation) and run_state.pth are
+    there; the same command resumes that expert from the run state instead of
+    taking it as done, then trains the others and step 2."""
+    settings = dict(
+        DATA=pacs.root, OUTPUT=str(tmp_path / "output"), SHOTS="2",
+        DOMAINS="art_painting cartoon photo", BACKBONE=tiny_clip_path,
+        OPTS="INPUT.SIZE '(32, 32)' DATALOADER.NUM_WORKERS 0 OPTIM.MAX_EPOCH 1 "
+             "TRAINER.GUIDG.BATCH_PER_DOMAIN 2 TRAINER.GUIDG.ITERS_PER_EPOCH 2",
+        EXPERT_OPTS="TRAINER.COOP.N_CTX 4 DATALOADER.TRAIN_X.BATCH_SIZE 4 OPTIM.MAX_EPOCH 4 "
+                    "TRAIN.PRINT_FREQ 1")
+    cmd = ["bash", os.path.join(REPO, "scripts", "guidg", "dg.sh"), "pacs", "photo", "1"]
+    # the real interpreter: killing the job's process group reaches train.py
+    job = subprocess.Popen(cmd, env=subprocess_env(PYTHON=sys.executable, **settings), cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    printed = []
+    for line in job.stdout:
+        printed.append(line)
+        if line.startswith("epoch [3/4] batch [1/"):
+            os.killpg(job.pid, signal.SIGKILL)
+            break
+    job.wait(timeout=120)
+    assert job.returncode == -signal.SIGKILL, "".join(printed[-20:])
+    expert = os.path.join(str(tmp_path), "output", "dg", "pacs", "shots_2", "GuiDGExpert",
+                          "vit_b16_c16_ep31", "expert_art_painting", "seed1")
+    assert os.path.isfile(os.path.join(expert, "prompt_learner", "model-best.pth.tar"))
+    assert os.path.isfile(os.path.join(expert, "run_state.pth"))
+
+    env = subprocess_env(**script_python())
+    env.update(settings)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Reusing the expert of art_painting" not in again.stdout
+    assert "the expert of art_painting in {} is unfinished: resuming it".format(
+        expert) in again.stdout
+    resumed_log = sorted(glob.glob(os.path.join(expert, "log.txt-*")))[-1]
+    with open(resumed_log) as f:
+        log = f.read()
+    assert "Found the run state of epoch 2" in log
+    assert "epoch [4/4]" in log and "epoch [3/4]" in log and "epoch [2/4]" not in log
+    assert "* accuracy:" in log
+    assert os.path.isfile(os.path.join(expert, "prompt_learner", "model.pth.tar-4"))
+    assert not os.path.exists(os.path.join(expert, "run_state.pth"))
