@@ -4,16 +4,21 @@ The local executor runs a real toy-world grid (the zero-shot CLIP and CoOp x
 seeds 1 and 2, 1 epoch, 2 shots) two jobs at a time; one unit's train is already finished
 (skipped) and its checkpoint is damaged, so its test fails. The Slurm path is
 checked on the job array submitit writes, with stand-ins for sbatch / srun.
+A grid interrupted (SIGINT / SIGTERM) while CoOp trains stops its job, the
+script and train.py before it ends, with one line; a unit whose folder a
+live process writes is not started.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from clipwb.grid import cli
-from tests.e2e_helpers import REPO
+from tests.e2e_helpers import REPO, params, script_python, subprocess_env
 
 SETTINGS = ["--shots", "2", "--opts", "OPTIM.MAX_EPOCH 1"]
 GRID = ["--methods", "zsclip", "coop", "--datasets", "toy", "--seeds", "1", "2"]
@@ -58,6 +63,11 @@ def test_dry_run_lists_the_scripts_jobs_and_their_folders(script_env, tmp_path):
                     b2n_dir(out, phase, trainer, seed)))
     assert lines[1:] == expected
     assert not os.path.exists(out)  # a dry run writes nothing
+    # --tag: every job in a variant folder of that name, below the config's
+    code, lines = grid(*GRID, "--output", out, "--dry-run", "--tag", "b32", *SETTINGS)
+    assert code == 0 and lines[1:] == [
+        line.replace(os.sep + "toy" + os.sep + "seed", os.sep + "toy" + os.sep + "b32" + os.sep
+                     + "seed") for line in expected]
 
 
 def test_unknown_method_or_dataset_is_one_sentence(script_env, capsys):
@@ -115,8 +125,10 @@ def test_local_grid_runs_in_parallel_skips_reports_the_failure_and_prints_the_ta
     acc["CoOp", 2, "train_base"] = 80.0
     for trainer, base_seeds, new_seeds, label in (("ZeroshotCLIP", (1, 2), (1, 2), "1,2"),
                                                   ("CoOp", (1, 2), (1,), "B:1,2 N:1")):
-        row = re.search(r"^{} / toy / 2 shots\s+([\d.]+) ± [\d.]+\s+([\d.]+) ± [\d.]+\s+[\d.]+"
-                        r"\s+{}$".format(trainer, re.escape(label)), text, re.M)
+        # (the toy configs' label: their backbone, the toy CLIP)
+        row = re.search(r"^{} / toy CLIP backbone \(toy\.yaml\) / 2 shots\s+([\d.]+) ± [\d.]+"
+                        r"\s+([\d.]+) ± [\d.]+\s+[\d.]+\s+{}$".format(trainer, re.escape(label)),
+                        text, re.M)
         assert row, text
         for group, phase, seeds in ((1, "train_base", base_seeds), (2, "test_new", new_seeds)):
             mean = sum(acc[trainer, s, phase] for s in seeds) / len(seeds)
@@ -191,3 +203,82 @@ def test_slurm_without_a_cluster_is_one_sentence(script_env, tmp_path, monkeypat
     assert capsys.readouterr().err == (
         "error: --executor slurm needs sbatch and srun on PATH: run the grid on a machine of "
         "the Slurm cluster (a login node).\n")
+
+
+def hold_lock(run_dir):
+    """A live process standing for a run that writes ``run_dir`` (its lock)."""
+    os.makedirs(run_dir, exist_ok=True)
+    writer = subprocess.Popen(["sleep", "300"])
+    host = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(run_dir, "run.lock"), "w") as f:
+        f.write("{} {}\n".format(writer.pid, host))
+    return writer, host
+
+
+def test_a_unit_whose_folder_a_live_process_writes_is_not_started(script_env, tmp_path):
+    out = str(tmp_path / "output")
+    train = b2n_dir(out, "train_base", "ZeroshotCLIP", 1)
+    writer, host = hold_lock(train)
+    try:
+        code, lines = grid("--methods", "zsclip", "--datasets", "toy", "--seeds", "1", "--output",
+                           out, "--gpus", "none", *SETTINGS)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert code == 1, lines
+    assert lines[:2] == ["2 job(s): 2 to run, 0 finished", "  [busy] {:<40} {}".format(
+        "bash scripts/zsclip/base2new_train.sh toy 1", train)]
+    assert not any(line.startswith("started") for line in lines)
+    assert ("NOT STARTED zsclip/toy/seed1: {} is being written by process {} on {} (its lock "
+            "file {}): wait for that run to end or stop it (delete the lock file only if no such "
+            "process runs)".format(train, writer.pid, host, os.path.join(train, "run.lock"))
+            in lines)
+    assert sorted(os.listdir(train)) == ["run.lock"]  # nothing written beside it
+
+
+@pytest.mark.parametrize("signum", params([signal.SIGINT, signal.SIGTERM],
+                                          slow=[signal.SIGTERM]))
+def test_an_interrupted_grid_stops_its_jobs_and_says_so(toy_data, tmp_path, monkeypatch,
+                                                         signum):
+    out = str(tmp_path / "output")
+    env = subprocess_env(DATA=toy_data, **script_python())
+    grid_proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.grid", "--methods", "coop", "--datasets", "toy",
+         "--seeds", "1", "--output", out, "--gpus", "none", "--shots", "2",
+         "--opts", "OPTIM.MAX_EPOCH 500 TRAIN.PRINT_FREQ 1"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train = b2n_dir(out, "train_base", "CoOp", 1)
+    log = os.path.join(train, "log.txt")
+    try:
+        # wait until train.py trains (a progress line in its log), the lock held
+        deadline = time.monotonic() + 300
+        while not (os.path.isfile(log) and "batch [" in open(log).read()):
+            assert grid_proc.poll() is None and time.monotonic() < deadline, \
+                grid_proc.communicate()
+            time.sleep(0.2)
+        with open(os.path.join(train, "run.lock")) as f:
+            pid = f.read().split()[0]  # the script's: its process group's
+        grid_proc.send_signal(signum)
+        stdout, stderr = grid_proc.communicate(timeout=300)
+    finally:
+        if grid_proc.poll() is None:
+            grid_proc.kill()
+            grid_proc.communicate()
+    name = signal.Signals(signum).name
+    assert grid_proc.returncode == 128 + signum, stdout + stderr
+    # one line, no traceback
+    assert stderr == ("interrupted by {}: stopped 1 running unit(s) (coop/toy/seed1), 0 not "
+                      "started; run the same command again to resume them.\n".format(name))
+    # the script's process group (the script and its train.py) has ended, the
+    # lock is released, and train.py stopped as an interrupted run does
+    with pytest.raises(ProcessLookupError):
+        os.killpg(int(pid), 0)
+    assert not os.path.exists(os.path.join(train, "run.lock"))
+    assert open(log).read().rstrip().splitlines()[-1].startswith("Interrupted in epoch ")
+    # the same grid again plans the train as to do (resume), not as busy
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    code, lines = grid("--methods", "coop", "--datasets", "toy", "--seeds", "1", "--output", out,
+                       "--shots", "2", "--opts", "OPTIM.MAX_EPOCH 500 TRAIN.PRINT_FREQ 1",
+                       "--dry-run")
+    assert code == 0 and lines[1].startswith("  [todo] bash scripts/coop/base2new_train.sh"), lines

@@ -10,10 +10,14 @@ Examples::
 Finished runs (the scripts' own test: the final checkpoint and the accuracy
 line) are skipped; the rest run as units (train, then the test on it) with
 submitit; a failed unit is reported with its logs and the others go on; the
-results table (scripts/results.py) ends the run.
+results table (scripts/results.py) ends the run. A unit whose folder another
+live process is writing (the scripts' lock) is not started and is reported.
+Ctrl-C or SIGTERM stops the running jobs (their train.py stops after its
+current step), waits for them and ends with one line.
 """
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +28,7 @@ from . import executors, plan
 
 #: the scripts' environment settings the command line can set
 ENV_FLAGS = (("data", "DATA"), ("output", "OUTPUT"), ("shots", "SHOTS"), ("cfg", "CFG"),
-             ("backbone", "BACKBONE"), ("opts", "OPTS"))
+             ("backbone", "BACKBONE"), ("opts", "OPTS"), ("tag", "TAG"))
 
 
 def parse_args(argv):
@@ -48,6 +52,7 @@ def parse_args(argv):
     env.add_argument("--cfg", help="CFG (a config name every method has, or a .yaml path)")
     env.add_argument("--backbone", help="BACKBONE")
     env.add_argument("--opts", help="OPTS: extra KEY VALUE pairs for every train.py")
+    env.add_argument("--tag", help="TAG: run every job in a variant folder of this name")
     local = p.add_argument_group("local executor")
     local.add_argument("--gpus", nargs="+",
                        help="GPUs to use, one job each [the visible ones]; 'none': CPU jobs")
@@ -87,7 +92,8 @@ def print_plan(units, repo, echo):
         run_dir = s.run_dir
         if os.path.isabs(run_dir) and run_dir.startswith(repo + os.sep):
             run_dir = os.path.relpath(run_dir, repo)
-        echo("  [{}] {:<40} {}".format("done" if s.done else "todo", s.describe(repo), run_dir))
+        state = "busy" if s.busy else "done" if s.done else "todo"
+        echo("  [{}] {:<40} {}".format(state, s.describe(repo), run_dir))
 
 
 def report(outcomes, echo):
@@ -96,6 +102,26 @@ def report(outcomes, echo):
     for o in failed:
         echo("FAILED {}: {} (job log: {})".format(o.unit.name, o.error, o.job_log))
     return len(failed)
+
+
+def report_busy(units, echo):
+    """Print the units not started because another process writes their
+    folder; return how many."""
+    busy = [u for u in units if u.busy]
+    for u in busy:
+        echo("NOT STARTED {}: {}".format(u.name, u.busy))
+    return len(busy)
+
+
+def interrupted_line(err):
+    """The one line of a grid stopped by a signal."""
+    name = signal.Signals(err.signum).name
+    if not err.stopped and not err.not_started:
+        return "interrupted by {}: no local job was running.".format(name)
+    return ("interrupted by {}: stopped {} running unit(s) ({}), {} not started; run the "
+            "same command again to resume them.".format(
+                name, len(err.stopped), ", ".join(u.name for u in err.stopped) or "none",
+                len(err.not_started)))
 
 
 def results_table(repo, env, args, units, echo):
@@ -123,7 +149,7 @@ def main(argv=None, repo=None, echo=print):
     print_plan(units, repo, echo)
     if args.dry_run:
         return 0
-    todo = [u for u in units if u.todo]
+    todo = [u for u in units if u.todo and not u.busy]
     if todo:
         folder = args.log_dir or os.path.join(repo if not os.path.isabs(output_root(env)) else "",
                                               output_root(env), "grid_logs",
@@ -143,14 +169,29 @@ def main(argv=None, repo=None, echo=print):
         failed = report(outcomes, echo)
     else:
         failed = 0
+    failed += report_busy(units, echo)
     results_table(repo, env, args, units, echo)
     return 1 if failed else 0
 
 
+def _sigterm_interrupts(signum, frame):
+    raise executors.Interrupted(signum)
+
+
 def run(argv=None, repo=None):
-    """Entry point: bad input is one line on stderr and exit status 2."""
+    """Entry point: bad input is one line on stderr and exit status 2; SIGINT /
+    SIGTERM one line and exit status 128 + the signal's number."""
+    previous = signal.signal(signal.SIGTERM, _sigterm_interrupts)
     try:
         return main(argv, repo)
     except UserInputError as err:
         print("error: {}".format(err), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        err = executors.Interrupted(signal.SIGINT)
+    except executors.Interrupted as caught:
+        err = caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(interrupted_line(err), file=sys.stderr, flush=True)
+    return 128 + err.signum

@@ -10,8 +10,17 @@
 
 Each submitit job runs :func:`clipwb.grid.plan.run_unit`; its stdout / stderr
 are submitit's ``<folder>/<job id>_0_log.out`` / ``.err``.
+
+SIGINT (Ctrl-C) or SIGTERM to a local grid stops it: no unit starts any more,
+each running job gets SIGTERM (submitit's job controller passes it to the
+job, which passes it to its script's process group: ``train.py`` stops after
+its current step, saying how to resume), and :func:`run_local` returns once
+they have all ended. The jobs are started with SIGINT ignored, so a Ctrl-C
+in the terminal reaches them only this way (submitit's controller would
+otherwise kill its job at once, leaving the script running).
 """
 import os
+import signal
 import subprocess
 import time
 
@@ -64,8 +73,68 @@ def _outcome(unit, job):
         return Outcome(unit, job, (failed or lines or [type(err).__name__])[-1].strip())
 
 
-def run_local(units, env_overrides, folder, gpus, cpu_jobs=1, poll_s=1.0, echo=print):
-    """Run ``units`` on this machine; return their :class:`Outcome` s (grid order)."""
+class Interrupted(Exception):
+    """The grid was stopped by ``signum`` (SIGINT or SIGTERM); ``stopped``:
+    the units that were running (all have ended), ``not_started``: the rest."""
+
+    def __init__(self, signum, stopped=(), not_started=()):
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.stopped, self.not_started = signum, list(stopped), list(not_started)
+
+
+class _Signals:
+    """While the grid runs its jobs: SIGINT / SIGTERM are remembered, not raised."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = []
+        self.previous = {}
+
+    def _on_signal(self, signum, frame):
+        self.received.append(signum)
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _submit_ignoring_sigint(executor, *args):
+    """``executor.submit(*args)`` with SIGINT ignored, which the job's
+    processes inherit (the grid passes signals on itself)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        return executor.submit(*args)
+    try:
+        return executor.submit(*args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _terminate(job):
+    """SIGTERM to a local job's controller (it passes it on to the job)."""
+    try:
+        os.kill(int(job.job_id), signal.SIGTERM)
+    except (ProcessLookupError, ValueError):
+        pass
+
+
+def run_local(units, env_overrides, folder, gpus, cpu_jobs=1, poll_s=1.0, echo=print,
+              resend_s=5.0):
+    """Run ``units`` on this machine; return their :class:`Outcome` s (grid order).
+
+    On SIGINT / SIGTERM: stop the running jobs, wait for them, raise
+    :class:`Interrupted` (see the module docstring)."""
     import submitit
 
     slots = list(gpus) or [None] * max(1, int(cpu_jobs))
@@ -73,25 +142,39 @@ def run_local(units, env_overrides, folder, gpus, cpu_jobs=1, poll_s=1.0, echo=p
     pending = list(enumerate(units))
     running = {}  # slot index -> (unit index, job)
     outcomes = {}
-    while pending or running:
-        for slot, gpu in enumerate(slots):
-            if slot in running or not pending:
-                continue
-            index, unit = pending.pop(0)
-            executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
-            env = dict(env_overrides, CUDA_VISIBLE_DEVICES="" if gpu is None else gpu)
-            job = executor.submit(run_unit, unit, env)
-            echo("started {} (job {}{}; log {})".format(
-                unit.name, job.job_id, "" if gpu is None else ", GPU " + gpu, job.paths.stdout))
-            running[slot] = (index, job)
-        for slot, (index, job) in list(running.items()):
-            if job.done():
-                outcomes[index] = _outcome(units[index], job)
-                del running[slot]
-                echo("{} {}".format("finished" if outcomes[index].ok else "FAILED",
-                                    units[index].name))
-        if running:
-            time.sleep(poll_s)
+    with _Signals() as signals:
+        while (pending or running) and not signals.received:
+            for slot, gpu in enumerate(slots):
+                if slot in running or not pending or signals.received:
+                    continue
+                index, unit = pending.pop(0)
+                executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+                env = dict(env_overrides, CUDA_VISIBLE_DEVICES="" if gpu is None else gpu)
+                job = _submit_ignoring_sigint(executor, run_unit, unit, env)
+                echo("started {} (job {}{}; log {})".format(
+                    unit.name, job.job_id, "" if gpu is None else ", GPU " + gpu,
+                    job.paths.stdout))
+                running[slot] = (index, job)
+            for slot, (index, job) in list(running.items()):
+                if job.done():
+                    outcomes[index] = _outcome(units[index], job)
+                    del running[slot]
+                    echo("{} {}".format("finished" if outcomes[index].ok else "FAILED",
+                                        units[index].name))
+            if running and not signals.received:
+                time.sleep(poll_s)
+        if signals.received:
+            stopped = [units[index] for index, _ in running.values()]
+            # a job still starting ignores SIGTERM until its unit runs: say it again
+            last = None
+            while any(not job.done() for _, job in running.values()):
+                if last is None or time.monotonic() - last >= resend_s:
+                    for _, job in running.values():
+                        if not job.done():
+                            _terminate(job)
+                    last = time.monotonic()
+                time.sleep(min(poll_s, 0.2))
+            raise Interrupted(signals.received[0], stopped, [u for _, u in pending])
     return [outcomes[i] for i in range(len(units))]
 
 
