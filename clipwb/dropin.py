@@ -449,7 +449,10 @@ done
 EXPERTS=output/dg/${{DATASET}}/shots_${{SHOTS}}/GuiDGExpert/${{EXPERT_CFG}}
 for D in $DOMAINS; do
     [ "$D" = "$TARGET" ] && continue
-    if [ -f "${{EXPERTS}}/expert_${{D}}/seed${{SEED}}/prompt_learner/model-best.pth.tar" ]; then
+    # a finished expert (its last checkpoint and its test's accuracy) is reused;
+    # one stopped before (model-best.pth.tar, run_state.pth there) resumes
+    E=${{EXPERTS}}/expert_${{D}}/seed${{SEED}}
+    if grep -qs '^\* accuracy:' "${{E}}"/log.txt* && compgen -G "${{E}}/prompt_learner/model.pth.tar-*" > /dev/null; then
         echo "Reusing the expert of ${{D}}"
         continue
     fi

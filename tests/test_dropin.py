@@ -285,3 +285,43 @@ def test_the_readme_names_the_scripts_as_written(tmp_path):
     assert named and named <= coop | maple, named - coop - maple
     suffixed = set(re.findall(r"\w+_(?:disa|isp|guidg)\.sh", section))
     assert suffixed == {os.path.basename(rel) for rel in maple}
+
+
+def test_the_host_dg_script_resumes_a_half_trained_expert_and_reuses_a_finished_one(tmp_path):
+    """The written scripts/guidg/dg.sh (a stub train.py in the checkout): an
+    expert killed in epoch 3 (model-best.pth.tar and run_state.pth there, no
+    test result) is trained again in its folder; a finished one is reused."""
+    from tests.test_scripts import STUB_TRAIN
+
+    host = tmp_path / "host"
+    (host / "scripts" / "guidg").mkdir(parents=True)
+    script = host / "scripts" / "guidg" / "dg.sh"
+    script.write_text(dropin.dg_script(HOST_DATA, "scripts/guidg/dg.sh DATASET TARGET SEED"))
+    (host / "train.py").write_text(STUB_TRAIN)
+    for folder, name in (("GuiDGExpert", "vit_b16_c16_ep31"), ("GuiDG", "vit_b16_clipood")):
+        (host / "configs" / "trainers" / folder).mkdir(parents=True)
+        (host / "configs" / "trainers" / folder / (name + ".yaml")).write_text(
+            "OPTIM:\n  MAX_EPOCH: 3\n")
+    experts = host / "output" / "dg" / "pacs" / "shots_16" / "GuiDGExpert" / "vit_b16_c16_ep31"
+    killed = experts / "expert_art_painting" / "seed1"
+    (killed / "prompt_learner").mkdir(parents=True)
+    for name in ("prompt_learner/model-best.pth.tar", "prompt_learner/checkpoint",
+                 "run_state.pth"):
+        (killed / name).write_text("")
+    (killed / "log.txt").write_text("epoch [3/3] batch [1/1] loss 1.0000\n")
+    finished = experts / "expert_cartoon" / "seed1"
+    (finished / "prompt_learner").mkdir(parents=True)
+    (finished / "prompt_learner" / "model.pth.tar-3").write_text("")
+    (finished / "log.txt").write_text("=> result\n* accuracy: 60.0%\n")
+    calls = tmp_path / "calls.jsonl"
+    env = subprocess_env(STUB_CALLS=str(calls),
+                         PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run(["bash", str(script), "pacs", "photo", "1"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Reusing the expert of cartoon" in proc.stdout
+    assert "Step 1: the expert of art_painting" in proc.stdout
+    trainers = [re.search(r'"--trainer", "(\w+)"', line).group(1)
+                for line in calls.read_text().splitlines()]
+    assert trainers == ["GuiDGExpert", "GuiDGExpert", "GuiDG"]  # art_painting, sketch, step 2
+    assert (killed / "prompt_learner" / "model.pth.tar-3").is_file()
