@@ -65,6 +65,11 @@ PYTHON=${PYTHON:-python}
 TRAINPY=${TRAINPY:-train.py}
 VERBOSE_FLAG=
 if [ "${VERBOSE:-0}" = 1 ]; then VERBOSE_FLAG=--verbose; fi
+# set by the scripts themselves, never from the environment
+SCRIPT_OPTS=()
+VARIANT=
+VARIANT_DIR=
+unset TABLE_CFG
 BASE2NEW_DATASETS="imagenet caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101"
 XD_TARGETS="caltech101 oxford_pets stanford_cars oxford_flowers food101 fgvc_aircraft sun397 dtd eurosat ucf101 imagenetv2 imagenet_sketch imagenet_a imagenet_r"
 
@@ -201,13 +206,15 @@ check_options() {
 }
 
 # check_lock DIR: stop with one sentence while a live process writes DIR
-# (its run.lock: "PID HOST"); a lock of a dead process on this host is stale.
+# (its run.lock: "PID HOST"); a lock of a dead process on this host is stale
+# and removed.
 check_lock() {
     local lock=$1/run.lock pid host
     [ -f "$lock" ] || return 0
     read -r pid host < "$lock" 2>/dev/null
-    if [ "$host" = "$(hostname)" ]; then
+    if [ "$host" = "$HOSTNAME" ]; then
         if [ -z "$pid" ] || { ! kill -0 "$pid" 2>/dev/null && [ ! -d "/proc/$pid" ]; }; then
+            if [ "${CLIPWB_PLAN:-0}" != 1 ]; then rm -f "$lock"; fi
             return 0  # stale: its process is gone
         fi
     fi
@@ -220,11 +227,16 @@ check_lock() {
     die "$why"
 }
 
-# take_lock DIR: check_lock, then write DIR/run.lock with this shell's pid.
+# take_lock DIR: check_lock, then create DIR/run.lock with this shell's pid
+# (created only if absent, so of two runs starting at once one is refused).
 take_lock() {
+    local me=$BASHPID
     check_lock "$1"
     mkdir -p "$1" || die "cannot create the run folder $1"
-    echo "$BASHPID $(hostname)" > "$1/run.lock"
+    if ! (set -o noclobber; echo "$me $HOSTNAME" > "$1/run.lock") 2>/dev/null; then
+        check_lock "$1"
+        die "cannot create the lock file $1/run.lock"
+    fi
 }
 
 release_lock() {  # release_lock DIR: remove DIR/run.lock if it is this shell's

@@ -11,6 +11,7 @@ live process writes is not started.
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -209,7 +210,7 @@ def hold_lock(run_dir):
     """A live process standing for a run that writes ``run_dir`` (its lock)."""
     os.makedirs(run_dir, exist_ok=True)
     writer = subprocess.Popen(["sleep", "300"])
-    host = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+    host = socket.gethostname()  # as bash's HOSTNAME
     with open(os.path.join(run_dir, "run.lock"), "w") as f:
         f.write("{} {}\n".format(writer.pid, host))
     return writer, host

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -508,7 +509,7 @@ def test_a_folder_a_live_process_writes_is_refused_and_a_stale_lock_taken_over(e
                              "vit_b16_ctxv1", "seed1")
     lock = os.path.join(train_dir, "run.lock")
     os.makedirs(train_dir)
-    host = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
+    host = socket.gethostname()  # as bash's HOSTNAME
     writer = subprocess.Popen(["sleep", "300"])  # stands for a run still writing the folder
     try:
         with open(lock, "w") as f:
