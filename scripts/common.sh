@@ -37,8 +37,9 @@
 #   DATASETS, SEEDS      loops of the reproduce jobs [11 datasets, 1 2 3]
 #   XD_DATASETS          targets of xd_reproduce [10 datasets + 4 ImageNet variants]
 #   CLIPWB_PLAN [0]      1: run nothing, print what the job would do, one line a
-#                        run: "plan: run DIR" or "plan: done DIR" (the grid
-#                        runner, scripts/grid.py, plans its jobs with it)
+#                        run: "plan: run DIR", "plan: done DIR" or "plan: busy
+#                        DIR" (another live run writes it; the grid runner,
+#                        scripts/grid.py, plans its jobs with it)
 #
 # The scripts cd to the repository root first, as the originals do: relative
 # paths in DATA, OUTPUT, CFG and TRAINPY are relative to it.
