@@ -198,10 +198,15 @@ def test_cli_csv(b2n_root):
     assert ours["caltech101"]["seeds"] == "1 2 3"
     assert (ours["caltech101"]["trainer"], ours["caltech101"]["cfg"]) == (TRAINER, CFG)
     assert ours["Average (2 datasets)"]["hm"] == "83.57"
-    published = {r["trainer"]: r for r in rows if r["setting"] == "published"}
-    assert (published["PromptSRC"]["base"], published["PromptSRC"]["novel"],
-            published["PromptSRC"]["hm"]) == ("84.26", "76.10", "79.97")
-    assert published["CLIP"]["hm"] == "71.70"
+    published = {(r["trainer"], r["dataset"]): r for r in rows if r["setting"] == "published"}
+    eleven = "Average (11 datasets)"
+    assert (published["PromptSRC", eleven]["base"], published["PromptSRC", eleven]["novel"],
+            published["PromptSRC", eleven]["hm"]) == ("84.26", "76.10", "79.97")
+    assert published["CLIP", eleven]["hm"] == "71.70"
+    # and the per-dataset numbers of the papers' tables
+    assert [published["PromptSRC", "dtd"][k] for k in ("base", "novel", "hm")] == [
+        "83.37", "62.97", "71.75"]
+    assert published["CoOp", "eurosat"]["hm"] == "68.69"
     assert "warning" not in proc.stdout  # warnings go to stderr, CSV stays clean
     # so does the list of unfinished runs
     assert "seed4" not in proc.stdout

@@ -53,6 +53,28 @@ def test_every_published_entry_has_a_source_and_a_consistent_hm():
                 dataset, name, values)
 
 
+def test_per_dataset_numbers_average_to_the_published_averages():
+    # A paper's 11-dataset average is the mean of its per-dataset Base and
+    # Novel, its HM the HM of those means: a mistyped cell moves a mean by a
+    # eleventh of the slip, which the HM check of the cell alone may not see
+    # (a Base and HM both mistyped the same way).
+    per = published.PUBLISHED_BASE2NEW_PER_DATASET
+    assert list(per) == ["CLIP", "CoOp", "CoCoOp", "MaPLe", "PromptSRC"]
+    for name, rows in per.items():
+        assert list(rows) == aggregate.BASE2NEW_DATASETS, name
+        avg = published.PUBLISHED_BASE2NEW[name]
+        base = sum(r.base for r in rows.values()) / 11
+        novel = sum(r.novel for r in rows.values()) / 11
+        assert abs(base - avg.base) <= 0.01, (name, base, avg)
+        assert abs(novel - avg.novel) <= 0.01, (name, novel, avg)
+        assert abs(hm(base, novel) - avg.hm) <= 0.02, (name, hm(base, novel), avg)
+        assert len({r.source for r in rows.values()}) == 1, name
+    # not the mean of the per-dataset HMs: CoOp's is 70.83, its published HM 71.66
+    coop = per["CoOp"].values()
+    assert sum(r.hm for r in coop) / 11 == pytest.approx(70.832, abs=1e-3)
+    assert "IVLP" not in per  # no per-dataset IVLP table was found
+
+
 def test_the_check_catches_a_typo_and_a_missing_source():
     # PromptSRC's 11-dataset average with two digits of the HM swapped
     assert published.published_problems(PublishedResult(84.26, 76.10, 79.79, SOURCE)) == [
@@ -182,7 +204,17 @@ def test_gap_table_in_the_comparison_and_markdown(b2n_root, published_src, capsy
                                        cfg="vit_b16_ctxv1"), "log.txt"), dassl_log(acc))
     assert main([str(b2n_root)]) == 0  # two groups: the comparison
     out = capsys.readouterr().out
-    assert out.count("Gap to the published numbers") == 1
+    # CoOp ran dtd only: its gap to CoCoOp's Table 1 (79.44 / 41.18 / 54.24)
+    # there; ours 80 / 70 on each seed, HM 74.67
+    coop_title = ("Gap to the published numbers: CoOp / vit_b16_ctxv1 / 16 shots vs CoOp "
+                  "(published)")
+    assert out.count("Gap to the published numbers") == 2
+    assert out.index(coop_title) < out.index(GAP_TITLE)
+    lines, notes = section_lines(out, coop_title)
+    assert [c.strip() for c in lines[2].split("  ") if c.strip()] == [
+        "dtd", "80.00 ± 0.00", "79.44", "+0.56", "70.00 ± 0.00", "41.18", "+28.82",
+        "74.67 ± 0.00", "54.24", "+20.43"]
+    assert notes[1] == "(published) CoOp: Zhou et al., CoCoOp, CVPR 2022, Table 1"
     lines, _ = section_lines(out, GAP_TITLE)
     assert [line.split()[0] for line in lines[2:]] == ["caltech101", "dtd"]
     assert main([str(b2n_root), "--format", "markdown"]) == 0
