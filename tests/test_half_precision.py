@@ -1,6 +1,7 @@
 """The half-precision code paths (PREC fp16 and amp, the CoOp family's GPU
-modes, and bf16 autocast) of every trainer, run on the CPU with ``PREC_ON_CPU=1``: fp16
-frozen weights with float32 master prompts, autocast with a GradScaler. The
+modes, fp16_master and bf16 autocast) of every trainer, run on the CPU with
+``PREC_ON_CPU=1``: fp16 frozen weights with the official float16 parameters
+(fp16) or float32 master prompts (fp16_master), autocast with a GradScaler. The
 CPU has the same dtype rules as CUDA here, so a dtype mix-up in a trainer
 (an fp32 module fed fp16 tokens, an fp16 loss term, a scaler step on the
 wrong optimizer) fails here instead of on the first GPU run."""
@@ -17,7 +18,10 @@ PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": 
                    "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP"}
 # amp starts its loss scale at 2^16: the first steps overflow in float16 and
 # are skipped until the scale fits, as on a GPU
-STEPS = {"fp16": 5, "amp": 10, "bf16": 8}
+STEPS = {"fp16": 5, "fp16_master": 5, "amp": 10, "bf16": 8}
+# the learnable tensors the official code creates in CLIP's dtype (float16
+# parameters under PREC fp16): the context, CoCoOp's meta-net, MaPLe's proj
+HALF_PARAMS = ("ctx", "meta_net.", "proj.")
 # CoCoOp's meta-net learns slowly at trainer_kit's LR: a larger one, so that its
 # loss moves by more than bf16's rounding of the logits in a few steps
 LR = {"CoCoOp": 0.01}
@@ -42,7 +46,7 @@ def train_steps(trainer, batch, steps):
     return losses
 
 
-@pytest.mark.parametrize("prec", ["fp16", "amp", "bf16"])
+@pytest.mark.parametrize("prec", ["fp16", "fp16_master", "amp", "bf16"])
 @pytest.mark.parametrize("name", sorted(PROMPT_TRAINERS))
 def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, data_root,
                                                  tmp_path, capsys):
@@ -51,7 +55,7 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
     trainer = build_trainer(make_cfg(name, tiny_clip_path, data_root, tmp_path, (key, prec),
                                      lr=LR.get(name, 2e-4)))
     assert "{} = {} on the CPU".format(key, prec) in capsys.readouterr().out
-    weights = torch.float16 if prec == "fp16" else torch.float32
+    weights = torch.float16 if prec in ("fp16", "fp16_master") else torch.float32
     assert trainer.model.image_encoder.dtype == trainer.model.text_encoder.dtype == weights
     assert (trainer.scaler is not None) == (prec == "amp")  # bf16 needs no loss scaling
     if hasattr(trainer, "class_prototypes"):
@@ -62,9 +66,12 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
     losses = train_steps(trainer, batch, STEPS[prec])
     assert all(torch.isfinite(torch.tensor(losses))), losses
     assert losses[-1] < losses[0], losses
-    for n, p in learner.named_parameters():  # float32 master weights, updated
-        assert p.dtype == torch.float32 and torch.isfinite(p).all(), n
-    assert any(not torch.equal(before[n], p) for n, p in learner.named_parameters())
+    for n, p in learner.named_parameters():
+        # fp16: the official float16 parameters; otherwise float32 masters
+        half = prec == "fp16" and n.startswith(HALF_PARAMS)
+        assert p.dtype == (torch.float16 if half else torch.float32), n
+        assert torch.isfinite(p).all(), n
+    assert not torch.equal(before["ctx"], learner.ctx)  # the context learns, in its dtype
     trainer.set_model_mode("eval")
     with torch.no_grad():
         logits = trainer.model_inference(batch["img"])

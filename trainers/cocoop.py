@@ -26,4 +26,5 @@ class CoCoOp(ClipPromptTrainer):
         check_min(cfg.TRAINER.COCOOP.N_CTX, 1, self.cfg_name("N_CTX"))
 
     def build_clip_model(self, cfg, classnames, clip_model):
-        return PromptedCLIP(clip_model, cocoop_learner(clip_model, classnames, cfg.TRAINER.COCOOP))
+        return PromptedCLIP(clip_model, cocoop_learner(clip_model, classnames, cfg.TRAINER.COCOOP,
+                                                          self.learnable_dtype))

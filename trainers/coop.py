@@ -30,4 +30,5 @@ class CoOp(ClipPromptTrainer):
                      self.cfg_name("CLASS_TOKEN_POSITION"))
 
     def build_clip_model(self, cfg, classnames, clip_model):
-        return PromptedCLIP(clip_model, coop_learner(clip_model, classnames, cfg.TRAINER.COOP))
+        return PromptedCLIP(clip_model, coop_learner(clip_model, classnames, cfg.TRAINER.COOP,
+                                                        self.learnable_dtype))

@@ -2,6 +2,7 @@
 "Independent V-L Prompting" baseline of MaPLe / PromptSRC)."""
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_ivlp_keys, uses_vision_prompts
+from clipwb.trainers.kit.initial_draws import ConstructionDraws
 from clipwb.trainers.kit.prompt_learners import ivlp_learner
 from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
 from clipwb.trainers.kit.prompted_clip import PromptedCLIP
@@ -31,6 +32,11 @@ class IVLP(ClipPromptTrainer):
     def requires_vit(self, cfg):
         return uses_vision_prompts(cfg.TRAINER[self.cfg_key])
 
+    def construction_draws(self, cfg):
+        # the official fork draws the vision and deep text prompts while CLIP is built
+        return ConstructionDraws.from_ivlp_node(cfg.TRAINER[self.cfg_key])
+
     def build_clip_model(self, cfg, classnames, clip_model):
-        learner = ivlp_learner(clip_model, classnames, cfg.TRAINER[self.cfg_key])
+        learner = ivlp_learner(clip_model, classnames, cfg.TRAINER[self.cfg_key],
+                               self.learnable_dtype, self.drawn)
         return PromptedCLIP(clip_model, learner)

@@ -31,4 +31,5 @@ class MaPLe(ClipPromptTrainer):
         return True
 
     def build_clip_model(self, cfg, classnames, clip_model):
-        return PromptedCLIP(clip_model, maple_learner(clip_model, classnames, cfg.TRAINER.MAPLE))
+        return PromptedCLIP(clip_model, maple_learner(clip_model, classnames, cfg.TRAINER.MAPLE,
+                                                         self.learnable_dtype))

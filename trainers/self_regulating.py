@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from clipwb.engine import compute_accuracy
 
-from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features
+from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, teacher_text_features
 from clipwb.trainers.ivlp import IVLP
+from clipwb.trainers.kit.initial_draws import consume_clip_construction
 from clipwb.trainers.kit.scl_losses import GaussianPromptAggregation, scl_losses
 from clipwb.trainers.kit.templates import PROMPTSRC_TEMPLATES
 
@@ -27,10 +28,14 @@ class SelfRegulatingTrainer(IVLP):
 
     def build_clip_model(self, cfg, classnames, clip_model):
         model = super().build_clip_model(cfg, classnames, clip_model)
+        # The official prompt learner builds two more CLIPs for its teacher
+        # after drawing its context: the generator moves on as it does there.
+        consume_clip_construction(clip_model, times=2)
         # Frozen CLIP: the same encoders with prompts off; its text features
-        # are computed once here, from the raw mean over the templates.
-        text_features = class_text_features(model.text_encoder, classnames,
-                                            self.teacher_templates, normalize_each=False)
+        # are computed once here, from the raw mean over the templates, in
+        # float32 as the official teacher's.
+        text_features = teacher_text_features(model.text_encoder, classnames,
+                                              self.teacher_templates)
         model.zero_shot = ZeroShotCLIP(model.image_encoder, text_features, model.logit_scale)
         return model
 

@@ -88,6 +88,11 @@ def extend_cfg(cfg):
 class DiSa(SelfRegulatingTrainer):
     """Directional Saliency-Aware prompt learning (see the module docstring)."""
 
+    #: DiSa has no official code; its own losses (L_CIR, L_DiR) take float32
+    #: features, so PREC fp16 keeps PromptSRC's float16 parameters but not
+    #: PromptSRC's float16 features
+    official_half_features = False
+
     cfg_key = "DISA"
 
     def check_cfg(self, cfg):

@@ -48,14 +48,15 @@ class ISPPromptLearner(PromptLearner):
     def __init__(self, clip_model, classnames, n_ctx=2, ctx_init="", text_depth=1,
                  vision_n_ctx=0, vision_depth=0, self_struct=True, self_width=64,
                  self_heads=1, cross_struct=True, cross_mode="cross_attention",
-                 cross_width=64, cross_heads=1):
+                 cross_width=64, cross_heads=1, param_dtype=None, drawn=None):
         coupled = bool(cross_struct) and cross_mode == "maple"
         if coupled:
             check_maple_coupling(n_ctx, text_depth, vision_n_ctx, vision_depth)
         super().__init__(clip_model, classnames, n_ctx=n_ctx, ctx_init=ctx_init,
                          init_policy="fixed", text_depth=text_depth,
                          vision_n_ctx=vision_n_ctx, vision_depth=vision_depth,
-                         coupled=coupled)
+                         coupled=coupled, param_dtype=param_dtype,
+                         drawn=None if coupled else drawn)
         text_width = clip_model.ln_final.weight.shape[0]
         vision_width = clip_model.visual.conv1.out_channels
         has_vision = coupled or hasattr(self, "vision_ctx")
@@ -158,8 +159,9 @@ class ISPPromptLearner(PromptLearner):
         )
 
 
-def isp_learner(clip_model, classnames, node):
-    """The learner of the ``TRAINER.ISP`` keys."""
+def isp_learner(clip_model, classnames, node, param_dtype=None, drawn=None):
+    """The learner of the ``TRAINER.ISP`` keys (``param_dtype``, ``drawn``: as
+    :class:`PromptLearner`'s; MaPLe-coupled prompts draw in MaPLe's order)."""
     if node.CROSS_STRUCT and node.CROSS_MODE == "maple":
         print("ISP design: MaPLe-coupled prompts with structural prompt modules")
     else:
@@ -170,7 +172,8 @@ def isp_learner(clip_model, classnames, node):
         vision_depth=node.PROMPT_DEPTH_VISION, self_struct=node.SELF_STRUCT,
         self_width=node.SELF_WIDTH, self_heads=node.SELF_HEADS,
         cross_struct=node.CROSS_STRUCT, cross_mode=node.CROSS_MODE,
-        cross_width=node.CROSS_WIDTH, cross_heads=node.CROSS_HEADS)
+        cross_width=node.CROSS_WIDTH, cross_heads=node.CROSS_HEADS,
+        param_dtype=param_dtype, drawn=drawn)
 
 
 #: what each top-level entry of the learner is (for the load error)

@@ -31,6 +31,7 @@ from clipwb.errors import ConfigError, UserInputError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_ivlp_keys, check_min, uses_vision_prompts
 from clipwb.trainers.kit.frozen_clip import ZeroShotCLIP, class_text_features
+from clipwb.trainers.kit.initial_draws import ConstructionDraws
 from clipwb.trainers.isp.learner import isp_learner, settings_for_checkpoint
 from clipwb.trainers.isp.losses import (PROBE_SOURCES, PROBE_WEIGHTINGS, probe_weights, sample_difficulty,
                          weighted_cross_entropy)
@@ -126,8 +127,17 @@ class ISP(ClipPromptTrainer):
                 "them; load it with TRAINER.ISP.{}.".format(
                     model_path, what, " and TRAINER.ISP.".join(settings)))
 
+    def construction_draws(self, cfg):
+        # IVLP-style prompts: drawn while CLIP is built, as the official fork
+        # draws them (MaPLe-coupled ones are drawn by the learner)
+        node = cfg.TRAINER.ISP
+        if node.CROSS_STRUCT and node.CROSS_MODE == "maple":
+            return None
+        return ConstructionDraws.from_ivlp_node(node)
+
     def build_clip_model(self, cfg, classnames, clip_model):
-        model = PromptedCLIP(clip_model, isp_learner(clip_model, classnames, cfg.TRAINER.ISP))
+        model = PromptedCLIP(clip_model, isp_learner(clip_model, classnames, cfg.TRAINER.ISP,
+                                                     self.learnable_dtype, self.drawn))
         # The frozen CLIP (prompts off): class text features once, from the
         # raw mean over the templates (as PromptSRC's teacher).
         text_features = class_text_features(model.text_encoder, classnames,

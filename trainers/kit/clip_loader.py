@@ -12,6 +12,7 @@ fork :data:`NO_PROMPT_DESIGN`, which builds the stock blocks (the prompted
 encoders add the prompts themselves and drive each block through its
 submodules, never its ``forward``), so the features are stock CLIP's.
 """
+import contextlib
 import inspect
 import os
 import socket
@@ -149,8 +150,9 @@ def build_model(state_dict):
     return build(state_dict)
 
 
-def build_clip_from_state_dict(state_dict, source="the state dict"):
-    """Build a float32 ``clip.model.CLIP`` in eval mode from an OpenAI state dict."""
+def build_clip_from_state_dict(state_dict, source="the state dict", draws=None):
+    """Build a float32 ``clip.model.CLIP`` in eval mode from an OpenAI state dict
+    (``draws``: a ``ConstructionDraws`` that draws prompts while it is built)."""
     missing = [k for k in _REQUIRED_KEYS if k not in state_dict]
     if missing or not any(k.startswith("visual.") for k in state_dict):
         raise UserInputError(
@@ -158,7 +160,9 @@ def build_clip_from_state_dict(state_dict, source="the state dict"):
             "Give an OpenAI CLIP model name or file.".format(
                 source, ", ".join(missing or ["visual.*"])))
     try:
-        model = build_model(dict(state_dict)).float()
+        with draws.recording() if draws is not None else contextlib.nullcontext():
+            model = build_model(dict(state_dict))
+        model = model.float()
         # build_model stores the weights in fp16; reload them so that float32
         # checkpoints keep their full precision (fp16 ones are upcast exactly).
         weights = {k: v for k, v in state_dict.items() if k not in _BUILD_ONLY_KEYS}
@@ -186,12 +190,14 @@ def _toy_clip_path():
 LOCAL_MODELS = {TOY_CLIP_NAME: _toy_clip_path}
 
 
-def load_clip(name_or_path, device="cpu", download_root=None):
+def load_clip(name_or_path, device="cpu", download_root=None, draws=None):
     """Return a frozen float32 ``clip.model.CLIP`` (eval mode, no gradients).
 
     ``name_or_path``: an OpenAI model name (see :func:`available_models`) or the
     path of a TorchScript archive / ``torch.save``'d state dict. Named models
     are downloaded into ``download_root`` (default ``~/.cache/clip``).
+    ``draws``: a :class:`~clipwb.trainers.kit.initial_draws.ConstructionDraws`
+    that draws prompts while the model is built, as the official forks do.
     """
     name_or_path = str(name_or_path)
     if name_or_path in clip_api._MODELS:
@@ -209,7 +215,7 @@ def load_clip(name_or_path, device="cpu", download_root=None):
             raise ConfigError(
                 "MODEL.BACKBONE.NAME {!r} is not a CLIP model: use one of {} or the "
                 "path of a checkpoint file.".format(name_or_path, available_models()))
-    model = build_clip_from_state_dict(_read_checkpoint(path), source=path)
+    model = build_clip_from_state_dict(_read_checkpoint(path), source=path, draws=draws)
     for param in model.parameters():
         param.requires_grad_(False)
     return model.to(device)

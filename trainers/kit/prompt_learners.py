@@ -12,9 +12,16 @@ a :class:`PromptSet` for the prompted encoders:
 - vision prompts coupled to the text prompts by one linear map per depth
   (MaPLe).
 
-Learnable tensors are float32 (master weights) whatever CLIP's dtype; the
-encoders cast them. State-dict names follow the originals where one exists
-(``ctx``, ``token_prefix``, ``token_suffix``, ``meta_net.*``, ``proj.*``).
+Learnable tensors are float32 unless ``param_dtype`` says otherwise: under
+``PREC fp16`` the official code creates the text context (and CoCoOp's
+meta-net, MaPLe's ``proj``) in CLIP's dtype and trains them as float16
+parameters, while the deep prompts and MaPLe's deep projections stay float32
+(rounded on their way into the encoders); ``param_dtype`` reproduces that.
+The encoders cast every prompt to their dtype. Random initial values are drawn
+in the official order (:mod:`initial_draws`); IVLP-style prompts drawn while
+CLIP was built come in as ``drawn``. State-dict names follow the originals
+where one exists (``ctx``, ``token_prefix``, ``token_suffix``, ``meta_net.*``,
+``proj.*``).
 """
 import copy
 import re
@@ -25,6 +32,8 @@ from typing import List, Optional
 import torch
 from clip import clip as clip_api
 from torch import nn
+
+from clipwb.trainers.kit.initial_draws import normal_prompt
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 CTX_STD = 0.02
@@ -52,7 +61,8 @@ def _token_embedding(clip_model, tokenized):
         return clip_model.token_embedding(tokenized.to(weight.device)).float().cpu()
 
 
-def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, csc=False):
+def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, csc=False,
+                 dtype=torch.float32):
     """Initial text context: ``(vectors, prompt_prefix, n_ctx)``.
 
     ``policy="word_count"`` (CoOp, CoCoOp): with init words, ``n_ctx`` becomes
@@ -61,7 +71,8 @@ def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, c
     embeddings of the words are used when the words have that many tokens, and
     the prompt text keeps all the words (the originals' behaviour for "a photo
     of a"). Otherwise vectors ~ N(0, 0.02), class-specific ([n_cls, n_ctx, d])
-    when ``csc``.
+    when ``csc``, drawn in ``dtype`` as the official code draws them (CLIP's
+    dtype: float16 under ``PREC fp16``).
     """
     ctx_dim = clip_model.ln_final.weight.shape[0]
     words = (ctx_init or "").replace("_", " ").strip()
@@ -72,21 +83,24 @@ def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, c
             n_ctx = len(words.split(" "))
         if policy == "word_count" or n_ctx <= n_tokens:
             vectors = _token_embedding(clip_model, tokenized)[0, 1:1 + n_ctx].clone()
-            return vectors, words, n_ctx
+            return vectors.to(dtype), words, n_ctx
     shape = (n_cls, n_ctx, ctx_dim) if csc else (n_ctx, ctx_dim)
     print("Initializing class-specific contexts" if csc else "Initializing a generic context")
-    vectors = torch.empty(*shape)
+    vectors = torch.empty(*shape, dtype=dtype)
     nn.init.normal_(vectors, std=CTX_STD)
     return vectors, " ".join(["X"] * n_ctx), n_ctx
 
 
-def _normal_prompts(count, n_tokens, width):
-    params = nn.ParameterList()
-    for _ in range(count):
-        param = nn.Parameter(torch.empty(n_tokens, width))
-        nn.init.normal_(param, std=CTX_STD)
-        params.append(param)
-    return params
+def _normal_prompts(count, n_tokens, width, drawn=None):
+    """``count`` prompts [n_tokens, width]: the tensors ``drawn`` (while CLIP
+    was built) when given, else each drawn now."""
+    if drawn is not None:
+        if len(drawn) != count or any(t.shape != (n_tokens, width) for t in drawn):
+            raise ValueError("drawn prompts {} do not fit {} x [{}, {}]".format(
+                [tuple(t.shape) for t in drawn], count, n_tokens, width))
+        return nn.ParameterList([nn.Parameter(t.clone()) for t in drawn])
+    return nn.ParameterList([nn.Parameter(normal_prompt(n_tokens, width))
+                             for _ in range(count)])
 
 
 def _clamp_depth(depth, num_layers, what):
@@ -110,11 +124,17 @@ class PromptLearner(nn.Module):
         vision_n_ctx, vision_depth: independent vision prompts (0 = none).
         coupled: MaPLe — vision prompts are linear maps of the text prompts
             (``text_depth`` layers; ``vision_*`` are ignored).
+        param_dtype: dtype of the context (and CoCoOp's meta-net, MaPLe's
+            ``proj``), as the official code creates them: CLIP's dtype under
+            ``PREC fp16``; float32 (default) otherwise.
+        drawn: a :class:`~clipwb.trainers.kit.initial_draws.ConstructionDraws`
+            holding the deep text and vision prompts drawn while CLIP was
+            built (IVLP / PromptSRC's order); None draws them here.
     """
 
     def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", init_policy="word_count",
                  csc=False, class_token_position="end", conditional=False, text_depth=1,
-                 vision_n_ctx=0, vision_depth=0, coupled=False):
+                 vision_n_ctx=0, vision_depth=0, coupled=False, param_dtype=None, drawn=None):
         super().__init__()
         if class_token_position not in CLASS_TOKEN_POSITIONS:
             raise ValueError("class_token_position must be one of {}, got {!r}".format(
@@ -125,8 +145,10 @@ class PromptLearner(nn.Module):
         text_layers = len(clip_model.transformer.resblocks)
         n_cls = len(classnames)
 
+        param_dtype = param_dtype or torch.float32
         vectors, prefix_text, n_ctx = init_context(
-            clip_model, n_ctx, ctx_init, init_policy, n_cls, csc and not conditional)
+            clip_model, n_ctx, ctx_init, init_policy, n_cls, csc and not conditional,
+            dtype=param_dtype)
         print('Initial context: "{}"'.format(prefix_text))
         print("Number of context words (tokens): {}".format(n_ctx))
         self.ctx = nn.Parameter(vectors)
@@ -154,28 +176,34 @@ class PromptLearner(nn.Module):
                 ("linear1", nn.Linear(vis_dim, vis_dim // 16)),
                 ("relu", nn.ReLU(inplace=True)),
                 ("linear2", nn.Linear(vis_dim // 16, ctx_dim)),
-            ]))
+            ])).to(param_dtype)
 
         text_depth = _clamp_depth(max(int(text_depth), 1), text_layers, "text prompt depth")
-        self.text_deep = _normal_prompts(text_depth - 1, n_ctx, ctx_dim)
-
         self.coupled = coupled
         vision_width = clip_model.visual.conv1.out_channels
         vision_layers = len(getattr(getattr(clip_model.visual, "transformer", None),
                                     "resblocks", []))
         if coupled:
+            # MaPLe's order: proj, then the deep text prompts, then one
+            # projection cloned for every deep layer.
             if self.ctx.dim() != 2:
                 raise ValueError("coupled (MaPLe) prompts need a generic context")
             depth = _clamp_depth(text_depth, vision_layers, "vision prompt depth")
-            self.proj = nn.Linear(ctx_dim, vision_width)
+            self.proj = nn.Linear(ctx_dim, vision_width).to(param_dtype)
+            self.text_deep = _normal_prompts(text_depth - 1, n_ctx, ctx_dim)
             single = nn.Linear(ctx_dim, vision_width)
             self.deep_proj = nn.ModuleList([copy.deepcopy(single) for _ in range(depth - 1)])
-        elif vision_depth > 0 and vision_n_ctx > 0:
+            return
+        self.text_deep = _normal_prompts(text_depth - 1, n_ctx, ctx_dim,
+                                         drawn.text_deep if drawn is not None else None)
+        if vision_depth > 0 and vision_n_ctx > 0:
             depth = _clamp_depth(int(vision_depth), vision_layers, "vision prompt depth")
-            vision_ctx = torch.empty(vision_n_ctx, vision_width)
-            nn.init.normal_(vision_ctx, std=CTX_STD)
+            if drawn is not None and drawn.vision_ctx is not None:
+                vision_ctx, deep = drawn.vision_ctx.clone(), drawn.vision_deep
+            else:
+                vision_ctx, deep = normal_prompt(vision_n_ctx, vision_width), None
             self.vision_ctx = nn.Parameter(vision_ctx)
-            self.vision_deep = _normal_prompts(depth - 1, vision_n_ctx, vision_width)
+            self.vision_deep = _normal_prompts(depth - 1, vision_n_ctx, vision_width, deep)
 
     # -- text prompts -------------------------------------------------------
     def _token_order(self, length):
@@ -282,30 +310,33 @@ def convert_legacy_state_dict(state_dict):
 
 
 # -- the learners of each config family (a node has the original key names) --
-def coop_learner(clip_model, classnames, node):
+def coop_learner(clip_model, classnames, node, param_dtype=None):
     """CoOp: TRAINER.COOP.{N_CTX, CSC, CTX_INIT, CLASS_TOKEN_POSITION}."""
     return PromptLearner(clip_model, classnames, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT,
-                         csc=node.CSC, class_token_position=node.CLASS_TOKEN_POSITION)
+                         csc=node.CSC, class_token_position=node.CLASS_TOKEN_POSITION,
+                         param_dtype=param_dtype)
 
 
-def cocoop_learner(clip_model, classnames, node):
+def cocoop_learner(clip_model, classnames, node, param_dtype=None):
     """CoCoOp: TRAINER.COCOOP.{N_CTX, CTX_INIT} plus the meta-net."""
     return PromptLearner(clip_model, classnames, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT,
-                         conditional=True)
+                         conditional=True, param_dtype=param_dtype)
 
 
-def ivlp_learner(clip_model, classnames, node):
+def ivlp_learner(clip_model, classnames, node, param_dtype=None, drawn=None):
     """Independent V-L prompts: {N_CTX_TEXT, N_CTX_VISION, CTX_INIT,
     PROMPT_DEPTH_TEXT, PROMPT_DEPTH_VISION} (IVLP, PromptSRC and methods built
-    on them)."""
+    on them); ``drawn``: the prompts drawn while CLIP was built."""
     print("Independent V-L design")
     return PromptLearner(clip_model, classnames, n_ctx=node.N_CTX_TEXT, ctx_init=node.CTX_INIT,
                          init_policy="fixed", text_depth=node.PROMPT_DEPTH_TEXT,
-                         vision_n_ctx=node.N_CTX_VISION, vision_depth=node.PROMPT_DEPTH_VISION)
+                         vision_n_ctx=node.N_CTX_VISION, vision_depth=node.PROMPT_DEPTH_VISION,
+                         param_dtype=param_dtype, drawn=drawn)
 
 
-def maple_learner(clip_model, classnames, node):
+def maple_learner(clip_model, classnames, node, param_dtype=None):
     """MaPLe: {N_CTX, CTX_INIT, PROMPT_DEPTH}, vision prompts coupled to text."""
     print("MaPLe design: Multi-modal Prompt Learning")
     return PromptLearner(clip_model, classnames, n_ctx=node.N_CTX, ctx_init=node.CTX_INIT,
-                         init_policy="fixed", text_depth=node.PROMPT_DEPTH, coupled=True)
+                         init_policy="fixed", text_depth=node.PROMPT_DEPTH, coupled=True,
+                         param_dtype=param_dtype)

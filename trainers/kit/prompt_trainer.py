@@ -22,10 +22,12 @@ from clipwb.errors import ConfigError, MissingFileError, UserInputError
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
 from clipwb.trainers.kit.frozen_clip import frozen_image_features
 from clipwb.trainers.kit.lr_schedule import BatchSteppedSchedule
-from clipwb.trainers.kit.precision import (apply_weight_precision, autocast_context, check_precision,
-                        make_grad_scaler, resolve_precision)
+from clipwb.trainers.kit.precision import (PROMPT_PRECISIONS, apply_weight_precision,
+                                           autocast_context, check_precision, keeps_half_features,
+                                           learnable_dtype, make_grad_scaler, resolve_precision,
+                                           rounds_prompts)
 from clipwb.trainers.kit.prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
-from clipwb.trainers.kit.prompted_clip import text_feature_cache
+from clipwb.trainers.kit.prompted_clip import set_arithmetic, text_feature_cache
 from clipwb.trainers.kit.resumable import ResumableTrainer
 
 
@@ -45,6 +47,10 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
     learnable_module = "prompt_learner"
     #: checkpoint folders of the original code that load_model also accepts
     legacy_model_names = ()
+    #: under the official ``PREC fp16``, features, logits and losses stay
+    #: float16 as in the official code (a method without official code whose
+    #: own losses are float32 sets False)
+    official_half_features = True
 
     # -- config -------------------------------------------------------------
     @property
@@ -60,7 +66,8 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             raise ConfigError(
                 "{} is missing: call clipwb.plugin.extend_cfg(cfg) before merging config "
                 "files.".format("TRAINER." + str(self.cfg_key)))
-        check_precision(cfg.TRAINER[self.cfg_key].PREC, "TRAINER.{}.PREC".format(self.cfg_key))
+        check_precision(cfg.TRAINER[self.cfg_key].PREC, "TRAINER.{}.PREC".format(self.cfg_key),
+                        PROMPT_PRECISIONS)
 
     def requested_precision(self):
         """``(mode, config key)`` of the precision asked for."""
@@ -72,14 +79,23 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
 
     # -- model --------------------------------------------------------------
     def build_clip_model(self, cfg, classnames, clip_model):
-        """Return the method's ``nn.Module`` (``forward(images) -> logits``)."""
+        """Return the method's ``nn.Module`` (``forward(images) -> logits``).
+        Learnable tensors the official code creates in CLIP's dtype are
+        created in ``self.learnable_dtype``."""
         raise NotImplementedError
+
+    def construction_draws(self, cfg):
+        """The prompts the official code draws while CLIP is built (a
+        :class:`~clipwb.trainers.kit.initial_draws.ConstructionDraws`, kept in
+        ``self.drawn``), or None (the default: nothing is drawn then)."""
+        return None
 
     def build_model(self):
         cfg = self.cfg
         classnames = self.dm.dataset.classnames
         print("Loading CLIP (backbone: {})".format(cfg.MODEL.BACKBONE.NAME))
-        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME)
+        self.drawn = self.construction_draws(cfg)
+        clip_model = load_clip(cfg.MODEL.BACKBONE.NAME, draws=self.drawn)
         check_input_size(cfg.INPUT.SIZE, clip_model)
         if self.requires_vit(cfg) and not hasattr(clip_model.visual, "transformer"):
             raise ConfigError(
@@ -87,12 +103,19 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
                 "ResNet CLIP: use a ViT backbone (e.g. ViT-B/16).".format(
                     type(self).__name__, cfg.MODEL.BACKBONE.NAME))
         prec, prec_key = self.requested_precision()
-        self.precision = resolve_precision(prec, self.device, prec_key)
+        self.precision = resolve_precision(prec, self.device, prec_key, PROMPT_PRECISIONS)
+        self.learnable_dtype = learnable_dtype(self.precision)
         clip_model.to(self.device)
         apply_weight_precision(clip_model, self.precision)
 
         print("Building custom CLIP")
+        # (random initial values are drawn on the CPU, as the official code
+        # draws them, and moved with the model)
         self.model = self.build_clip_model(cfg, classnames, clip_model)
+        set_arithmetic(self.model, round_prompts=rounds_prompts(self.precision),
+                       half_features=(self.official_half_features
+                                      and keeps_half_features(self.precision)),
+                       full_sequences=os.environ.get("CLIPWB_FULL_SEQUENCES") == "1")
         self.model.to(self.device)
         learner = (getattr(self.model, self.learnable_module)
                    if self.learnable_module else None)

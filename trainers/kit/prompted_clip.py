@@ -28,6 +28,10 @@ class CLIPOutput:
 class PromptedCLIP(nn.Module):
     """Frozen CLIP encoders driven by a :class:`PromptLearner`.
 
+    ``half_features``: features and logits stay in the encoders' dtype
+    (float16 under the official ``PREC fp16``: normalised and multiplied in
+    float16 as the official code does) instead of float32.
+
     Any learner with the same interface works: ``forward() -> PromptSet``,
     ``vision_prompts()``, ``tokenized_prompts``, ``text_deep``, ``n_cls``,
     ``conditional`` (and ``conditional_context`` / ``assemble`` when true).
@@ -44,13 +48,18 @@ class PromptedCLIP(nn.Module):
         self.text_chunk = text_chunk
         self._cache_enabled = False
         self._text_cache = None
+        self.half_features = False
+
+    def _unit(self, features):
+        """Unit-norm features, in float32 unless ``half_features``."""
+        return F.normalize(features if self.half_features else features.float(), dim=-1)
 
     # -- text ----------------------------------------------------------------
     def encode_prompts(self, prompts):
         """Unit-norm text features [n_cls, D] of a :class:`PromptSet`."""
         tokenized = self.prompt_learner.tokenized_prompts
         features = self.text_encoder(prompts.text, tokenized, prompts.text_deep)
-        return F.normalize(features.float(), dim=-1)
+        return self._unit(features)
 
     def encode_conditional(self, image_features):
         """Unit-norm text features [B, n_cls, D] of image-conditioned prompts.
@@ -71,7 +80,7 @@ class PromptedCLIP(nn.Module):
             flat = text.reshape(b * learner.n_cls, *text.shape[2:])
             features = self.text_encoder(flat, eot.repeat(b), deep)
             parts.append(features.reshape(b, learner.n_cls, -1))
-        return F.normalize(torch.cat(parts).float(), dim=-1)
+        return self._unit(torch.cat(parts))
 
     def _cache_usable(self):
         return (self._cache_enabled and not torch.is_grad_enabled()
@@ -92,7 +101,7 @@ class PromptedCLIP(nn.Module):
         ``keep_index`` or ``masked_patches``: ``PromptedImageEncoder.encode``)."""
         features = self.image_encoder(images, vision, vision_deep, keep_index,
                                       masked_patches=masked_patches)
-        return F.normalize(features.float(), dim=-1)
+        return self._unit(features)
 
     # -- both ----------------------------------------------------------------
     def forward_features(self, images, keep_index=None):
@@ -102,7 +111,7 @@ class PromptedCLIP(nn.Module):
         if learner.conditional:
             image_features = self.encode_images(images, keep_index=keep_index)
             text_features = self.encode_conditional(image_features)
-            logits = scale * torch.einsum("bd,bkd->bk", image_features, text_features)
+            logits = torch.einsum("bd,bkd->bk", scale * image_features, text_features)
             return CLIPOutput(logits, image_features, text_features)
 
         if self._cache_usable() and self._text_cache is not None:
@@ -120,6 +129,20 @@ class PromptedCLIP(nn.Module):
 
     def forward(self, images):
         return self.forward_features(images).logits
+
+
+def set_arithmetic(model, round_prompts=False, half_features=False, full_sequences=False):
+    """Set the precision rules of every prompted encoder and CLIP in
+    ``model`` (:mod:`~clipwb.trainers.kit.precision`: ``rounds_prompts``,
+    ``keeps_half_features``; ``full_sequences``: the encoders' shortcuts off,
+    see :mod:`~clipwb.trainers.kit.prompted_encoders`)."""
+    for module in model.modules():
+        if isinstance(module, (PromptedTextEncoder, PromptedImageEncoder)):
+            module.round_prompts = round_prompts
+            module.full_sequences = full_sequences
+        elif hasattr(module, "half_features"):
+            module.half_features = half_features
+    return model
 
 
 @contextlib.contextmanager

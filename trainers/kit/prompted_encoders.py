@@ -36,6 +36,11 @@ Both encoders run their last block for the pooled token only (EOT / CLS:
 its attention over all tokens, then its MLP) unless the tokens are asked for
 or a hook watches that block's attention: the other positions' last outputs
 are never used, and skipping them saves ~7 % of an encoder pass.
+
+Both shortcuts give the same features up to float rounding (the matrix
+products see other shapes). An encoder with ``full_sequences`` set computes
+every position of every block as the stock ``encode_text`` / ``encode_image``
+do, for results equal bit for bit to them (and to the official code).
 """
 import contextlib
 from dataclasses import dataclass
@@ -70,8 +75,11 @@ def _layer_prompt(deep_prompts, layer, x_lnd):
     return None
 
 
-def _batched(prompt, batch, width, dtype, what):
-    """``prompt`` as [batch, n, width] in ``dtype`` (no copy when shared)."""
+def _batched(prompt, batch, width, dtype, what, round_half=False):
+    """``prompt`` as [batch, n, width] in ``dtype`` (no copy when shared);
+    ``round_half``: through float16 first (the official forks' ``.half()``)."""
+    if round_half:
+        prompt = prompt.half()
     if prompt.dim() == 2:
         prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
     if prompt.dim() != 3 or prompt.shape[0] != batch or prompt.shape[-1] != width:
@@ -118,7 +126,15 @@ def _watched(block):
 
 
 class PromptedTextEncoder(nn.Module):
-    """CLIP's text transformer taking token embeddings (with learnable context)."""
+    """CLIP's text transformer taking token embeddings (with learnable context).
+
+    ``round_prompts``: deep prompts go in rounded to float16 whatever the
+    encoder's dtype, as the official MaPLe / IVLP / PromptSRC fork's blocks
+    round them (``PREC fp32``); the context after SOS is not rounded."""
+
+    round_prompts = False
+    #: every position of every block, as the stock encoder (module docstring)
+    full_sequences = False
 
     def __init__(self, clip_model):
         super().__init__()
@@ -153,7 +169,8 @@ class PromptedTextEncoder(nn.Module):
 
     def insert_prompt(self, x, prompt, start=1):
         """Replace the ``n`` tokens from ``start`` of ``x`` [L, N, W] by ``prompt``."""
-        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep text prompt")
+        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep text prompt",
+                          self.round_prompts)
         n = prompt.shape[1]
         return torch.cat([x[:start], prompt.permute(1, 0, 2), x[start + n:]], dim=0)
 
@@ -194,11 +211,12 @@ class PromptedTextEncoder(nn.Module):
         positions after the last EOT are not computed (same features).
         Returns :class:`EncoderOutput`."""
         eot = self.eot_index(tokenized_prompts)
-        if truncate and eot.numel():
+        if truncate and eot.numel() and not self.full_sequences:
             prompts = prompts[:, :int(eot.max()) + 1]
         x = self.embed(prompts)
         states = [] if hidden_states else None
-        pooled_only = not (return_tokens or hidden_states or _watched(self.blocks[-1]))
+        pooled_only = not (return_tokens or hidden_states or self.full_sequences
+                           or _watched(self.blocks[-1]))
         for layer in range(self.num_layers):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:
@@ -223,7 +241,14 @@ class PromptedTextEncoder(nn.Module):
 
 
 class PromptedImageEncoder(nn.Module):
-    """CLIP's image encoder with optional vision prompts and patch-token dropping."""
+    """CLIP's image encoder with optional vision prompts and patch-token dropping.
+
+    ``round_prompts``: shallow and deep vision prompts go in rounded to
+    float16 whatever the encoder's dtype (the official forks' ``.half()``)."""
+
+    round_prompts = False
+    #: every position of the last block, as the stock encoder (module docstring)
+    full_sequences = False
 
     def __init__(self, clip_model):
         super().__init__()
@@ -279,7 +304,8 @@ class PromptedImageEncoder(nn.Module):
 
     def append_prompts(self, x, prompts):
         """Append shallow prompts after the tokens of ``x`` [B, L, W]."""
-        prompts = _batched(prompts, x.shape[0], x.shape[-1], x.dtype, "vision prompt")
+        prompts = _batched(prompts, x.shape[0], x.shape[-1], x.dtype, "vision prompt",
+                           self.round_prompts)
         return torch.cat([x, prompts], dim=1)
 
     def replace_prompts(self, x, prompt):
@@ -287,7 +313,8 @@ class PromptedImageEncoder(nn.Module):
 
         Without autograd (inference, frozen passes) ``x``, a block's fresh
         output, is written in place instead of copied whole at every layer."""
-        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep vision prompt")
+        prompt = _batched(prompt, x.shape[1], x.shape[-1], x.dtype, "deep vision prompt",
+                          self.round_prompts)
         start = x.shape[0] - prompt.shape[1]
         if not (torch.is_grad_enabled() and (x.requires_grad or prompt.requires_grad)):
             x[start:] = prompt.permute(1, 0, 2)
@@ -357,7 +384,8 @@ class PromptedImageEncoder(nn.Module):
             padding = self.padding_mask(masked_patches.to(x.device), x.shape[1])
         x = self.visual.ln_pre(x).permute(1, 0, 2)
         states = [] if hidden_states else None
-        pooled_only = not (return_tokens or hidden_states or _watched(self.blocks[-1]))
+        pooled_only = not (return_tokens or hidden_states or self.full_sequences
+                           or _watched(self.blocks[-1]))
         for layer in range(self.num_layers):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:

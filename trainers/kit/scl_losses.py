@@ -19,14 +19,15 @@ from clipwb.errors import ConfigError
 
 def scl_text_loss(text_features, frozen_text_features, weight=1.0):
     """L_SCL-text (Eq. 2): weight * mean |g_p - g|, between the unit-norm
-    prompted and frozen class text features [n_cls, D]."""
-    return F.l1_loss(text_features, frozen_text_features.to(text_features.dtype)) * weight
+    prompted and frozen class text features [n_cls, D] (mixed dtypes are
+    promoted, as in the reference code's float16 runs)."""
+    return F.l1_loss(text_features, frozen_text_features) * weight
 
 
 def scl_image_loss(image_features, frozen_image_features, weight=1.0):
     """L_SCL-image (Eq. 2): weight * mean |f_p - f|, between the unit-norm
     prompted and frozen image features [B, D]."""
-    return F.l1_loss(image_features, frozen_image_features.to(image_features.dtype)) * weight
+    return F.l1_loss(image_features, frozen_image_features) * weight
 
 
 def scl_logits_loss(logits, frozen_logits):
@@ -50,7 +51,8 @@ class SCLTerms:
 
     @property
     def total(self):
-        return self.text + self.image + self.logits
+        """The sum in the reference code's order (logits + text + image)."""
+        return self.logits + self.text + self.image
 
 
 def scl_losses(output, frozen_image_features, frozen_text_features, frozen_logits,
@@ -100,11 +102,12 @@ class GaussianPromptAggregation:
         weight = self.weights[epoch]
         self.total_weight += weight
         params = {n: p.detach() for n, p in module.named_parameters() if p.requires_grad}
+        # in each parameter's dtype, as the reference code sums the state dicts
         if self.state is None:
-            self.state = {n: p.float() * weight for n, p in params.items()}
+            self.state = {n: p * weight for n, p in params.items()}
         else:
             for name, param in params.items():
-                self.state[name] += param.float() * weight
+                self.state[name] = self.state[name] + param * weight
 
     @torch.no_grad()
     def apply(self, module):
