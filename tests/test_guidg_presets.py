@@ -131,6 +131,39 @@ def test_step1_official_preset_on_the_toy_world(toy_data, tmp_path):
     assert best["epoch"] - 1 in seen["val"]
 
 
+def test_step1_official_expert_is_a_float16_context_trained_by_plain_sgd(toy_data, tmp_path,
+                                                                         monkeypatch):
+    """The official expert (phase1.py): CLIP in float16, the context a float16
+    parameter, plain SGD (no momentum, no weight decay), no GradScaler: the
+    official YAML's PREC fp16, kept on the CPU with PREC_ON_CPU=1."""
+    import yaml
+
+    with open(os.path.join(REPO, "configs", "trainers", "GuiDGExpert",
+                           "vit_b16_c16_ep31_official.yaml")) as f:
+        official = yaml.safe_load(f)
+    assert official["TRAINER"]["COOP"]["PREC"] == "fp16"
+    assert (official["OPTIM"]["MOMENTUM"], official["OPTIM"]["WEIGHT_DECAY"]) == (0.0, 0.0)
+    monkeypatch.setenv("PREC_ON_CPU", "1")
+    cfg = toy_cfg(toy_data, tmp_path / "fp16", "GuiDGExpert", "GuiDGExpert", "toy_official",
+                  "TRAINER.COOP.PREC", "fp16", "OPTIM.MOMENTUM", 0.0, "OPTIM.WEIGHT_DECAY", 0.0,
+                  sources=["plain"], target="plain", pool="A")
+    set_random_seed(1)
+    trainer = build_trainer(cfg)
+    ctx = trainer.model.prompt_learner.ctx
+    assert ctx.dtype == torch.float16 and trainer.scaler is None
+    group = trainer.optim.param_groups[0]
+    assert (group["momentum"], group["weight_decay"]) == (0.0, 0.0)
+    before, lr = ctx.detach().clone(), group["lr"]
+    trainer.set_model_mode("train")
+    trainer.batch_idx, trainer.num_batches = 0, 1000
+    grad_step = trainer.forward_backward(next(iter(trainer.train_loader_x)))
+    assert math.isfinite(grad_step["loss"])
+    # updated in place, in float16, by plain SGD: ctx - lr * grad rounded to float16
+    assert ctx.dtype == torch.float16 and ctx.grad.dtype == torch.float16
+    assert not torch.equal(before, ctx.detach())
+    assert torch.equal(ctx.detach(), before.add(ctx.grad, alpha=-lr))
+
+
 def test_step1_official_preset_resumes_to_the_same_learning_rates(toy_data, tmp_path, capsys):
     def make(name):
         return toy_cfg(toy_data, tmp_path / name, "GuiDGExpert", "GuiDGExpert", "toy_official",
