@@ -25,16 +25,18 @@ import subprocess
 import sys
 
 from benchmarks.official_parity import loss_recorder
+from clipwb.trainers.kit.prompted_encoders import FULL_SEQUENCES_ENV
 from benchmarks.official_parity.toy_caltech import write_toy_caltech
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_OFFICIAL = os.path.join(REPO, "benchmarks", "official_parity", "run_official.py")
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 #: the trainer's PREC key
-PREC_KEYS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC"}
+PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
+             "PromptSRC": "PROMPTSRC", "TCP": "COOP"}
 
-_LINE = re.compile(r"^epoch \[(\d+)/\d+\] batch \[(\d+)/\d+\] .*$", re.M)
+#: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
+_LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)
 _METER = re.compile(r"\b([a-z_]+) (-?[0-9.]+(?:e-?\d+)?|nan|inf) \(")
 _LR = re.compile(r"\blr (\S+)")
 _ACC = re.compile(r"^\* accuracy: ([0-9.]+)%", re.M)
@@ -84,6 +86,8 @@ def run_side(side, args, data, out, opts):
                                                "run_ours.py")]
         dataset_cfg = os.path.join(REPO, "configs", "datasets", "caltech101.yaml")
         env["DASSL_BACKEND"] = env.get("DASSL_BACKEND", "builtin")
+        if args.full_sequences:
+            env[FULL_SEQUENCES_ENV] = "1"
         if args.prec != "fp32":
             env["PREC_ON_CPU"] = "1"
     common = ["--root", data, "--seed", str(args.seed), "--trainer", args.trainer,
@@ -132,6 +136,11 @@ def main(argv=None):
     parser.add_argument("--config", default="", help="trainer YAML (default: its toy.yaml)")
     parser.add_argument("--work", default="official_parity_runs", help="output folder")
     parser.add_argument("--json", default="", help="write the differences to this file")
+    parser.add_argument("--shortcuts", dest="full_sequences", action="store_false",
+                        help="keep our encoders' shortcuts (text cut after EOT, last block "
+                             "for the pooled token only); by default they are off "
+                             "(CLIPWB_FULL_SEQUENCES=1), so the forward passes are the "
+                             "official ones bit for bit")
     parser.add_argument("opts", nargs="*", help="extra KEY VALUE pairs for both sides")
     args = parser.parse_args(argv)
     args.checkout = os.path.abspath(args.checkout)
@@ -170,6 +179,7 @@ def main(argv=None):
             exact_diffs[name] = max(exact_diffs.get(name, 0.0), gap)
     report = {
         "trainer": args.trainer, "prec": args.prec, "seed": args.seed,
+        "full_sequences": args.full_sequences,
         "iterations": [len(iterations["official"]), len(iterations["ours"])],
         "max_abs_diff": diffs, "first_difference": {k: list(v) for k, v in first.items()},
         "max_abs_diff_full_precision": exact_diffs,

@@ -28,6 +28,7 @@ from clipwb.trainers.kit.precision import (PROMPT_PRECISIONS, apply_weight_preci
                                            rounds_prompts)
 from clipwb.trainers.kit.prompt_learners import CLASS_DEPENDENT_KEYS, convert_legacy_state_dict
 from clipwb.trainers.kit.prompted_clip import set_arithmetic, text_feature_cache
+from clipwb.trainers.kit.prompted_encoders import FULL_SEQUENCES_ENV
 from clipwb.trainers.kit.resumable import ResumableTrainer
 
 
@@ -115,7 +116,7 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         set_arithmetic(self.model, round_prompts=rounds_prompts(self.precision),
                        half_features=(self.official_half_features
                                       and keeps_half_features(self.precision)),
-                       full_sequences=os.environ.get("CLIPWB_FULL_SEQUENCES") == "1")
+                       full_sequences=os.environ.get(FULL_SEQUENCES_ENV) == "1")
         self.model.to(self.device)
         learner = (getattr(self.model, self.learnable_module)
                    if self.learnable_module else None)

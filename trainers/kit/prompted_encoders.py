@@ -40,7 +40,10 @@ are never used, and skipping them saves ~7 % of an encoder pass.
 Both shortcuts give the same features up to float rounding (the matrix
 products see other shapes). An encoder with ``full_sequences`` set computes
 every position of every block as the stock ``encode_text`` / ``encode_image``
-do, for results equal bit for bit to them (and to the official code).
+do, for results equal bit for bit to them (and to the official code); the
+trainers set it on every encoder when the environment has
+``CLIPWB_FULL_SEQUENCES=1`` (the official-parity runs), at the cost of the
+shortcuts' savings.
 """
 import contextlib
 from dataclasses import dataclass
@@ -50,6 +53,9 @@ import torch
 from torch import nn
 
 from clipwb.errors import ConfigError
+
+#: environment switch: every encoder computes full sequences (module docstring)
+FULL_SEQUENCES_ENV = "CLIPWB_FULL_SEQUENCES"
 
 
 @dataclass
@@ -77,14 +83,16 @@ def _layer_prompt(deep_prompts, layer, x_lnd):
 
 def _batched(prompt, batch, width, dtype, what, round_half=False):
     """``prompt`` as [batch, n, width] in ``dtype`` (no copy when shared);
-    ``round_half``: through float16 first (the official forks' ``.half()``)."""
-    if round_half:
-        prompt = prompt.half()
+    ``round_half``: through float16 after the expansion, as the official
+    forks' ``prompt.expand(...).half()`` (so the backward sums the per-sample
+    gradients, each rounded to float16, in the prompt's float32)."""
     if prompt.dim() == 2:
         prompt = prompt.unsqueeze(0).expand(batch, -1, -1)
     if prompt.dim() != 3 or prompt.shape[0] != batch or prompt.shape[-1] != width:
         raise ValueError("{} must be [n, {}] or [{}, n, {}], got {}".format(
             what, width, batch, width, tuple(prompt.shape)))
+    if round_half:
+        prompt = prompt.half()
     return prompt.to(dtype)
 
 
