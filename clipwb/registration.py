@@ -22,7 +22,8 @@ from clipwb.errors import UserInputError
 #: trainer name -> module under clipwb.trainers
 BASELINE_TRAINERS = collections.OrderedDict([
     ("ZeroshotCLIP", "zsclip"), ("ZeroshotCLIP2", "zsclip"), ("CoOp", "coop"),
-    ("CoCoOp", "cocoop"), ("IVLP", "ivlp"), ("MaPLe", "maple"), ("PromptSRC", "promptsrc"),
+    ("KgCoOp", "kgcoop"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"), ("MaPLe", "maple"),
+    ("PromptSRC", "promptsrc"),
 ])
 #: the trainers a host checkout gets from the plugin
 PLUGIN_TRAINERS = collections.OrderedDict([

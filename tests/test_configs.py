@@ -80,7 +80,7 @@ def test_trainer_config_loads_with_the_script_options(train, path):
     assert cfg.TRAINER.NAME == folder
     assert cfg.DATASET.NUM_SHOTS == 16 and cfg.DATASET.SUBSAMPLE_CLASSES == "base"
     name = os.path.basename(path)
-    toy = name in ("toy.yaml", "toy_official.yaml")  # the offline toy world's CLIP
+    toy = name in ("toy.yaml", "toy_official.yaml", "toy_parity.yaml")  # the toy CLIP
     assert cfg.INPUT.SIZE == ((32, 32) if toy else (224, 224))
     # GuiDG's official preset resizes as the official code (torchvision's bilinear)
     official = name.endswith("_official.yaml")

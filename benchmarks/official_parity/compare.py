@@ -5,8 +5,9 @@
         [KEY VALUE ...]
 
 Both sides train the trainer's toy config (``configs/trainers/<T>/toy.yaml``,
-or ``--config``) on the base classes of the toy world laid out as Caltech101
-(:mod:`toy_caltech`), with the toy CLIP file as ``MODEL.BACKBONE.NAME``, the
+its ``toy_parity.yaml`` where it ships one, or ``--config``) on the base
+classes of the toy world laid out as Caltech101 (:mod:`toy_caltech`), with
+the toy CLIP file as ``MODEL.BACKBONE.NAME``, the
 same seed, ``TRAIN.PRINT_FREQ 1`` and the extra ``KEY VALUE`` pairs; then
 each tests its last epoch on the novel classes. ``--prec fp16`` runs both in
 half precision on the CPU (``PREC_ON_CPU=1`` on our side; the official code
@@ -25,6 +26,7 @@ import subprocess
 import sys
 
 from benchmarks.official_parity import loss_recorder
+from benchmarks.official_parity.record_draws import parity_config
 from clipwb.trainers.kit.prompted_encoders import FULL_SEQUENCES_ENV
 from benchmarks.official_parity.toy_caltech import write_toy_caltech
 
@@ -144,8 +146,7 @@ def main(argv=None):
     parser.add_argument("opts", nargs="*", help="extra KEY VALUE pairs for both sides")
     args = parser.parse_args(argv)
     args.checkout = os.path.abspath(args.checkout)
-    args.config = os.path.abspath(args.config or os.path.join(
-        REPO, "configs", "trainers", args.trainer, "toy.yaml"))
+    args.config = os.path.abspath(args.config or parity_config(args.trainer))
     work = os.path.abspath(args.work)
     out = os.path.join(work, "{}_{}_seed{}".format(args.trainer, args.prec, args.seed))
     if os.path.exists(out):

@@ -27,7 +27,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
-PREC_KEYS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
+PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
+             "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC"}
 
 
@@ -85,9 +86,18 @@ def _wrap_build_trainer(module, out, key, replace):
     module.build_trainer = build_trainer
 
 
+def parity_config(trainer):
+    """The trainer's ``toy_parity.yaml`` where it ships one (its toy config
+    as both codes can merge it), else its ``toy.yaml``."""
+    folder = os.path.join(REPO, "configs", "trainers", trainer)
+    parity = os.path.join(folder, "toy_parity.yaml")
+    return parity if os.path.isfile(parity) else os.path.join(folder, "toy.yaml")
+
+
 def train_arguments(trainer, prec, seed, data, output_dir, dataset_cfg):
-    """The ``train.py`` arguments of a recording run."""
-    config = os.path.join(REPO, "configs", "trainers", trainer, "toy.yaml")
+    """The ``train.py`` arguments of a recording run (the trainer's
+    :func:`parity_config`)."""
+    config = parity_config(trainer)
     return ["--root", data, "--seed", str(seed), "--trainer", trainer,
             "--dataset-config-file", dataset_cfg, "--config-file", config,
             "--output-dir", output_dir,
