@@ -27,10 +27,12 @@ TRAINER_CONFIGS = {
     "ZeroshotCLIP": "CoOp/vit_b16.yaml",
     "ZeroshotCLIP2": "CoOp/vit_b16.yaml",
     "CoOp": "CoOp/vit_b16_ctxv1.yaml",
+    "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv1.yaml",
     "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
     "IVLP": "IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
     "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "ProGrad": "ProGrad/rn50_ep100.yaml",  # the official base-to-new config (RN50 only)
     "DiSa": "DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     "ISP": "ISP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
     "CLIPood": "GuiDG/vit_b16_clipood.yaml",

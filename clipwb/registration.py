@@ -23,7 +23,7 @@ from clipwb.errors import UserInputError
 BASELINE_TRAINERS = collections.OrderedDict([
     ("ZeroshotCLIP", "zsclip"), ("ZeroshotCLIP2", "zsclip"), ("CoOp", "coop"),
     ("KgCoOp", "kgcoop"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"), ("MaPLe", "maple"),
-    ("PromptSRC", "promptsrc"),
+    ("PromptSRC", "promptsrc"), ("ProGrad", "prograd"),
 ])
 #: the trainers a host checkout gets from the plugin
 PLUGIN_TRAINERS = collections.OrderedDict([

@@ -15,7 +15,11 @@ from tests.trainer_kit import make_cfg, write_two_class_images
 from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
 PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
-                   "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP"}
+                   "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
+                   "ProGrad": "COOP"}
+# the summary entry that is the descended loss (ProGrad logs the official
+# xe_loss / kl_loss pair; it descends xe_loss)
+LOSS_NAME = {"ProGrad": "xe_loss"}
 # amp starts its loss scale at 2^16: the first steps overflow in float16 and
 # are skipped until the scale fits, as on a GPU
 STEPS = {"fp16": 5, "fp16_master": 5, "amp": 10, "bf16": 8}
@@ -42,7 +46,8 @@ def train_steps(trainer, batch, steps):
     losses = []
     for _ in range(steps):
         trainer.batch_idx, trainer.num_batches = 0, 1000  # no LR step in between
-        losses.append(trainer.forward_backward(batch)["loss"])
+        summary = trainer.forward_backward(batch)
+        losses.append(summary[LOSS_NAME.get(type(trainer).__name__, "loss")])
     return losses
 
 

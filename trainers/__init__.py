@@ -23,7 +23,7 @@ import importlib
 
 #: Every trainer module, in the order their config keys are added.
 TRAINER_MODULES = (
-    "zsclip", "coop", "kgcoop", "cocoop", "ivlp", "maple", "promptsrc", "isp.trainer",
+    "zsclip", "coop", "kgcoop", "cocoop", "ivlp", "maple", "promptsrc", "prograd", "isp.trainer",
     "disa.trainer",
     "guidg.finetune", "guidg.trainer",
 )

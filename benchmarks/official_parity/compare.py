@@ -35,7 +35,7 @@ RUN_OFFICIAL = os.path.join(REPO, "benchmarks", "official_parity", "run_official
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 #: the trainer's PREC key
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC", "TCP": "COOP"}
+             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
 _LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)

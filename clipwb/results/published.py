@@ -37,6 +37,15 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("MaPLe", PublishedResult(82.28, 75.14, 78.55, "Khattak et al., MaPLe, CVPR 2023")),
     ("IVLP", PublishedResult(84.21, 71.79, 77.51, "Khattak et al., PromptSRC, ICCV 2023")),
     ("PromptSRC", PublishedResult(84.26, 76.10, 79.97, "Khattak et al., PromptSRC, ICCV 2023")),
+    # ProGrad's paper could not be read here: its average as two later works
+    # quote it, digit for digit (the TAP, ICLR 2025, and CLIP-SVD, 2025,
+    # result tables); no per-dataset row was found
+    ("ProGrad", PublishedResult(82.48, 70.75, 76.16,
+                                "Zhu et al., ProGrad, ICCV 2023 (as quoted by Ding et al., "
+                                "TAP, ICLR 2025 and Koleilat et al., CLIP-SVD, 2025)")),
+    # TCP's paper could not be read here: its 11-dataset average as the
+    # issue that added TCP gives it; no per-dataset row was found
+    ("TCP", PublishedResult(84.13, 75.36, 79.51, "Yao et al., TCP, CVPR 2024")),
 ])
 
 

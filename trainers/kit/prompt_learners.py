@@ -70,7 +70,10 @@ def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, c
     (IVLP, MaPLe, PromptSRC): ``n_ctx`` is kept; the first ``n_ctx`` token
     embeddings of the words are used when the words have that many tokens, and
     the prompt text keeps all the words (the originals' behaviour for "a photo
-    of a"). Otherwise vectors ~ N(0, 0.02), class-specific ([n_cls, n_ctx, d])
+    of a"). ``policy="pad_front"`` (ProGrad): ``n_ctx`` is kept; the vectors
+    are zeros with the embeddings of the first ``k`` tokens (``k``: the number
+    of words) in the last ``k`` places, and the prompt text is ``n_ctx - k``
+    "X" then the words. Otherwise vectors ~ N(0, 0.02), class-specific ([n_cls, n_ctx, d])
     when ``csc``, drawn in ``dtype`` as the official code draws them (CLIP's
     dtype: float16 under ``PREC fp16``).
     """
@@ -79,6 +82,8 @@ def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, c
     if words:
         tokenized = clip_api.tokenize(words)
         n_tokens = int(tokenized.argmax(dim=-1)) - 1
+        if policy == "pad_front":
+            return _padded_context(clip_model, tokenized, words, n_ctx, dtype)
         if policy == "word_count":
             n_ctx = len(words.split(" "))
         if policy == "word_count" or n_ctx <= n_tokens:
@@ -89,6 +94,18 @@ def init_context(clip_model, n_ctx, ctx_init="", policy="word_count", n_cls=1, c
     vectors = torch.empty(*shape, dtype=dtype)
     nn.init.normal_(vectors, std=CTX_STD)
     return vectors, " ".join(["X"] * n_ctx), n_ctx
+
+
+def _padded_context(clip_model, tokenized, words, n_ctx, dtype):
+    """ProGrad's initial context from words (``init_context``, "pad_front")."""
+    n_words = len(words.split(" "))
+    if n_words > n_ctx:
+        raise ValueError("N_CTX = {} is smaller than the {} initial context words {!r}: "
+                         "raise N_CTX to at least {}.".format(n_ctx, n_words, words, n_words))
+    vectors = torch.zeros(n_ctx, clip_model.ln_final.weight.shape[0])
+    vectors[n_ctx - n_words:] = _token_embedding(clip_model, tokenized)[0, 1:1 + n_words]
+    prefix_text = " ".join(["X"] * (n_ctx - n_words) + [words])
+    return vectors.to(dtype), prefix_text, n_ctx
 
 
 def _normal_prompts(count, n_tokens, width, drawn=None):
@@ -130,11 +147,15 @@ class PromptLearner(nn.Module):
         drawn: a :class:`~clipwb.trainers.kit.initial_draws.ConstructionDraws`
             holding the deep text and vision prompts drawn while CLIP was
             built (IVLP / PromptSRC's order); None draws them here.
+        prompt_template: the prompt text with ``{}`` for the class name,
+            whose first ``n_ctx`` tokens the context replaces (TCP's
+            "X X X X {}, a type of pet."); None: "<context words> {class}.".
     """
 
     def __init__(self, clip_model, classnames, n_ctx=16, ctx_init="", init_policy="word_count",
                  csc=False, class_token_position="end", conditional=False, text_depth=1,
-                 vision_n_ctx=0, vision_depth=0, coupled=False, param_dtype=None, drawn=None):
+                 vision_n_ctx=0, vision_depth=0, coupled=False, param_dtype=None, drawn=None,
+                 prompt_template=None):
         super().__init__()
         if class_token_position not in CLASS_TOKEN_POSITIONS:
             raise ValueError("class_token_position must be one of {}, got {!r}".format(
@@ -159,7 +180,10 @@ class PromptLearner(nn.Module):
 
         classnames = [name.replace("_", " ") for name in classnames]
         self.name_lens = [len(clip_api._tokenizer.encode(name)) for name in classnames]
-        texts = [prefix_text + " " + name + "." for name in classnames]
+        if prompt_template is None:
+            texts = [prefix_text + " " + name + "." for name in classnames]
+        else:  # the context takes the places of the template's first n_ctx tokens
+            texts = [prompt_template.format(name) for name in classnames]
         tokenized = clip_api.tokenize(texts, truncate=True)
         embedding = _token_embedding(clip_model, tokenized)
         # Class-dependent constants: saved with the learner (as in CoOp) but

@@ -5,6 +5,9 @@
 - ``PROMPTSRC_TEMPLATES``: the 60 of them PromptSRC averages for its frozen
   text features (order as in PromptSRC's ``imagenet_templates.py``).
 - ``IMAGENET_TEMPLATES_SELECT``: the 7 prompts ZeroshotCLIP2 ensembles.
+- ``PROGRAD_TEMPLATES``: ProGrad's prompt per dataset (its zero-shot CLIP and
+  its context initialisation): the category word moved before the class, so
+  that dropping the trailing " {}." leaves the initial context words.
 """
 
 CUSTOM_TEMPLATES = {
@@ -26,6 +29,15 @@ CUSTOM_TEMPLATES = {
 }
 
 DEFAULT_TEMPLATE = "a photo of a {}."
+
+PROGRAD_TEMPLATES = dict(
+    CUSTOM_TEMPLATES,
+    OxfordPets="a type of pet, a photo of a {}.",
+    OxfordFlowers="a type of flower, a photo of a {}.",
+    FGVCAircraft="a type of aircraft, a photo of a {}.",
+    DescribableTextures="a texture of {}.",
+    Food101="a type of food, a photo of {}.",
+)
 
 IMAGENET_TEMPLATES = [
     "a bad photo of a {}.",
@@ -133,6 +145,15 @@ def custom_template(dataset_name):
         print('No CoOp template for dataset "{}"; using "{}"'.format(
             dataset_name, DEFAULT_TEMPLATE))
     return CUSTOM_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
+
+
+def prograd_template(dataset_name):
+    """ProGrad's template for ``dataset_name``; ``DEFAULT_TEMPLATE`` for a
+    dataset its table lacks (the official code stops there)."""
+    if dataset_name not in PROGRAD_TEMPLATES:
+        print('No ProGrad template for dataset "{}"; using "{}"'.format(
+            dataset_name, DEFAULT_TEMPLATE))
+    return PROGRAD_TEMPLATES.get(dataset_name, DEFAULT_TEMPLATE)
 
 
 def ensemble_templates(dataset_name):
