@@ -14,8 +14,8 @@ from tests.dg_layouts import write_domainbed
 from tests.trainer_kit import make_cfg, write_two_class_images
 from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
-PROMPT_TRAINERS = {"CoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
-                   "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
+PROMPT_TRAINERS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
+                   "MaPLe": "MAPLE", "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
                    "ProGrad": "COOP"}
 # the summary entry that is the descended loss (ProGrad logs the official
 # xe_loss / kl_loss pair; it descends xe_loss)

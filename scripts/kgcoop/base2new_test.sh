@@ -1,0 +1,9 @@
+#!/bin/bash
+# KgCoOp: evaluate the base-class model on the new classes of DATASET.
+# Usage: bash scripts/kgcoop/base2new_test.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-KgCoOp}
+DEFAULT_CFG=vit_b16_ep100_ctxv1  # CFG overrides it
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_test "$@"
