@@ -47,6 +47,19 @@ SOURCE_REWRITES = {
          "single_layer = nn.Linear(ctx_dim, clip_model.visual.conv1.out_channels)",
          "the vision width, 768 on ViT-B/16"),
     ],
+    "trainers.tcp": [
+        ("url = clip._MODELS[backbone_name]", "url = clip_ori._MODELS[backbone_name]",
+         "the stock clip module's table (the same URLs), which clip_file_path extends"),
+        ("model_path = clip._download(url)", "model_path = clip_ori._download(url)",
+         "the stock clip module's download (the same file), which clip_file_path extends"),
+        ("class_feature.reshape(class_feature.shape[0],-1,512)",
+         "class_feature.reshape(class_feature.shape[0],-1,self.ctx.shape[-1])",
+         "the text width, 512 on ViT-B/16"),
+        ("self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM)",
+         "self.optim = build_optimizer(self.model.prompt_learner, cfg.OPTIM); "
+         "[g.__setitem__('eps', 1e-3) for g in self.optim.param_groups]",
+         "Adam's eps 1e-3: the edit of Dassl's optimizer.py the official README requires"),
+    ],
     "trainers.promptsrc": [
         ("clip_model_temp_image = load_clip_to_cpu(cfg, True)",
          "clip_model_temp_image = load_clip_to_cpu(cfg, True).to(dtype)",

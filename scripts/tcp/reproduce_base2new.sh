@@ -1,0 +1,11 @@
+#!/bin/bash
+# TCP: base-to-novel runs on the 11 datasets x seeds 1-3, then the table.
+# Usage: bash scripts/tcp/reproduce_base2new.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh. ImageNet and SUN397: 25
+# epochs, as the official train.py (official_epochs.sh).
+TRAINER=${TRAINER:-TCP}
+DEFAULT_CFG=vit_b16_ep100_ctxv1  # CFG overrides it
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/official_epochs.sh"
+b2n_reproduce "$@"
