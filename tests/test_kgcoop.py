@@ -159,6 +159,15 @@ def test_shipped_configs_have_the_official_values():
         assert cfg.MODEL.BACKBONE.NAME == backbone
 
 
+def test_published_average_is_the_official_readmes():
+    from clipwb.results import aggregate
+    from clipwb.results.published import PUBLISHED_BASE2NEW
+
+    row = PUBLISHED_BASE2NEW["KgCoOp"]
+    assert (row.base, row.novel, row.hm) == (80.73, 73.60, 77.00)
+    assert aggregate.published_method("KgCoOp") is None  # no per-dataset rows
+
+
 @pytest.mark.slow
 def test_toy_base_to_novel_script(toy_data, tmp_path):
     from tests.trainer_kit import run_script

@@ -20,7 +20,8 @@ Table 1: all five; a VACSR paper, Table 9: CLIP, CoCoOp, MaPLe; a UPrompt
 paper, Table 1: PromptSRC); besides the HM check, each method's 11 Base and
 Novel values average to its published 11-dataset average within 0.01 (the
 published average HM is the HM of those means, not the mean of the HMs).
-IVLP has only its average: no per-dataset IVLP row could be found. DiSa and
+IVLP has only its average: no per-dataset IVLP row could be found; KgCoOp
+only its average as its official repository's README gives it. DiSa and
 ISP have no published row (their result tables could not be read).
 """
 from collections import OrderedDict, namedtuple
@@ -37,6 +38,10 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("MaPLe", PublishedResult(82.28, 75.14, 78.55, "Khattak et al., MaPLe, CVPR 2023")),
     ("IVLP", PublishedResult(84.21, 71.79, 77.51, "Khattak et al., PromptSRC, ICCV 2023")),
     ("PromptSRC", PublishedResult(84.26, 76.10, 79.97, "Khattak et al., PromptSRC, ICCV 2023")),
+    # KgCoOp: its average as the official repository's README table gives it
+    # (the paper's per-dataset table could not be read here)
+    ("KgCoOp", PublishedResult(80.73, 73.60, 77.00,
+                               "Yao et al., KgCoOp, CVPR 2023 (official repository README)")),
     # ProGrad's paper could not be read here: its average as two later works
     # quote it, digit for digit (the TAP, ICLR 2025, and CLIP-SVD, 2025,
     # result tables); no per-dataset row was found
