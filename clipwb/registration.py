@@ -22,7 +22,8 @@ from clipwb.errors import UserInputError
 #: trainer name -> module under clipwb.trainers
 BASELINE_TRAINERS = collections.OrderedDict([
     ("ZeroshotCLIP", "zsclip"), ("ZeroshotCLIP2", "zsclip"), ("CoOp", "coop"),
-    ("KgCoOp", "kgcoop"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"), ("MaPLe", "maple"),
+    ("KgCoOp", "kgcoop"), ("TCP", "tcp"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"),
+    ("MaPLe", "maple"),
     ("PromptSRC", "promptsrc"), ("ProGrad", "prograd"),
 ])
 #: the trainers a host checkout gets from the plugin

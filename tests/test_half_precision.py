@@ -16,7 +16,9 @@ from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
 PROMPT_TRAINERS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
                    "MaPLe": "MAPLE", "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
-                   "ProGrad": "COOP"}
+                   "ProGrad": "COOP", "TCP": "COOP"}
+# keys a trainer needs beside PREC (TCP's prompts have 4 context tokens)
+EXTRA_OPTS = {"TCP": ("TRAINER.COOP.N_CTX", 4)}
 # the summary entry that is the descended loss (ProGrad logs the official
 # xe_loss / kl_loss pair; it descends xe_loss)
 LOSS_NAME = {"ProGrad": "xe_loss"}
@@ -57,7 +59,8 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
                                                  tmp_path, capsys):
     torch.manual_seed(0)
     key = "TRAINER.{}.PREC".format(PROMPT_TRAINERS[name])
-    trainer = build_trainer(make_cfg(name, tiny_clip_path, data_root, tmp_path, (key, prec),
+    trainer = build_trainer(make_cfg(name, tiny_clip_path, data_root, tmp_path,
+                                     (key, prec) + EXTRA_OPTS.get(name, ()),
                                      lr=LR.get(name, 2e-4)))
     assert "{} = {} on the CPU".format(key, prec) in capsys.readouterr().out
     weights = torch.float16 if prec in ("fp16", "fp16_master") else torch.float32

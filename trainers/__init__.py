@@ -9,7 +9,7 @@ docs/ARCHITECTURE.md), so it never collides with a host checkout's own
 - ``kit/``: the prompted-CLIP kit every method imports (CLIP loader, prompted
   encoders, prompt learners, precision, templates, frozen CLIP, the trainer
   base ``ClipPromptTrainer``, the PromptSRC-family losses);
-- ``zsclip.py coop.py kgcoop.py cocoop.py ivlp.py maple.py promptsrc.py``: the baselines
+- ``zsclip.py coop.py kgcoop.py tcp.py cocoop.py ivlp.py maple.py promptsrc.py``: the baselines
   (``self_regulating.py``: the PromptSRC / DiSa base on IVLP);
 - ``disa/ isp/ guidg/``: the three methods, each with its trainer, losses and
   modules.
@@ -23,7 +23,8 @@ import importlib
 
 #: Every trainer module, in the order their config keys are added.
 TRAINER_MODULES = (
-    "zsclip", "coop", "kgcoop", "cocoop", "ivlp", "maple", "promptsrc", "prograd", "isp.trainer",
+    "zsclip", "coop", "kgcoop", "tcp", "cocoop", "ivlp", "maple", "promptsrc", "prograd",
+    "isp.trainer",
     "disa.trainer",
     "guidg.finetune", "guidg.trainer",
 )

@@ -29,7 +29,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC", "ProGrad": "COOP"}
+             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP"}
 
 
 def tensor_fingerprint(tensor):
