@@ -166,16 +166,3 @@ def test_published_average_is_the_official_readmes():
     row = PUBLISHED_BASE2NEW["KgCoOp"]
     assert (row.base, row.novel, row.hm) == (80.73, 73.60, 77.00)
     assert aggregate.published_method("KgCoOp") is None  # no per-dataset rows
-
-
-@pytest.mark.slow
-def test_toy_base_to_novel_script(toy_data, tmp_path):
-    from tests.trainer_kit import run_script
-
-    env = dict(os.environ, DATA=str(toy_data), OUTPUT=str(tmp_path / "output"))
-    result = run_script(env, "bash", "scripts/kgcoop/base2new.sh", "toy", "1")
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "Base-to-novel: KgCoOp" in result.stdout
-    row = [line for line in result.stdout.splitlines() if line.startswith("toy ")]
-    base, novel = float(row[0].split()[1]), float(row[0].split()[4])
-    assert base > 60 and novel > 40, row

@@ -18,8 +18,8 @@ from results import parse_accuracy  # noqa: E402
 from tests.e2e_helpers import script_python, subprocess_env  # noqa: E402
 
 METHODS = {
-    "zsclip": "ZeroshotCLIP", "coop": "CoOp", "cocoop": "CoCoOp", "ivlp": "IVLP",
-    "maple": "MaPLe", "promptsrc": "PromptSRC", "disa": "DiSa", "isp": "ISP",
+    "zsclip": "ZeroshotCLIP", "coop": "CoOp", "kgcoop": "KgCoOp", "cocoop": "CoCoOp",
+    "ivlp": "IVLP", "maple": "MaPLe", "promptsrc": "PromptSRC", "disa": "DiSa", "isp": "ISP",
 }
 
 
