@@ -92,12 +92,12 @@ def test_prograd_losses_against_a_hand_computation():
 
 
 def test_context_words_and_the_official_templates():
-    assert context_words("True", "OxfordPets") == "a type of pet, a photo of a"
-    assert context_words("true", "DescribableTextures") == "a texture of"
+    assert context_words("template", "OxfordPets") == "a type of pet, a photo of a"
+    assert context_words("Template", "DescribableTextures") == "a texture of"
     assert context_words("a_photo of", "OxfordPets") == "a photo of"
     assert context_words("", "OxfordPets") == ""
     assert PROGRAD_TEMPLATES["EuroSAT"] == "a centered satellite photo of {}."
-    assert context_words("True", "NoSuchDataset") == "a photo of a"
+    assert context_words("template", "NoSuchDataset") == "a photo of a"
 
 
 # -- the trainer on the tiny CLIP ----------------------------------------------------------
@@ -180,3 +180,22 @@ def test_checkpoint_round_trip(build, tmp_path):
     assert not torch.equal(fresh.model.prompt_learner.ctx, trainer.model.prompt_learner.ctx)
     fresh.load_model(str(out), epoch=1)
     assert torch.equal(fresh.model.prompt_learner.ctx, trainer.model.prompt_learner.ctx)
+
+
+def test_shipped_configs_have_the_official_values():
+    import os
+
+    import train
+    from tests.trainer_kit import REPO
+
+    for name, epochs in (("rn50", 200), ("rn50_ep100", 100), ("rn50_ep50", 50)):
+        args = train.build_parser().parse_args([
+            "--root", "data", "--seed", "1", "--output-dir", "out", "--trainer", "ProGrad",
+            "--config-file", os.path.join(REPO, "configs", "trainers", "ProGrad", name + ".yaml")])
+        cfg = train.setup_cfg(args)
+        node = cfg.TRAINER.COOP
+        assert (node.N_CTX, node.CTX_INIT, node.CSC, node.PREC) == (16, "template", False, "fp16")
+        assert (cfg.LOSS.NAME, cfg.LOSS.T, cfg.LOSS.LAMBDA) == ("prograd", 1.0, 1.0)
+        assert cfg.OPTIM.LR == pytest.approx(0.002) and cfg.OPTIM.MAX_EPOCH == epochs
+        assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == 32
+        assert cfg.MODEL.BACKBONE.NAME == "RN50"

@@ -19,7 +19,8 @@ Keys as the official code names them: ``LOSS.NAME`` ("prograd"), ``LOSS.T``
 (temperature), ``LOSS.LAMBDA`` (projection strength). ``TRAINER.COOP.CTX_INIT``
 non-empty starts the context from words, zero-padded at the front to
 ``N_CTX`` vectors (the official rule); the official ``CTX_INIT: True`` (the
-dataset's ProGrad template without its " {}.") is written ``"True"``.
+dataset's ProGrad template without its " {}.") is written ``"template"``
+(a string key: yacs would read "True" as the boolean).
 """
 import copy
 
@@ -41,7 +42,7 @@ from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 from clipwb.trainers.kit.templates import prograd_template
 
 #: ``TRAINER.COOP.CTX_INIT`` value standing for the official ``True``
-TEMPLATE_INIT = "true"
+TEMPLATE_INIT = "template"
 
 
 def extend_cfg(cfg):
@@ -64,7 +65,7 @@ def prograd_losses(logits, zero_shot_logits, labels, temperature=1.0):
 
 
 def context_words(ctx_init, dataset_name):
-    """The initial context words: ``ctx_init`` itself, or for ``"True"`` the
+    """The initial context words: ``ctx_init`` itself, or for ``"template"`` the
     dataset's ProGrad template without " {}." (underscores as spaces)."""
     words = str(ctx_init).strip()
     if words.lower() == TEMPLATE_INIT:
