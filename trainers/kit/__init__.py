@@ -3,5 +3,7 @@
 ``prompted_encoders`` (the stock blocks run one by one with prompts),
 ``prompted_clip``, ``prompt_learners`` (CoOp / CoCoOp / IVLP / MaPLe),
 ``precision``, ``templates``, ``frozen_clip``, ``config`` (key helpers),
-``prompt_trainer`` (``ClipPromptTrainer``, the trainer base) and
-``scl_losses`` (PromptSRC's self-regulating losses and GPA)."""
+``prompt_trainer`` (``ClipPromptTrainer``, the trainer base),
+``scl_losses`` (PromptSRC's self-regulating losses and GPA) and
+``handcrafted_text`` (KgCoOp's hand-crafted prompt features and L_kg, which
+methods built on KgCoOp's code share)."""
