@@ -80,6 +80,9 @@ class ProGrad(CoOp):
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
+        if "LOSS" not in cfg:
+            raise ConfigError("LOSS is missing: call clipwb.plugin.extend_cfg(cfg) before "
+                              "merging config files (ProGrad reads LOSS.NAME, T, LAMBDA).")
         check_choice(cfg.LOSS.NAME, ("prograd",), "LOSS.NAME")
         check_min(cfg.LOSS.LAMBDA, 0, "LOSS.LAMBDA")
         if not isinstance(cfg.LOSS.T, (int, float)) or cfg.LOSS.T <= 0:
