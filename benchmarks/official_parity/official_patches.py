@@ -62,9 +62,10 @@ SOURCE_REWRITES = {
     ],
     "trainers.promptsrc": [
         ("clip_model_temp_image = load_clip_to_cpu(cfg, True)",
-         "clip_model_temp_image = load_clip_to_cpu(cfg, True).to(dtype)",
-         "the teacher image encoder in CLIP's dtype: fp16 under PREC fp16 as before, fp32 "
-         "in fp32 runs (which otherwise feed fp32 images to fp16 weights)"),
+         "clip_model_temp_image = (lambda m: m.float() if dtype == torch.float32 else m)("
+         "load_clip_to_cpu(cfg, True))",
+         "the teacher image encoder made float32 in fp32 runs only (which otherwise feed fp32 "
+         "images to fp16 weights); under PREC fp16 it is left as built"),
         ("fixed_embeddings.half().cuda()", "fixed_embeddings.to(zero_shot_features.dtype).cuda()",
          "fp16 under PREC fp16 as before; the teacher's dtype in fp32 runs"),
     ],
