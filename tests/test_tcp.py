@@ -1,6 +1,8 @@
 """TCP (trainers/tcp.py): the class-aware tokens inserted before text block 8,
 its loss, training steps, a checkpoint round trip and its config checks, on a
 tiny CLIP with 9 text blocks (so that block 8 exists)."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,3 +147,23 @@ def test_steps_decrease_the_loss_and_checkpoint_round_trip(deep_clip_path, data_
     loaded = other.model.prompt_learner.state_dict()
     for name in ("ctx", "meta_net.linear1.weight", "meta_net.linear2.bias"):
         assert torch.equal(saved[name], loaded[name])
+
+
+def test_scripts_train_imagenet_for_25_epochs_as_the_official_train_py(tmp_path):
+    from tests.test_scripts import calls, flag, opts_of, run_script, stub_environment
+
+    env = stub_environment(tmp_path, ("imagenet", "caltech101"))
+    for dataset, epochs in (("imagenet", "25"), ("caltech101", "50")):
+        proc = run_script(env, "tcp/base2new.sh", dataset, 1)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    (train_in, test_in), (train_cal, test_cal) = calls(env)[:2], calls(env)[2:]
+    assert ("OPTIM.MAX_EPOCH", "25") in opts_of(train_in)
+    assert flag(test_in, "--load-epoch") == "25"
+    assert flag(train_in, "--output-dir").endswith(  # the default run's folder, no variant
+        os.path.join("imagenet", "shots_16", "TCP", "vit_b16_ep100_ctxv1", "seed1"))
+    assert "OPTIM.MAX_EPOCH" not in dict(opts_of(train_cal))
+    assert flag(test_cal, "--load-epoch") == "50"
+    # another config: no official epochs forced
+    proc = run_script(env, "tcp/base2new_train.sh", "imagenet", 2, CFG="toy")
+    assert proc.returncode == 0, proc.stderr
+    assert "OPTIM.MAX_EPOCH" not in dict(opts_of(calls(env)[-1]))
