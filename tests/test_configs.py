@@ -86,7 +86,10 @@ def test_trainer_config_loads_with_the_script_options(train, path):
     official = name.endswith("_official.yaml")
     assert cfg.INPUT.INTERPOLATION == ("bilinear" if official else "bicubic")
     assert list(cfg.INPUT.PIXEL_MEAN) == [0.48145466, 0.4578275, 0.40821073]
-    assert list(cfg.INPUT.TRANSFORMS) == ["random_resized_crop", "random_flip", "normalize"]
+    if name == "toy_parity.yaml" and folder == "ProGrad":  # its fork has no RRCROP_SCALE
+        assert list(cfg.INPUT.TRANSFORMS) == ["random_flip", "normalize"]
+    else:
+        assert list(cfg.INPUT.TRANSFORMS) == ["random_resized_crop", "random_flip", "normalize"]
     assert cfg.MODEL.BACKBONE.NAME in (("ToyCLIP",) if toy else ("ViT-B/16", "ViT-B/32", "RN50", "RN101"))
 
 

@@ -34,7 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RUN_OFFICIAL = os.path.join(REPO, "benchmarks", "official_parity", "run_official.py")
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 #: the trainer's PREC key
-PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE",
+PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
+             "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)

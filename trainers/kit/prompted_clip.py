@@ -73,6 +73,8 @@ class PromptedCLIP(nn.Module):
         eot = self.text_encoder.eot_index(learner.tokenized_prompts)
         deep = list(learner.text_deep) or None
         per_chunk = max(1, self.text_chunk // learner.n_cls)
+        if self.text_encoder.full_sequences:  # one image at a time, as the official loop
+            per_chunk = 1
         parts = []
         for start in range(0, ctx.shape[0], per_chunk):
             text = learner.assemble(ctx[start:start + per_chunk])  # [b, n_cls, L, d]
@@ -111,7 +113,11 @@ class PromptedCLIP(nn.Module):
         if learner.conditional:
             image_features = self.encode_images(images, keep_index=keep_index)
             text_features = self.encode_conditional(image_features)
-            logits = torch.einsum("bd,bkd->bk", scale * image_features, text_features)
+            if self.text_encoder.full_sequences:  # the official per-image products
+                logits = torch.stack([(scale * f) @ t.t()
+                                      for f, t in zip(image_features, text_features)])
+            else:
+                logits = torch.einsum("bd,bkd->bk", scale * image_features, text_features)
             return CLIPOutput(logits, image_features, text_features)
 
         if self._cache_usable() and self._text_cache is not None:
