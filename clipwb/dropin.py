@@ -14,16 +14,18 @@ What it does in CHECKOUT, printing one line per action:
    does not parse, or without CoOp's ``setup_cfg`` / ``extend_cfg(cfg)``
    shape, is refused with the file named, and nothing is written; one that
    would not parse with the lines is restored and refused the same way.
-2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert and the
-   dataset configs the checkout lacks (``toy``, ``toy_dg``, ``image_folder``,
-   the DG datasets).
+2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert, of
+   the baselines KgCoOp, TCP and ProGrad that the checkout's ``trainers/``
+   does not register (:func:`host_trainers`), and the dataset configs the
+   checkout lacks (``toy``, ``toy_dg``, ``image_folder``, the DG datasets).
 3. ``scripts/disa/``, ``scripts/isp/``, ``scripts/guidg/``: scripts in the
    checkout's own form (hard-coded ``DATA``, ``TRAINER``, ``CFG``, ``SHOTS``,
    ``LOADEP`` = the config's ``OPTIM.MAX_EPOCH``), named as its scripts are
    (MaPLe's ``*_maple.sh`` style gives ``base2new_train_disa.sh``). ``DATA``
    is the value the checkout's scripts already use (the most common one),
    or ``--data``; the environment variable ``DATA`` overrides it at run time.
-   Scripts an earlier drop-in wrote do not count.
+   Scripts an earlier drop-in wrote do not count. Those baselines get
+   ``scripts/<name>/`` base2new train / test scripts in the same form.
 
 An existing file is never overwritten (one line says it was kept). Running it
 again changes nothing. Each file is entered in ``CHECKOUT/.clipwb-dropin.json``
@@ -54,6 +56,13 @@ EXTEND_LINE = "clipwb.plugin.extend_cfg(cfg)  " + MARK
 
 #: trainer config folders copied into the checkout
 CONFIG_FOLDERS = ("DiSa", "ISP", "GuiDG", "GuiDGExpert")
+#: baselines the plugin registers where the checkout lacks them:
+#: script folder -> (trainer, base2new cfg)
+BASELINE_METHODS = collections.OrderedDict([
+    ("kgcoop", ("KgCoOp", "vit_b16_ep100_ctxv1")),
+    ("tcp", ("TCP", "vit_b16_ep100_ctxv1")),
+    ("prograd", ("ProGrad", "rn50_ep100")),
+])
 #: dataset configs the plugin's runs need (copied where the checkout lacks them)
 DATASET_CONFIGS = ("toy", "toy_dg", "image_folder", "pacs", "vlcs", "office_home",
                    "terra_incognita", "domainnet", "imagenet_dg")
@@ -286,6 +295,19 @@ def host_data_default(checkout, ours=()):
     return counts.most_common(1)[0][0] if counts else DEFAULT_DATA
 
 
+def host_trainers(checkout):
+    """The trainer names the checkout's ``trainers/`` registers (classes
+    under ``@TRAINER_REGISTRY.register()``): the ones the plugin leaves to it."""
+    names = set()
+    pattern = re.compile(r"^@TRAINER_REGISTRY\.register\(\)\s*^class\s+(\w+)", re.M)
+    for dirpath, _, filenames in os.walk(os.path.join(checkout, "trainers")):
+        for name in filenames:
+            if name.endswith(".py"):
+                with open(os.path.join(dirpath, name), errors="replace") as f:
+                    names.update(pattern.findall(f.read()))
+    return names
+
+
 def host_script_suffix(checkout):
     """Whether the checkout names its scripts after their method, as MaPLe does
     (``scripts/maple/base2new_train_maple.sh``): then ours are
@@ -296,7 +318,8 @@ def host_script_suffix(checkout):
     if os.path.isdir(scripts):
         for folder in sorted(os.listdir(scripts)):
             path = os.path.join(scripts, folder)
-            if not os.path.isdir(path) or folder in B2N_METHODS or folder == "guidg":
+            if not os.path.isdir(path) or folder in B2N_METHODS or folder == "guidg" \
+                    or folder in BASELINE_METHODS:
                 continue
             names = os.listdir(path)
             if "base2new_train.sh" in names:
@@ -478,7 +501,10 @@ def host_files(checkout, data):
     """``{relative path: text}`` of every file the drop-in writes."""
     configs = configs_root()
     files = collections.OrderedDict()
-    for folder in CONFIG_FOLDERS:
+    own = host_trainers(checkout)
+    baselines = collections.OrderedDict((folder, spec) for folder, spec in BASELINE_METHODS.items()
+                                        if spec[0] not in own)
+    for folder in CONFIG_FOLDERS + tuple(trainer for trainer, _ in baselines.values()):
         src = os.path.join(configs, "trainers", folder)
         for name in sorted(os.listdir(src)):
             if name.endswith(".yaml"):
@@ -493,15 +519,18 @@ def host_files(checkout, data):
     def script(folder, job):
         return "scripts/{}/{}{}.sh".format(folder, job, "_" + folder if suffix else "")
 
-    for folder, (trainer, cfg, xd_cfg) in B2N_METHODS.items():
+    def base2new(folder, trainer, cfg):
         epoch = max_epoch(os.path.join(configs, "trainers", trainer, cfg + ".yaml"))
         toy_epoch = max_epoch(os.path.join(configs, "trainers", trainer, "toy.yaml"))
-        xd_epoch = max_epoch(os.path.join(configs, "trainers", trainer, xd_cfg + ".yaml"))
         path = script(folder, "base2new_train")
         files[path] = b2n_train_script(trainer, cfg, data, path + " DATASET SEED", trainer)
         path = script(folder, "base2new_test")
         files[path] = b2n_test_script(trainer, cfg, epoch, toy_epoch, data,
                                       path + " DATASET SEED", trainer)
+
+    for folder, (trainer, cfg, xd_cfg) in B2N_METHODS.items():
+        base2new(folder, trainer, cfg)
+        xd_epoch = max_epoch(os.path.join(configs, "trainers", trainer, xd_cfg + ".yaml"))
         path = script(folder, "xd_train")
         files[path] = xd_train_script(trainer, xd_cfg, data, path + " imagenet SEED", trainer)
         path = script(folder, "xd_test")
@@ -509,6 +538,8 @@ def host_files(checkout, data):
                                      trainer)
     path = script("guidg", "dg")
     files[path] = dg_script(data, path + " DATASET TARGET_DOMAIN SEED")
+    for folder, (trainer, cfg) in baselines.items():
+        base2new(folder, trainer, cfg)
     return files
 
 

@@ -10,10 +10,11 @@ clipwb.dropin`` writes these two lines)::
 
 Importing this module registers, into whichever Dassl is in use (real Dassl
 in a checkout; the built-in engine elsewhere), the trainers DiSa, ISP,
-GuiDGExpert, GuiDG, CLIPood, ERMWiSEFT, UEOWiSEFT and every dataset reader of
-the project that the registry lacks (ToyShapes, ToyShapesDG, the DomainBed
-readers, ...). A name the checkout already registered stays the checkout's,
-and one line says so; only GuiDG's DomainBed readers replace Dassl's own
+GuiDGExpert, GuiDG, CLIPood, ERMWiSEFT, UEOWiSEFT, the baselines KgCoOp, TCP
+and ProGrad, and every dataset reader of the project that the registry lacks
+(ToyShapes, ToyShapesDG, the DomainBed readers, ...). A name the checkout
+already registered (its own KgCoOp, say) stays the checkout's, and one line
+says which were registered and which kept; only GuiDG's DomainBed readers replace Dassl's own
 readers of the same names (see :func:`register`). ``REPORT`` holds what was
 done.
 
@@ -42,16 +43,17 @@ def register():
     """
     from clipwb.datasets import DG_DATASET_NAMES
 
-    trainers, datasets = registration.register(list(registration.PLUGIN_TRAINERS),
-                                               replace=DG_DATASET_NAMES)
+    names = list(registration.PLUGIN_TRAINERS) + list(registration.PLUGIN_BASELINES)
+    trainers, datasets = registration.register(names, replace=DG_DATASET_NAMES)
     if trainers.registered or trainers.kept or datasets.registered or datasets.kept:
         print(registration.summary(trainers, datasets))
     return trainers, datasets
 
 
 def project_keys():
-    """A config holding only the project's ``TRAINER.<NAME>``, ``DATASET`` and
-    ``OPTIM`` keys."""
+    """A config holding only the project's keys: ``TRAINER.<NAME>``,
+    ``DATASET``, ``OPTIM`` and the top-level nodes of its trainers (ProGrad's
+    ``LOSS``)."""
     import clipwb.datasets
     import clipwb.trainers
 
@@ -64,21 +66,44 @@ def project_keys():
     return ours
 
 
-def extend_cfg(cfg):
-    """Add the project's config keys that ``cfg`` lacks (idempotent).
+def baseline_nodes():
+    """The ``TRAINER`` nodes the plugin's baselines read (``COOP``: a CoOp
+    checkout's node, to which KgCoOp adds ``W``)."""
+    classes = registration.trainer_classes(registration.PLUGIN_BASELINES)
+    return {cls.cfg_key for cls in classes.values()}
 
-    A ``TRAINER.<NAME>`` node is added whole where ``cfg`` has none; a node the
-    host defined (``TRAINER.COOP``, ``TRAINER.IVLP``, ...) is left exactly as
-    it is, and so is every ``DATASET`` and ``OPTIM`` key already there.
+
+def _add_missing(node, ours):
+    for key, value in ours.items():
+        if key not in node:
+            node[key] = value
+
+
+def extend_cfg(cfg):
+    """Add the project's config keys that ``cfg`` lacks (idempotent); no value
+    already in ``cfg`` changes.
+
+    A ``TRAINER.<NAME>`` node is added whole where ``cfg`` has none. A node
+    the host defined is left exactly as it is (``TRAINER.IVLP``, ...), except
+    the nodes the baselines read (:func:`baseline_nodes`: the host's
+    ``TRAINER.COOP``), which get only the keys they lack (KgCoOp's ``W``).
+    A missing top-level node (ProGrad's ``LOSS``) is added whole; ``DATASET``,
+    ``OPTIM`` and a top-level node the host has get only the keys they lack.
     """
     ours = project_keys()
+    shared = baseline_nodes()
     for name, node in ours.TRAINER.items():
         if name not in cfg.TRAINER:
             cfg.TRAINER[name] = node
-    for section in ("DATASET", "OPTIM"):
-        for key, value in ours[section].items():
-            if key not in cfg[section]:
-                cfg[section][key] = value
+        elif name in shared:
+            _add_missing(cfg.TRAINER[name], node)
+    for section, node in ours.items():
+        if section == "TRAINER":
+            continue
+        if section not in cfg:
+            cfg[section] = node
+        else:
+            _add_missing(cfg[section], node)
     return cfg
 
 

@@ -10,8 +10,9 @@ Defining a class registers nothing; :func:`register` does, once per name:
 - so no "already registered" error can happen and nothing of a host's is
   overwritten.
 
-:mod:`clipwb.plugin` (what a host imports) calls it for the plugin's trainers
-and every dataset; this repository's ``train.py`` for everything.
+:mod:`clipwb.plugin` (what a host imports) calls it for the plugin's trainers,
+the baselines of :data:`PLUGIN_BASELINES` and every dataset; this
+repository's ``train.py`` for everything.
 """
 import collections
 import sys
@@ -33,11 +34,16 @@ PLUGIN_TRAINERS = collections.OrderedDict([
     ("ERMWiSEFT", "guidg.finetune"), ("UEOWiSEFT", "guidg.finetune"),
 ])
 
+#: the baselines a host checkout gets from the plugin where it lacks them (a
+#: CoOp / MaPLe / PromptSRC checkout has none of them): their keys are in the
+#: host's ``TRAINER.COOP`` node (see :func:`clipwb.plugin.extend_cfg`)
+PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad")
+
 Report = collections.namedtuple("Report", "registered kept replaced")
 
 
 def trainer_classes(names):
-    """``{name: class}`` for trainer ``names`` (keys of the two tables above)."""
+    """``{name: class}`` for trainer ``names`` (keys of the tables above)."""
     from clipwb.trainers import trainer_module
 
     table = dict(BASELINE_TRAINERS, **PLUGIN_TRAINERS)

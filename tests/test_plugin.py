@@ -14,7 +14,8 @@ from tests.e2e_helpers import REPO, subprocess_env
 from tests.host_checkout import write_host
 from tests.tiny_clip import build_tiny_clip
 
-PLUGIN_TRAINERS = ["DiSa", "ISP", "GuiDGExpert", "GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT"]
+PLUGIN_TRAINERS = ["DiSa", "ISP", "GuiDGExpert", "GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT",
+                   "KgCoOp", "TCP", "ProGrad"]
 
 
 def run_python(code, cwd=REPO, **env):
@@ -61,6 +62,10 @@ class CoOp(TrainerX):
 class DiSa(TrainerX):
     pass
 
+@TRAINER_REGISTRY.register()
+class KgCoOp(TrainerX):  # a KgCoOp checkout's own
+    pass
+
 @DATASET_REGISTRY.register()
 class Caltech101(DatasetBase):
     pass
@@ -74,20 +79,23 @@ class PACS(DatasetBase):  # a reader of the Dassl library itself
 PACS.__module__ = "dassl.data.datasets.dg.pacs"
 DATASET_REGISTRY.register(VLCS)
 DATASET_REGISTRY.register(PACS)
-host = (CoOp, DiSa, Caltech101)
+host = (CoOp, DiSa, Caltech101, KgCoOp)
 import clipwb.plugin
 assert DATASET_REGISTRY.get("VLCS") is VLCS, "a checkout's reader was replaced"
 assert DATASET_REGISTRY.get("PACS").__module__ == "clipwb.datasets.pacs"
 assert TRAINER_REGISTRY.get("DiSa") is host[1], "overwritten"
 assert DATASET_REGISTRY.get("Caltech101") is host[2], "overwritten"
 assert TRAINER_REGISTRY.get("ISP").__module__ == "clipwb.trainers.isp.trainer"
+assert TRAINER_REGISTRY.get("KgCoOp") is host[3], "overwritten"
+assert TRAINER_REGISTRY.get("TCP").__module__ == "clipwb.trainers.tcp"
 print(clipwb.plugin.REPORT[0].kept, clipwb.plugin.REPORT[1].kept)
 """
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert "['DiSa'] ['Caltech101', 'VLCS']" in proc.stdout
+    assert "['DiSa', 'KgCoOp'] ['Caltech101', 'VLCS']" in proc.stdout
     line = next(line for line in proc.stdout.splitlines() if line.startswith("clipwb plugin"))
-    assert "kept the ones already registered: DiSa, Caltech101, VLCS" in line
+    assert "registered ISP, GuiDGExpert, GuiDG, CLIPood, ERMWiSEFT, UEOWiSEFT, TCP, ProGrad, " in line
+    assert "kept the ones already registered: DiSa, KgCoOp, Caltech101, VLCS" in line
     assert line.endswith("GuiDG's DomainBed readers replace Dassl's own PACS")
 
 
@@ -147,6 +155,43 @@ def test_extend_cfg_adds_our_keys_and_never_touches_the_hosts():
     once = cfg.dump()
     clipwb.plugin.extend_cfg(cfg)
     assert cfg.dump() == once  # idempotent
+
+
+def coop_checkout_cfg():
+    """A config as a CoOp checkout's ``setup_cfg`` builds it before merging
+    files: its ``TRAINER.COOP`` node (values of the host's own, not ours)."""
+    cfg = get_cfg_default()
+    cfg.TRAINER.COOP = CfgNode()
+    cfg.TRAINER.COOP.N_CTX = 7
+    cfg.TRAINER.COOP.CSC = True
+    cfg.TRAINER.COOP.CTX_INIT = "a picture of"
+    cfg.TRAINER.COOP.PREC = "amp"
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "middle"
+    return cfg
+
+
+def test_extend_cfg_adds_only_the_missing_baseline_keys_to_the_hosts_coop_node():
+    """KgCoOp's W joins a CoOp checkout's TRAINER.COOP, whose values stay;
+    ProGrad's LOSS is added whole; a host's LOSS keeps its values."""
+    import clipwb.plugin
+
+    cfg = coop_checkout_cfg()
+    host = dict(cfg.TRAINER.COOP)
+    clipwb.plugin.extend_cfg(cfg)
+    assert dict(cfg.TRAINER.COOP) == dict(host, W=1.0)  # kgcoop.py's default
+    assert dict(cfg.LOSS) == {"NAME": "prograd", "T": 1.0, "LAMBDA": 1.0}
+    once = cfg.dump()
+    clipwb.plugin.extend_cfg(cfg)
+    assert cfg.dump() == once
+    # a KgCoOp / ProGrad checkout's own values stay too
+    cfg = coop_checkout_cfg()
+    cfg.TRAINER.COOP.W = 8.0
+    cfg.LOSS = CfgNode()
+    cfg.LOSS.T = 2.0
+    clipwb.plugin.extend_cfg(cfg)
+    assert cfg.TRAINER.COOP.W == 8.0 and cfg.TRAINER.COOP.N_CTX == 7
+    assert dict(cfg.LOSS) == {"T": 2.0, "NAME": "prograd", "LAMBDA": 1.0}
+    assert clipwb.plugin.baseline_nodes() == {"COOP"}
 
 
 # ---- CLIP from a CoOp-family checkout ----------------------------------

@@ -1,7 +1,9 @@
 """End to end in fixture checkouts of CoOp, MaPLe and PromptSRC (tests/host_checkout.py):
-the drop-in command, then DiSa, ISP and GuiDG through the checkout's own
-``train.py``, scripts and readers; the checkout's own CoOp gives the same
-numbers before and after."""
+the drop-in command, then DiSa, ISP, GuiDG and the baseline KgCoOp through the
+checkout's own ``train.py``, scripts and readers; the checkout's own CoOp gives
+the same numbers before and after; the baselines' keys join the checkout's
+``TRAINER.COOP``, a checkout's own KgCoOp stays its own."""
+import json
 import os
 import subprocess
 import sys
@@ -65,7 +67,8 @@ def script(host, folder, job):
 
 
 def base2new_with_scripts(host, world, folder, trainer):
-    """``scripts/<folder>/base2new_{train,test}`` on the toy world; check both logs."""
+    """``scripts/<folder>/base2new_{train,test}`` on the toy world; check both logs
+    and the last checkpoint (the toy config's ``OPTIM.MAX_EPOCH``)."""
     tiny = ["DATASET.NUM_SHOTS", "2"]
     train = run(host, world, ["bash", script(host, folder, "base2new_train"), "toy", "1"] + tiny)
     assert "kept the ones already registered: ImageNet, Caltech101" in train.stdout
@@ -76,8 +79,9 @@ def base2new_with_scripts(host, world, folder, trainer):
         block = evaluator_block(log)
         assert block is not None, log[-2000:]
         assert block[0] == 20 * classes  # the toy world's test images of those classes
+    epochs = clipwb.dropin.max_epoch(os.path.join(host, "configs", "trainers", trainer, "toy.yaml"))
     assert os.path.isfile(os.path.join(host, "output", "base2new", "train_base", common,
-                                       "prompt_learner", "model.pth.tar-10"))
+                                       "prompt_learner", "model.pth.tar-{}".format(epochs)))
 
 
 def guidg_with_scripts(host, world):
@@ -140,6 +144,14 @@ def isp_on_the_checkouts_reader(world, folder):
     assert evaluator_block(read_log(os.path.join(test_out, "log.txt")))[0] == 4
 
 
+def kgcoop_in_a_coop_checkout(world, folder):
+    """The baseline KgCoOp from the plugin (a CoOp checkout has none) with the
+    drop-in's scripts: trains on the base classes, tests on the new ones."""
+    host = write_host(folder, "coop")
+    dropin(host)
+    base2new_with_scripts(host, world, "kgcoop", "KgCoOp")
+
+
 @pytest.fixture(scope="module")
 def host_runs(world, tmp_path_factory, request):
     """The checkout jobs the selected tests need, two at a time (each child
@@ -152,6 +164,10 @@ def host_runs(world, tmp_path_factory, request):
            for item in request.session.items):
         jobs["reader"] = lambda: isp_on_the_checkouts_reader(
             world, str(tmp_path_factory.mktemp("r")))
+    if any(item.name == "test_kgcoop_trains_and_tests_in_a_coop_checkout"
+           for item in request.session.items):
+        jobs["kgcoop"] = lambda: kgcoop_in_a_coop_checkout(
+            world, str(tmp_path_factory.mktemp("kgcoop")))
     return run_all(jobs, workers=2)
 
 
@@ -170,6 +186,105 @@ def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, host_runs):
 @pytest.mark.slow
 def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])
+
+
+@pytest.mark.slow
+def test_kgcoop_trains_and_tests_in_a_coop_checkout(host_runs):
+    outcome(host_runs["kgcoop"])
+
+
+# The checkout's setup_cfg after the drop-in (its parser's defaults), then
+# its COOP node, LOSS and who registered KgCoOp and TCP.
+_HOST_CFG = """
+import json, sys, types
+import train
+from dassl.engine import TRAINER_REGISTRY
+args = types.SimpleNamespace(root="", output_dir="", resume="", seed=-1, source_domains=None,
+                             target_domains=None, dataset_config_file="", trainer="KgCoOp",
+                             config_file=sys.argv[1], opts=[])
+cfg = train.setup_cfg(args)
+print(json.dumps({"coop": dict(cfg.TRAINER.COOP), "loss": dict(cfg.LOSS),
+                  "kgcoop": TRAINER_REGISTRY.get("KgCoOp").__module__,
+                  "tcp": TRAINER_REGISTRY.get("TCP").__module__}))
+"""
+
+
+def host_cfg(host, site, config_file=""):
+    """(the plugin's printed line, the JSON of :data:`_HOST_CFG`)."""
+    env = subprocess_env(PYTHONPATH=site)
+    env.pop("DASSL_BACKEND", None)
+    proc = subprocess.run([sys.executable, "-c", _HOST_CFG, config_file], cwd=host, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    return (next(line for line in lines if line.startswith("clipwb plugin")),
+            json.loads(lines[-1]))
+
+
+_HOST_COOP_NODE = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
+                   "CLASS_TOKEN_POSITION": "end"}  # tests/host_checkout.py's train.py
+
+
+def test_the_baselines_join_a_coop_checkout_through_the_dropin(tmp_path):
+    """A CoOp checkout gets KgCoOp, TCP and ProGrad (registered, configs,
+    scripts); its TRAINER.COOP keeps its values and gets W; LOSS is added."""
+    site = write_dassl_standin(str(tmp_path / "site"))
+    host = write_host(str(tmp_path), "coop")
+    said = clipwb.dropin.dropin(host, say=lambda line: None)
+    for rel in ("configs/trainers/KgCoOp/toy.yaml", "configs/trainers/TCP/toy.yaml",
+                "configs/trainers/ProGrad/toy.yaml", "scripts/kgcoop/base2new_train.sh",
+                "scripts/tcp/base2new_test.sh", "scripts/prograd/base2new_train.sh"):
+        assert rel + ": written" in said
+    with open(os.path.join(host, "scripts", "kgcoop", "base2new_test.sh")) as f:
+        text = f.read()
+    assert "TRAINER=KgCoOp\n" in text and "CFG=vit_b16_ep100_ctxv1\n" in text
+    assert "LOADEP=100\n" in text and "LOADEP=20; fi" in text  # the configs' MAX_EPOCH
+    line, cfg = host_cfg(host, site)
+    assert "UEOWiSEFT, KgCoOp, TCP, ProGrad, " in line
+    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=1.0)
+    assert cfg["loss"] == {"NAME": "prograd", "T": 1.0, "LAMBDA": 1.0}
+    assert cfg["kgcoop"] == "clipwb.trainers.kgcoop" and cfg["tcp"] == "clipwb.trainers.tcp"
+    _, cfg = host_cfg(host, site, "configs/trainers/KgCoOp/toy.yaml")  # the copied file merges
+    assert cfg["coop"] == dict(_HOST_COOP_NODE, N_CTX=4, CTX_INIT="a photo of a", PREC="fp32",
+                               W=8.0)
+
+
+_HOST_KGCOOP = """from dassl.engine import TRAINER_REGISTRY
+
+from .coop import CoOp
+
+
+@TRAINER_REGISTRY.register()
+class KgCoOp(CoOp):
+    pass  # a KgCoOp checkout's own trainer
+"""
+
+
+def test_a_checkouts_own_kgcoop_is_left_to_it(tmp_path):
+    """A checkout with its own KgCoOp (and its W): no KgCoOp configs or scripts
+    are written, the registry keeps its class, its W stays; TCP and ProGrad
+    come from the plugin."""
+    site = write_dassl_standin(str(tmp_path / "site"))
+    host = write_host(str(tmp_path), "coop")
+    with open(os.path.join(host, "trainers", "kgcoop.py"), "w") as f:
+        f.write(_HOST_KGCOOP)
+    with open(os.path.join(host, "train.py")) as f:
+        text = f.read()
+    text = text.replace("import trainers.zsclip\n", "import trainers.zsclip\nimport trainers.kgcoop\n")
+    text = text.replace("    cfg.DATASET.SUBSAMPLE_CLASSES", "    cfg.TRAINER.COOP.W = 8.0\n"
+                        "    cfg.DATASET.SUBSAMPLE_CLASSES")
+    with open(os.path.join(host, "train.py"), "w") as f:
+        f.write(text)
+    said = clipwb.dropin.dropin(host, say=lambda line: None)
+    assert not [line for line in said if line.startswith(("configs/trainers/KgCoOp/",
+                                                           "scripts/kgcoop/"))]
+    assert "configs/trainers/TCP/toy.yaml: written" in said
+    assert "scripts/tcp/base2new_train.sh: written" in said
+    line, cfg = host_cfg(host, site)
+    assert "UEOWiSEFT, TCP, ProGrad, " in line
+    assert "kept the ones already registered: KgCoOp, " in line
+    assert cfg["kgcoop"] == "trainers.kgcoop" and cfg["tcp"] == "clipwb.trainers.tcp"
+    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=8.0)
 
 
 def _host_after_dropin(folder):
