@@ -59,6 +59,18 @@ def parse_iterations(text):
     return rows
 
 
+_TIME = re.compile(r"\btime (\S+) \(")
+
+
+def step_seconds(text, skip=2):
+    """The mean of the logged per-iteration times after the first ``skip``
+    (start-up) iterations, or None."""
+    times = [float(m.group(1)) for m in
+             (_TIME.search(line.group(0)) for line in _LINE.finditer(text)) if m]
+    times = times[skip:]
+    return sum(times) / len(times) if times else None
+
+
 def last_accuracy(text):
     found = _ACC.findall(text)
     return float(found[-1]) if found else None
@@ -78,6 +90,8 @@ def _run(cmd, log, env):
 def run_side(side, args, data, out, opts):
     """Train on base and test on novel; return (train log text, novel log text)."""
     env = dict(os.environ)
+    if args.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     if side == "official":
         prefix = [sys.executable, RUN_OFFICIAL, "--checkout", args.checkout]
         if args.dassl:
@@ -139,6 +153,13 @@ def main(argv=None):
     parser.add_argument("--config", default="", help="trainer YAML (default: its toy.yaml)")
     parser.add_argument("--work", default="official_parity_runs", help="output folder")
     parser.add_argument("--json", default="", help="write the differences to this file")
+    parser.add_argument("--clip", default="",
+                        help="a backbone of benchmarks/backbones.py (random weights at "
+                             "OpenAI's size, e.g. ViT-B/16) or a CLIP file, instead of the toy "
+                             "CLIP (give INPUT.SIZE to match it); the report then compares "
+                             "the step times too")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP / MKL threads of both sides (0: the machine's default)")
     parser.add_argument("--shortcuts", dest="full_sequences", action="store_false",
                         help="keep our encoders' shortcuts (text cut after EOT, last block "
                              "for the pooled token only); by default they are off "
@@ -153,7 +174,12 @@ def main(argv=None):
     if os.path.exists(out):
         raise SystemExit("error: {} exists; give another --work folder or remove it (runs "
                          "are never overwritten).".format(out))
-    opts = ["DATASET.NUM_SHOTS", str(args.shots), "MODEL.BACKBONE.NAME", TOY_CLIP,
+    clip = TOY_CLIP
+    if args.clip:
+        from benchmarks.backbones import backbone_checkpoint
+
+        clip = backbone_checkpoint(args.clip, work, half=True)
+    opts = ["DATASET.NUM_SHOTS", str(args.shots), "MODEL.BACKBONE.NAME", clip,
             "TRAIN.PRINT_FREQ", "1", "OPTIM.MAX_EPOCH", str(args.epochs),
             "TRAINER.{}.PREC".format(PREC_KEYS[args.trainer]), args.prec] + list(args.opts)
     os.makedirs(out)
@@ -186,6 +212,7 @@ def main(argv=None):
         "max_abs_diff": diffs, "first_difference": {k: list(v) for k, v in first.items()},
         "max_abs_diff_full_precision": exact_diffs,
         "full_precision_steps": [len(exact[0]), len(exact[1])],
+        "step_seconds": {s: step_seconds(logs[s][0]) for s in logs},
         "base_accuracy": {s: last_accuracy(logs[s][0]) for s in logs},
         "novel_accuracy": {s: last_accuracy(logs[s][1]) for s in logs},
     }
