@@ -116,6 +116,8 @@ def run_side(side, args, data, out, opts):
                  + ["DATASET.SUBSAMPLE_CLASSES", "base"],
                  os.path.join(out, side + "_train.txt"), env)
     env.pop(loss_recorder.ENV)
+    if args.train_only:
+        return train, ""
     test = _run(prefix + common + ["--output-dir", test_dir, "--model-dir", train_dir,
                                    "--load-epoch", str(args.epochs), "--eval-only"] + opts
                 + ["DATASET.SUBSAMPLE_CLASSES", "new"],
@@ -158,6 +160,9 @@ def main(argv=None):
                              "OpenAI's size, e.g. ViT-B/16) or a CLIP file, instead of the toy "
                              "CLIP (give INPUT.SIZE to match it); the report then compares "
                              "the step times too")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train only (TEST.NO_TEST True, no novel test): for timing "
+                             "the steps at full size")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP / MKL threads of both sides (0: the machine's default)")
     parser.add_argument("--shortcuts", dest="full_sequences", action="store_false",
@@ -182,6 +187,8 @@ def main(argv=None):
     opts = ["DATASET.NUM_SHOTS", str(args.shots), "MODEL.BACKBONE.NAME", clip,
             "TRAIN.PRINT_FREQ", "1", "OPTIM.MAX_EPOCH", str(args.epochs),
             "TRAINER.{}.PREC".format(PREC_KEYS[args.trainer]), args.prec] + list(args.opts)
+    if args.train_only:
+        opts += ["TEST.NO_TEST", "True"]
     os.makedirs(out)
     logs = {}
     for side in ("official", "ours"):
