@@ -209,12 +209,23 @@ check_options() {
 # check_lock DIR: stop with one sentence while a live process writes DIR
 # (its run.lock: "PID HOST"); a lock of a dead process on this host is stale
 # and removed.
+# process_alive PID: the process exists and is not a zombie (a killed job's
+# subshell stays a zombie until something reaps it: it writes nothing)
+process_alive() {
+    local state=""
+    kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ] || return 1
+    if [ -r "/proc/$1/stat" ]; then
+        state=$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)
+    fi
+    [ "$state" != Z ] && [ "$state" != X ]
+}
+
 check_lock() {
     local lock=$1/run.lock pid host
     [ -f "$lock" ] || return 0
     read -r pid host < "$lock" 2>/dev/null
     if [ "$host" = "$HOSTNAME" ]; then
-        if [ -z "$pid" ] || { ! kill -0 "$pid" 2>/dev/null && [ ! -d "/proc/$pid" ]; }; then
+        if [ -z "$pid" ] || ! process_alive "$pid"; then
             if [ "${CLIPWB_PLAN:-0}" != 1 ]; then rm -f "$lock"; fi
             return 0  # stale: its process is gone
         fi
