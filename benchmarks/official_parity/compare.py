@@ -183,6 +183,7 @@ def main(argv=None):
     if args.clip:
         from benchmarks.backbones import backbone_checkpoint
 
+        os.makedirs(work, exist_ok=True)
         clip = backbone_checkpoint(args.clip, work, half=True)
     opts = ["DATASET.NUM_SHOTS", str(args.shots), "MODEL.BACKBONE.NAME", clip,
             "TRAIN.PRINT_FREQ", "1", "OPTIM.MAX_EPOCH", str(args.epochs),
