@@ -24,9 +24,13 @@ METHODS = {
 }
 
 
-# The README's main job (DiSa) runs in the default set; the others in the slow
-# set (pytest -m slow).
-@pytest.mark.parametrize("method", [m if m == "disa" else pytest.param(m, marks=pytest.mark.slow)
+# The README's main job (DiSa) and one of the newest baselines (KgCoOp) run in
+# the default set; the others in the slow set (pytest -m slow).
+DEFAULT_SET = ("disa", "kgcoop")
+
+
+@pytest.mark.parametrize("method", [m if m in DEFAULT_SET
+                                    else pytest.param(m, marks=pytest.mark.slow)
                                     for m in sorted(METHODS)])
 def test_base2new_on_the_toy_world_prints_the_table(method, toy_data, tmp_path):
     trainer = METHODS[method]
