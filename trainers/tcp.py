@@ -40,7 +40,7 @@ from clipwb.trainers.kit.prompt_learners import PromptLearner, PromptSet
 from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
 from clipwb.trainers.kit.prompted_clip import PromptedCLIP
 from clipwb.trainers.kit.prompted_encoders import PromptedTextEncoder
-from clipwb.trainers.kit.templates import DEFAULT_TEMPLATE
+from clipwb.trainers.kit.templates import CUSTOM_TEMPLATES, DEFAULT_TEMPLATE
 
 #: TCP's learnable prompt per dataset ("X X X X" are the 4 context tokens;
 #: where the template starts with "a photo of a", those 4 words' places)
@@ -61,24 +61,14 @@ TCP_PROMPT_TEMPLATES = {
     "ImageNetA": "a photo of a {}.",
     "ImageNetR": "a photo of a {}.",
 }
-#: TCP's hand-crafted prompt per dataset (its ``CUSTOM_TEMPLATES_ori``)
-TCP_HANDCRAFTED_TEMPLATES = {
-    "OxfordPets": "a photo of a {}, a type of pet.",
-    "OxfordFlowers": "a photo of a {}, a type of flower.",
-    "FGVCAircraft": "a photo of an aircraft {}.",
-    "DescribableTextures": "a photo of a {}, a type of texture.",
-    "EuroSAT": "a centered satellite photo of {}.",
-    "StanfordCars": "a photo of a {}.",
-    "Food101": "a photo of a {}, a type of food.",
-    "SUN397": "a photo of a {}.",
-    "Caltech101": "a photo of a {}.",
-    "UCF101": "a photo of a person doing {}.",
-    "ImageNet": "a photo of a {}.",
-    "ImageNetSketch": "a photo of a {}.",
-    "ImageNetV2": "a photo of a {}.",
-    "ImageNetA": "a photo of a {}.",
-    "ImageNetR": "a photo of a {}.",
-}
+#: TCP's hand-crafted prompt per dataset (its ``CUSTOM_TEMPLATES_ori``):
+#: CoOp's, but for three datasets
+TCP_HANDCRAFTED_TEMPLATES = dict(
+    CUSTOM_TEMPLATES,
+    FGVCAircraft="a photo of an aircraft {}.",
+    DescribableTextures="a photo of a {}, a type of texture.",
+    Food101="a photo of a {}, a type of food.",
+)
 #: context tokens (the templates' "X X X X") and class-aware tokens per class
 N_TOKENS = 4
 #: text block before which the class-aware tokens go in (counted from 0)
