@@ -37,6 +37,15 @@ its attention over all tokens, then its MLP) unless the tokens are asked for
 or a hook watches that block's attention: the other positions' last outputs
 are never used, and skipping them saves ~7 % of an encoder pass.
 
+Block hooks (:class:`BlockHooks`) let a method act inside the stock blocks
+without forking them: ``before(layer, x)`` may change the block input
+(insert or replace tokens: MMRL's representation tokens), and
+``residual(layer, block, x)`` returns a term added to the block's output,
+computed from the block's input (MMA's adapters:
+``x' = x + attn(ln_1 x); x'' = x' + mlp(ln_2 x') + residual``). Tokens
+inserted into a text sequence go before its EOT token: the pooled position
+moves by the number of tokens added.
+
 Both shortcuts give the same features up to float rounding (the matrix
 products see other shapes). An encoder with ``full_sequences`` set computes
 every position of every block as the stock ``encode_text`` / ``encode_image``
@@ -47,7 +56,7 @@ shortcuts' savings.
 """
 import contextlib
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
@@ -68,6 +77,37 @@ class EncoderOutput:
     features: torch.Tensor
     tokens: Optional[torch.Tensor] = None
     hidden_states: Optional[List[torch.Tensor]] = None
+
+
+@dataclass
+class BlockHooks:
+    """A method's additions to the stock blocks (module docstring).
+
+    ``before(layer, x) -> x``: the input of block ``layer`` ([L, N, W],
+    after any deep prompt), possibly with tokens inserted or replaced;
+    ``residual(layer, block, x) -> tensor or None``: a term [L', N, W] added
+    to the output of block ``layer`` (the stock ``block``), computed from its
+    input ``x`` (the pooled row only, [1, N, W], when the encoder runs the
+    last block for the pooled token only). Either may be ``None``."""
+
+    before: Optional[Callable] = None
+    residual: Optional[Callable] = None
+
+
+def _before_block(hooks, layer, x):
+    return x if hooks is None or hooks.before is None else hooks.before(layer, x)
+
+
+def _add_residual(hooks, layer, block, x_in, x_out):
+    if hooks is None or hooks.residual is None:
+        return x_out
+    term = hooks.residual(layer, block, x_in)
+    return x_out if term is None else x_out + term
+
+
+def causal_mask(length, dtype, device):
+    """CLIP's causal text mask (``-inf`` above the diagonal) for ``length`` tokens."""
+    return torch.full((length, length), float("-inf"), device=device).triu_(1).to(dtype)
 
 
 def _layer_prompt(deep_prompts, layer, x_lnd):
@@ -182,14 +222,19 @@ class PromptedTextEncoder(nn.Module):
         n = prompt.shape[1]
         return torch.cat([x[:start], prompt.permute(1, 0, 2), x[start + n:]], dim=0)
 
-    def run_block(self, layer, x):
+    def run_block(self, layer, x, hooks=None):
         """Block ``layer`` on ``x`` [L, N, W]; for ``L`` below the context
-        length, with the top-left ``L x L`` part of the block's causal mask."""
+        length, with the top-left ``L x L`` part of the block's causal mask
+        (above it, e.g. with inserted tokens, a causal mask of that length);
+        ``hooks``: :class:`BlockHooks` (their ``residual``)."""
         block = self.blocks[layer]
         mask = block.attn_mask
         if mask is not None and mask.shape[-1] != x.shape[0]:
-            mask = mask[:x.shape[0], :x.shape[0]]
-        return run_stock_block(block, x, mask)
+            if x.shape[0] <= mask.shape[-1]:
+                mask = mask[:x.shape[0], :x.shape[0]]
+            else:
+                mask = causal_mask(x.shape[0], mask.dtype, mask.device)
+        return _add_residual(hooks, layer, block, x, run_stock_block(block, x, mask))
 
     def pool(self, x, eot_index):
         """Block output [L, N, W] -> projected EOT features [N, D]."""
@@ -199,11 +244,16 @@ class PromptedTextEncoder(nn.Module):
         """``ln_final`` then ``text_projection`` of EOT outputs [N, W]."""
         return self.ln_final(eot_tokens).to(self.dtype) @ self.text_projection
 
-    def run_last_block_pooled(self, x, eot_index):
+    def run_last_block_pooled(self, x, eot_index, hooks=None):
         """The last block for the EOT rows only: projected features [N, D]."""
         positions = torch.arange(x.shape[0], device=x.device)
-        after_eot = positions.unsqueeze(0) > eot_index.to(x.device).unsqueeze(1)
-        return self.project(pooled_block(self.blocks[-1], x, eot_index, after_eot))
+        eot_index = eot_index.to(x.device)
+        after_eot = positions.unsqueeze(0) > eot_index.unsqueeze(1)
+        block = self.blocks[-1]
+        rows = x[eot_index, torch.arange(x.shape[1], device=x.device)].unsqueeze(0)
+        pooled = _add_residual(hooks, self.num_layers - 1, block, rows,
+                               pooled_block(block, x, eot_index, after_eot).unsqueeze(0))
+        return self.project(pooled[0])
 
     @staticmethod
     def eot_index(tokenized_prompts):
@@ -213,11 +263,11 @@ class PromptedTextEncoder(nn.Module):
         return tokenized_prompts.argmax(dim=-1)
 
     def encode(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1,
-               return_tokens=False, hidden_states=False, truncate=True):
+               return_tokens=False, hidden_states=False, truncate=True, hooks=None):
         """Encode prompt embeddings [N, L, W]; ``tokenized_prompts`` [N, L] (or
         EOT indices [N]) selects the pooled token. With ``truncate`` the
         positions after the last EOT are not computed (same features).
-        Returns :class:`EncoderOutput`."""
+        ``hooks``: :class:`BlockHooks`. Returns :class:`EncoderOutput`."""
         eot = self.eot_index(tokenized_prompts)
         if truncate and eot.numel() and not self.full_sequences:
             prompts = prompts[:, :int(eot.max()) + 1]
@@ -229,19 +279,23 @@ class PromptedTextEncoder(nn.Module):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:
                 x = self.insert_prompt(x, prompt, ctx_start)
+            length = x.shape[0]
+            x = _before_block(hooks, layer, x)
+            eot = eot + (x.shape[0] - length)
             if states is not None:
                 states.append(x.permute(1, 0, 2))
             if pooled_only and layer == self.num_layers - 1:
-                return EncoderOutput(self.run_last_block_pooled(x, eot))
-            x = self.run_block(layer, x)
+                return EncoderOutput(self.run_last_block_pooled(x, eot, hooks))
+            x = self.run_block(layer, x, hooks)
         tokens = x.permute(1, 0, 2)
         if states is not None:
             states.append(tokens)
         features = self.pool(x, eot)
         return EncoderOutput(features, tokens if return_tokens else None, states)
 
-    def forward(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1):
-        return self.encode(prompts, tokenized_prompts, deep_prompts, ctx_start).features
+    def forward(self, prompts, tokenized_prompts, deep_prompts=None, ctx_start=1, hooks=None):
+        return self.encode(prompts, tokenized_prompts, deep_prompts, ctx_start,
+                           hooks=hooks).features
 
     def encode_text(self, tokenized):
         """Frozen-CLIP text features of tokenized text (== ``clip_model.encode_text``)."""
@@ -329,11 +383,13 @@ class PromptedImageEncoder(nn.Module):
             return x
         return torch.cat([x[:start], prompt.permute(1, 0, 2)], dim=0)
 
-    def run_block(self, layer, x, key_padding_mask=None):
+    def run_block(self, layer, x, key_padding_mask=None, hooks=None):
         """Block ``layer`` on ``x`` [L, B, W]; ``key_padding_mask`` [B, L]
-        (:meth:`padding_mask`) hides tokens from the attention as keys."""
+        (:meth:`padding_mask`) hides tokens from the attention as keys;
+        ``hooks``: :class:`BlockHooks` (their ``residual``)."""
         block = self.blocks[layer]
-        return run_stock_block(block, x, getattr(block, "attn_mask", None), key_padding_mask)
+        out = run_stock_block(block, x, getattr(block, "attn_mask", None), key_padding_mask)
+        return _add_residual(hooks, layer, block, x, out)
 
     def padding_mask(self, masked_patches, n_tokens):
         """Key padding mask [B, n_tokens] of a ``[CLS, patches, prompts]``
@@ -360,7 +416,7 @@ class PromptedImageEncoder(nn.Module):
         return x
 
     def encode(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None,
-               return_tokens=False, hidden_states=False, masked_patches=None):
+               return_tokens=False, hidden_states=False, masked_patches=None, hooks=None):
         """Encode images [B, 3, H, W]; returns :class:`EncoderOutput`.
 
         Two ways to remove patches: ``keep_index`` [B, K] gathers the kept
@@ -370,8 +426,10 @@ class PromptedImageEncoder(nn.Module):
         mask), so the CLS and prompt outputs are those of the gathered
         sequence, and images with different masks (or none) share a batch.
         The masked tokens' own outputs (``return_tokens``) are computed but
-        seen by no other token."""
-        extras = (shallow_prompts, deep_prompts, keep_index, masked_patches)
+        seen by no other token. ``hooks``: :class:`BlockHooks` (a ``before``
+        that changes the sequence length is not combined with
+        ``masked_patches``)."""
+        extras = (shallow_prompts, deep_prompts, keep_index, masked_patches, hooks)
         if not self.is_vit:
             if any(e is not None for e in extras) or return_tokens or hidden_states:
                 raise ConfigError(
@@ -398,22 +456,25 @@ class PromptedImageEncoder(nn.Module):
             prompt = _layer_prompt(deep_prompts, layer, x)
             if prompt is not None:
                 x = self.replace_prompts(x, prompt)
+            x = _before_block(hooks, layer, x)
             if states is not None:
                 states.append(x.permute(1, 0, 2))
             if pooled_only and layer == self.num_layers - 1:
                 cls = torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
-                return EncoderOutput(self.project(pooled_block(self.blocks[layer], x, cls,
-                                                               padding)))
-            x = self.run_block(layer, x, padding)
+                block = self.blocks[layer]
+                pooled = _add_residual(hooks, layer, block, x[:1],
+                                       pooled_block(block, x, cls, padding).unsqueeze(0))
+                return EncoderOutput(self.project(pooled[0]))
+            x = self.run_block(layer, x, padding, hooks)
         tokens = x.permute(1, 0, 2)
         if states is not None:
             states.append(tokens)
         return EncoderOutput(self.pool(x), tokens if return_tokens else None, states)
 
     def forward(self, image, shallow_prompts=None, deep_prompts=None, keep_index=None,
-                masked_patches=None):
+                masked_patches=None, hooks=None):
         return self.encode(image, shallow_prompts, deep_prompts, keep_index,
-                           masked_patches=masked_patches).features
+                           masked_patches=masked_patches, hooks=hooks).features
 
 
 @contextlib.contextmanager
