@@ -18,11 +18,15 @@ from clipwb.trainers.kit.prompted_encoders import PromptedImageEncoder, Prompted
 @dataclass
 class CLIPOutput:
     """Logits [B, n_cls] and the unit-norm features they come from
-    (text features [n_cls, D], or [B, n_cls, D] for image-conditioned prompts)."""
+    (text features [n_cls, D], or [B, n_cls, D] for image-conditioned prompts);
+    from :meth:`PromptedCLIP.forward_features` also the encoders' outputs
+    before normalising (``image_raw``, ``text_raw``: DePT's head reads them)."""
 
     logits: torch.Tensor
     image_features: torch.Tensor
     text_features: torch.Tensor
+    image_raw: torch.Tensor = None
+    text_raw: torch.Tensor = None
 
 
 class PromptedCLIP(nn.Module):
@@ -57,12 +61,21 @@ class PromptedCLIP(nn.Module):
     # -- text ----------------------------------------------------------------
     def encode_prompts(self, prompts):
         """Unit-norm text features [n_cls, D] of a :class:`PromptSet`."""
+        return self._unit(self.raw_prompt_features(prompts))
+
+    def raw_prompt_features(self, prompts):
+        """The text encoder's output [n_cls, D] for a :class:`PromptSet`
+        (not normalised, in the encoder's dtype)."""
         tokenized = self.prompt_learner.tokenized_prompts
-        features = self.text_encoder(prompts.text, tokenized, prompts.text_deep)
-        return self._unit(features)
+        return self.text_encoder(prompts.text, tokenized, prompts.text_deep)
 
     def encode_conditional(self, image_features):
-        """Unit-norm text features [B, n_cls, D] of image-conditioned prompts.
+        """Unit-norm text features [B, n_cls, D] of image-conditioned prompts
+        (:meth:`raw_conditional_features`, normalised)."""
+        return self._unit(self.raw_conditional_features(image_features))
+
+    def raw_conditional_features(self, image_features):
+        """Text features [B, n_cls, D] of image-conditioned prompts, not normalised.
 
         The prompts of several images go through the text encoder together
         (at most ``text_chunk`` sequences at a time, so that a large test batch
@@ -82,7 +95,7 @@ class PromptedCLIP(nn.Module):
             flat = text.reshape(b * learner.n_cls, *text.shape[2:])
             features = self.text_encoder(flat, eot.repeat(b), deep)
             parts.append(features.reshape(b, learner.n_cls, -1))
-        return self._unit(torch.cat(parts))
+        return torch.cat(parts)
 
     def _cache_usable(self):
         return (self._cache_enabled and not torch.is_grad_enabled()
@@ -101,9 +114,8 @@ class PromptedCLIP(nn.Module):
                       masked_patches=None):
         """Unit-norm (prompted) image features [B, D] (patches removed by
         ``keep_index`` or ``masked_patches``: ``PromptedImageEncoder.encode``)."""
-        features = self.image_encoder(images, vision, vision_deep, keep_index,
-                                      masked_patches=masked_patches)
-        return self._unit(features)
+        return self._unit(self.image_encoder(images, vision, vision_deep, keep_index,
+                                             masked_patches=masked_patches))
 
     # -- both ----------------------------------------------------------------
     def forward_features(self, images, keep_index=None):
@@ -111,27 +123,31 @@ class PromptedCLIP(nn.Module):
         scale = self.logit_scale.exp().float()
         learner = self.prompt_learner
         if learner.conditional:
-            image_features = self.encode_images(images, keep_index=keep_index)
-            text_features = self.encode_conditional(image_features)
+            image_raw = self.image_encoder(images, None, None, keep_index)
+            image_features = self._unit(image_raw)
+            text_raw = self.raw_conditional_features(image_features)
+            text_features = self._unit(text_raw)
             if self.text_encoder.full_sequences:  # the official per-image products
                 logits = torch.stack([(scale * f) @ t.t()
                                       for f, t in zip(image_features, text_features)])
             else:
                 logits = torch.einsum("bd,bkd->bk", scale * image_features, text_features)
-            return CLIPOutput(logits, image_features, text_features)
+            return CLIPOutput(logits, image_features, text_features, image_raw, text_raw)
 
         if self._cache_usable() and self._text_cache is not None:
-            text_features = self._text_cache
+            text_raw, text_features = self._text_cache
             vision, vision_deep = learner.vision_prompts()
         else:
             prompts = learner()
-            text_features = self.encode_prompts(prompts)
+            text_raw = self.raw_prompt_features(prompts)
+            text_features = self._unit(text_raw)
             vision, vision_deep = prompts.vision, prompts.vision_deep
             if self._cache_usable():
-                self._text_cache = text_features
-        image_features = self.encode_images(images, vision, vision_deep, keep_index)
+                self._text_cache = (text_raw, text_features)
+        image_raw = self.image_encoder(images, vision, vision_deep, keep_index)
+        image_features = self._unit(image_raw)
         logits = scale * image_features @ text_features.t()
-        return CLIPOutput(logits, image_features, text_features)
+        return CLIPOutput(logits, image_features, text_features, image_raw, text_raw)
 
     def forward(self, images):
         return self.forward_features(images).logits
