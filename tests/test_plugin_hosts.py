@@ -1,10 +1,11 @@
 """End to end in fixture checkouts of CoOp, MaPLe and PromptSRC (tests/host_checkout.py):
-the drop-in command, then DiSa, ISP, GuiDG and the baseline KgCoOp through the
+the drop-in command, then DiSa, ISP, GuiDG and the baselines KgCoOp, TCP and ProGrad through the
 checkout's own ``train.py``, scripts and readers; the checkout's own CoOp gives
 the same numbers before and after; the baselines' keys join the checkout's
 ``TRAINER.COOP``, a checkout's own KgCoOp stays its own."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import clipwb.dropin
 from clipwb.toyworld.writer import ensure_toy_dataset
 
 from tests.dataset_layouts import write_dataset
-from tests.e2e_helpers import (describe, evaluator_block, params, progress, read_log,
+from tests.e2e_helpers import (REPO, describe, evaluator_block, params, progress, read_log,
                                run_all, selected, subprocess_env, train_args)
 from tests.host_checkout import write_dassl_standin, write_host
 
@@ -144,12 +145,43 @@ def isp_on_the_checkouts_reader(world, folder):
     assert evaluator_block(read_log(os.path.join(test_out, "log.txt")))[0] == 4
 
 
-def kgcoop_in_a_coop_checkout(world, folder):
-    """The baseline KgCoOp from the plugin (a CoOp checkout has none) with the
-    drop-in's scripts: trains on the base classes, tests on the new ones."""
+# The baselines the plugin brings to a checkout that lacks them: script folder -> trainer.
+BASELINE_OF_FOLDER = {"kgcoop": "KgCoOp", "tcp": "TCP", "prograd": "ProGrad"}
+
+
+def training_lines(text):
+    """A log's progress lines without their timings: epoch, batch, every loss
+    meter, accuracy and learning rate."""
+    return [re.sub(r" time \S+ \(\S+\) data \S+ \(\S+\)| eta \S+$", "", line)
+            for line in text.splitlines() if line.startswith("epoch [")]
+
+
+def baseline_in_a_coop_checkout(world, folder, baseline):
+    """A baseline from the plugin (a CoOp checkout has none of them) with the
+    drop-in's scripts: trains on the base classes, tests on the new ones; the
+    training is this repository's own run of the same command, line for line
+    (the checkout's TRAINER.COOP defaults change nothing the toy config leaves
+    to them)."""
+    trainer = BASELINE_OF_FOLDER[baseline]
     host = write_host(folder, "coop")
     dropin(host)
-    base2new_with_scripts(host, world, "kgcoop", "KgCoOp")
+    base2new_with_scripts(host, world, baseline, trainer)
+    theirs = read_log(os.path.join(host, "output", "base2new", "train_base", "toy", "shots_16",
+                                   trainer, "toy", "seed1", "log.txt"))
+    out = os.path.join(folder, "here")
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--root", world["data"], "--seed", "1", "--trainer", trainer,
+         "--dataset-config-file", "configs/datasets/toy.yaml",
+         "--config-file", "configs/trainers/{}/toy.yaml".format(trainer), "--output-dir", out,
+         "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base"],
+        cwd=REPO, env=subprocess_env(DATA=world["data"]), capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    ours = read_log(os.path.join(out, "log.txt"))
+    assert len(training_lines(ours)) == clipwb.dropin.max_epoch(
+        os.path.join(host, "configs", "trainers", trainer, "toy.yaml"))  # one batch an epoch
+    assert training_lines(theirs) == training_lines(ours)
+    assert evaluator_block(theirs) == evaluator_block(ours)
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +196,9 @@ def host_runs(world, tmp_path_factory, request):
            for item in request.session.items):
         jobs["reader"] = lambda: isp_on_the_checkouts_reader(
             world, str(tmp_path_factory.mktemp("r")))
-    if any(item.name == "test_kgcoop_trains_and_tests_in_a_coop_checkout"
-           for item in request.session.items):
-        jobs["kgcoop"] = lambda: kgcoop_in_a_coop_checkout(
-            world, str(tmp_path_factory.mktemp("kgcoop")))
+    for baseline in selected(request, "baseline"):
+        jobs[baseline] = lambda baseline=baseline: baseline_in_a_coop_checkout(
+            world, str(tmp_path_factory.mktemp(baseline)), baseline)
     return run_all(jobs, workers=2)
 
 
@@ -188,9 +219,11 @@ def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])
 
 
-@pytest.mark.slow
-def test_kgcoop_trains_and_tests_in_a_coop_checkout(host_runs):
-    outcome(host_runs["kgcoop"])
+# KgCoOp, TCP and ProGrad in a CoOp checkout: the slow set (a few minutes each).
+@pytest.mark.parametrize("baseline", params(sorted(BASELINE_OF_FOLDER),
+                                            slow=tuple(BASELINE_OF_FOLDER)))
+def test_a_baseline_trains_and_tests_in_a_coop_checkout(baseline, host_runs):
+    outcome(host_runs[baseline])
 
 
 # The checkout's setup_cfg after the drop-in (its parser's defaults), then
