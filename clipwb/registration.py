@@ -25,7 +25,7 @@ BASELINE_TRAINERS = collections.OrderedDict([
     ("ZeroshotCLIP", "zsclip"), ("ZeroshotCLIP2", "zsclip"), ("CoOp", "coop"),
     ("KgCoOp", "kgcoop"), ("TCP", "tcp"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"),
     ("MaPLe", "maple"),
-    ("PromptSRC", "promptsrc"), ("ProGrad", "prograd"),
+    ("PromptSRC", "promptsrc"), ("ProGrad", "prograd"), ("MMRL", "mmrl"),
 ])
 #: the trainers a host checkout gets from the plugin
 PLUGIN_TRAINERS = collections.OrderedDict([

@@ -1,0 +1,146 @@
+"""Representation tokens in both CLIP towers (MMRL's mechanism, reusable).
+
+MMRL (Guo and Gu, "MMRL: Multi-Modal Representation Learning for
+Vision-Language Models", CVPR 2025) learns ``K`` tokens in a shared
+representation space ``R`` [K, d_r]; before each of its layers ``l`` (the
+official ``REP_LAYERS``, counted from 1) a per-layer linear map projects
+``R`` to each tower's width, and the projected tokens sit right after the
+first token of the sequence (SOS / CLS): inserted before the first listed
+layer, they replace the running representation tokens before each later
+one (layers not listed keep the running ones):
+
+    text:  [SOS, T_l(R), w_1 .. EOT ..]      T_l = Linear_l^t(R)
+    image: [CLS, V_l(R), patches]            V_l = Linear_l^v(R)
+
+The text EOT position moves by ``K`` and the causal mask grows with the
+sequence (the prompted encoders do both). The image's representation
+feature is the mean of the representation tokens' last outputs, through
+``ln_post`` and a learnable projection ``proj_rep`` [width, D]:
+
+    f_rep = mean_k ln_post(x_k) @ proj_rep,  k = 1 .. K
+
+Pieces:
+
+- :class:`RepresentationLearner`: ``R``, the per-layer projections (drawn
+  as the official learner draws them: ``R ~ N(0, 0.02)``, one
+  ``Linear(d_r, visual width)``, one ``Linear(d_r, text width)``, each
+  copied for every layer) and ``proj_rep`` (float32 whatever the tokens'
+  dtype, as in the official vision tower);
+- :func:`representation_hooks`: the :class:`BlockHooks` inserting /
+  replacing a tower's tokens;
+- :func:`representation_feature`: ``f_rep`` from the image tokens;
+- :class:`ProjRepDraw`: ``proj_rep``'s initial value drawn where the official
+  fork of CLIP draws it (in the vision tower's constructor, right after
+  ``proj``), so the weights drawn after it are the fork's.
+"""
+import contextlib
+import copy
+
+import torch
+from torch import nn
+from torch.nn.modules import module as module_hooks
+
+from clipwb.errors import ConfigError
+from clipwb.trainers.kit.initial_draws import CTX_STD
+from clipwb.trainers.kit.prompted_encoders import BlockHooks
+
+
+def check_rep_layers(layers, text_layers, vision_layers, key="TRAINER.MMRL.REP_LAYERS"):
+    """Block indices (from 0) of ``layers`` (counted from 1, ascending, each
+    inside both towers), or ConfigError."""
+    layers = [int(v) for v in layers]
+    depth = min(text_layers, vision_layers)
+    if not layers or layers != sorted(set(layers)) or layers[0] < 1 or layers[-1] > depth:
+        raise ConfigError(
+            "{} = {} must list ascending, distinct layers from 1 to {} (counted from 1; "
+            "this CLIP has {} text and {} vision blocks), e.g. [{}].".format(
+                key, layers, depth, text_layers, vision_layers,
+                ", ".join(str(v) for v in range(max(1, depth // 2 + 1), depth + 1))))
+    return [v - 1 for v in layers]
+
+
+def representation_hooks(tokens, blocks):
+    """:class:`BlockHooks` putting ``tokens[i]`` [K, W] right after position
+    0 before block ``blocks[i]`` (from 0, ascending): inserted before the
+    first, replacing the ``K`` running tokens before the later ones."""
+    where = {block: i for i, block in enumerate(blocks)}
+    first = blocks[0]
+
+    def before(layer, x):
+        if layer not in where:
+            return x
+        new = tokens[where[layer]]
+        new = new.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
+        rest = x[1:] if layer == first else x[1 + new.shape[0]:]
+        return torch.cat([x[:1], new, rest], dim=0)
+
+    return BlockHooks(before=before)
+
+
+def representation_feature(visual, tokens, n_tokens, proj_rep):
+    """``mean_k ln_post(x_k) @ proj_rep`` over the representation tokens'
+    outputs (positions ``1 .. n_tokens`` of ``tokens`` [B, L, W]);
+    ``visual``: the CLIP vision tower (its ``ln_post``)."""
+    x = visual.ln_post(tokens[:, 1:1 + n_tokens]).mean(dim=1)
+    return x @ proj_rep.to(x.dtype)
+
+
+class RepresentationLearner(nn.Module):
+    """The shared representation space, its per-layer projections to both
+    towers and ``proj_rep`` (module docstring). ``n_layers`` copies of each
+    projection (the same initial weights); ``param_dtype``: the tokens' and
+    projections' dtype (CLIP's under the official ``PREC fp16``);
+    ``proj_rep``: its initial value [visual width, D] (:class:`ProjRepDraw`)."""
+
+    def __init__(self, n_tokens, rep_dim, text_width, visual_width, n_layers, proj_rep,
+                 param_dtype=torch.float32):
+        super().__init__()
+        self.compound_rep_tokens = nn.Parameter(torch.empty(n_tokens, rep_dim))
+        nn.init.normal_(self.compound_rep_tokens, std=CTX_STD)
+        to_visual = nn.Linear(rep_dim, visual_width)
+        to_text = nn.Linear(rep_dim, text_width)
+        self.compound_rep_tokens_r2vproj = nn.ModuleList(
+            [copy.deepcopy(to_visual) for _ in range(n_layers)])
+        self.compound_rep_tokens_r2tproj = nn.ModuleList(
+            [copy.deepcopy(to_text) for _ in range(n_layers)])
+        self.to(param_dtype)
+        self.proj_rep = nn.Parameter(proj_rep.detach().clone().float())
+
+    @property
+    def n_tokens(self):
+        return self.compound_rep_tokens.shape[0]
+
+    def forward(self):
+        """``(text tokens, vision tokens)``: one [K, width] tensor per layer."""
+        rep = self.compound_rep_tokens
+        text = [proj(rep) for proj in self.compound_rep_tokens_r2tproj]
+        vision = [proj(rep) for proj in self.compound_rep_tokens_r2vproj]
+        return text, vision
+
+
+class ProjRepDraw:
+    """Draws ``proj_rep`` as the official fork does while CLIP is built:
+    ``width ** -0.5 * randn(width, D)`` right after the vision tower's
+    ``proj`` is set (a parameter-registration hook; a ``draws`` object of
+    :func:`~clipwb.trainers.kit.clip_loader.load_clip`). Each build inside
+    :meth:`recording` draws one; the first is kept in ``proj_rep``."""
+
+    def __init__(self):
+        self.proj_rep = None
+
+    @contextlib.contextmanager
+    def recording(self):
+        def registered(module, name, param):
+            if name == "proj" and hasattr(module, "class_embedding") and param is not None:
+                width = param.shape[0]
+                scale = width ** -0.5
+                drawn = scale * torch.randn(width, param.shape[1])
+                if self.proj_rep is None:
+                    self.proj_rep = drawn
+            return None
+
+        handle = module_hooks.register_module_parameter_registration_hook(registered)
+        try:
+            yield self
+        finally:
+            handle.remove()
