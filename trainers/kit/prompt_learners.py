@@ -313,12 +313,22 @@ _LEGACY_BLOCK_PROMPT = re.compile(
 def convert_legacy_state_dict(state_dict):
     """Map a checkpoint of the original MaPLe / IVLP / PromptSRC code (whole
     CustomCLIP saved under ``MultiModalPromptLearner`` / ``VLPromptLearner``)
-    to :class:`PromptLearner` names; CoOp / CoCoOp checkpoints pass unchanged."""
-    legacy = any(k.startswith("prompt_learner.") or "VPT" in k for k in state_dict)
+    to :class:`PromptLearner` names, and one of the original MMRL code (whole
+    CustomCLIP under ``MultiModalRepresentationLearner``) to
+    :class:`~clipwb.trainers.kit.representation_tokens.RepresentationLearner`
+    names; CoOp / CoCoOp checkpoints pass unchanged."""
+    legacy = any(k.startswith(("prompt_learner.", "representation_learner.")) or "VPT" in k
+                 for k in state_dict)
     if not legacy:
         return dict(state_dict)
     renamed = {}
     for key, value in state_dict.items():
+        if key.startswith("representation_learner."):
+            renamed[key[len("representation_learner."):]] = value
+            continue
+        if key == "image_encoder.proj_rep":
+            renamed["proj_rep"] = value
+            continue
         match = _LEGACY_BLOCK_PROMPT.match(key)
         if match:
             branch = "vision_deep" if match.group(1) == "image" else "text_deep"
