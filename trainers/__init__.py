@@ -24,6 +24,7 @@ import importlib
 #: Every trainer module, in the order their config keys are added.
 TRAINER_MODULES = (
     "zsclip", "coop", "kgcoop", "tcp", "cocoop", "ivlp", "maple", "promptsrc", "prograd",
+    "dept",
     "mmrl",
     "isp.trainer",
     "disa.trainer",

@@ -120,15 +120,25 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         self.model.to(self.device)
         learner = (getattr(self.model, self.learnable_module)
                    if self.learnable_module else None)
-        self.freeze_all_but(self.learnable_module)
+        self.freeze_learnable()
         self.scaler = make_grad_scaler(self.precision, self.device)
         if learner is None:
             return
         if cfg.MODEL.INIT_WEIGHTS:
             load_pretrained_weights(learner, cfg.MODEL.INIT_WEIGHTS)
-        self.optim = build_optimizer(learner, cfg.OPTIM)
+        self.optim = self.build_learner_optimizer(learner)
         self.sched = self.build_scheduler(self.optim)
         self.register_model(self.model_name, learner, self.optim, self.sched)
+
+    def freeze_learnable(self):
+        """Turn off the gradients of everything that does not train (default:
+        all but ``self.model.<learnable_module>``)."""
+        return self.freeze_all_but(self.learnable_module)
+
+    def build_learner_optimizer(self, learner):
+        """The optimizer of the learnable parameters (default: ``OPTIM`` over
+        ``learner``, the registered module)."""
+        return build_optimizer(learner, self.cfg.OPTIM)
 
     def freeze_all_but(self, prefix):
         """Turn off gradients outside ``self.model.<prefix>``; print what trains."""
