@@ -26,6 +26,9 @@ BASELINE_TRAINERS = collections.OrderedDict([
     ("KgCoOp", "kgcoop"), ("TCP", "tcp"), ("CoCoOp", "cocoop"), ("IVLP", "ivlp"),
     ("MaPLe", "maple"),
     ("PromptSRC", "promptsrc"), ("ProGrad", "prograd"), ("MMRL", "mmrl"),
+    ("ExtrasLinearProbeCoOp", "dept"), ("ExtrasLinearProbeCoCoOp", "dept"),
+    ("ExtrasLinearProbeKgCoOp", "dept"), ("ExtrasLinearProbeMaPLe", "dept"),
+    ("ExtrasLinearProbePromptSRC", "dept"),
 ])
 #: the trainers a host checkout gets from the plugin
 PLUGIN_TRAINERS = collections.OrderedDict([
@@ -36,8 +39,11 @@ PLUGIN_TRAINERS = collections.OrderedDict([
 
 #: the baselines a host checkout gets from the plugin where it lacks them (a
 #: CoOp / MaPLe / PromptSRC checkout has none of them): their keys are in the
-#: host's ``TRAINER.COOP`` node (see :func:`clipwb.plugin.extend_cfg`)
-PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad")
+#: host's ``TRAINER.COOP`` node (see :func:`clipwb.plugin.extend_cfg`), DePT's
+#: in its own nodes (``TRAINER.LINEAR_PROBE``, ``FILM``) and the base method's
+PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad", "ExtrasLinearProbeCoOp",
+                    "ExtrasLinearProbeCoCoOp", "ExtrasLinearProbeKgCoOp",
+                    "ExtrasLinearProbeMaPLe", "ExtrasLinearProbePromptSRC")
 
 Report = collections.namedtuple("Report", "registered kept replaced")
 
