@@ -20,9 +20,15 @@ Table 1: all five; a VACSR paper, Table 9: CLIP, CoCoOp, MaPLe; a UPrompt
 paper, Table 1: PromptSRC); besides the HM check, each method's 11 Base and
 Novel values average to its published 11-dataset average within 0.01 (the
 published average HM is the HM of those means, not the mean of the HMs).
-IVLP has only its average: no per-dataset IVLP row could be found; KgCoOp
-only its average as its official repository's README gives it. DiSa and
-ISP have no published row (their result tables could not be read).
+IVLP has only its average: no per-dataset IVLP row could be found. KgCoOp,
+ProGrad and TCP have only their averages too: their papers' per-dataset
+tables could not be read here, their official repositories (README files
+of every version, scripts, figures) carry no per-dataset numbers, and no
+later paper or README that could be read reprints their rows with Base and
+Novel. (DePT's README table has a KgCoOp row per dataset, but of DePT's own
+re-run: its average, 80.93 / 73.88, is not KgCoOp's published 80.73 / 73.60;
+it is not recorded.) DiSa and ISP have no published row (their result
+tables could not be read).
 """
 from collections import OrderedDict, namedtuple
 
@@ -48,9 +54,12 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("ProGrad", PublishedResult(82.48, 70.75, 76.16,
                                 "Zhu et al., ProGrad, ICCV 2023 (as quoted by Ding et al., "
                                 "TAP, ICLR 2025 and Koleilat et al., CLIP-SVD, 2025)")),
-    # TCP's paper could not be read here: its 11-dataset average as the
-    # issue that added TCP gives it; no per-dataset row was found
-    ("TCP", PublishedResult(84.13, 75.36, 79.51, "Yao et al., TCP, CVPR 2024")),
+    # TCP's paper could not be read here: its 11-dataset average as a later
+    # work quotes it (the CLIP-SVD README's base-to-novel table); no
+    # per-dataset row was found
+    ("TCP", PublishedResult(84.13, 75.36, 79.51,
+                            "Yao et al., TCP, CVPR 2024 (as quoted by Koleilat et al., "
+                            "CLIP-SVD, 2025)")),
 ])
 
 
