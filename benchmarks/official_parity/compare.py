@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 from benchmarks.official_parity import loss_recorder
-from benchmarks.official_parity.record_draws import parity_config
+from benchmarks.official_parity.record_draws import TRAINER_OPTS, parity_config
 from clipwb.trainers.kit.prompted_encoders import FULL_SEQUENCES_ENV
 from benchmarks.official_parity.toy_caltech import write_toy_caltech
 
@@ -36,7 +36,8 @@ TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 #: the trainer's PREC key
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP"}
+             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
+             "MMRL": "MMRL"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
 _LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)
@@ -187,7 +188,8 @@ def main(argv=None):
         clip = backbone_checkpoint(args.clip, work, half=True)
     opts = ["DATASET.NUM_SHOTS", str(args.shots), "MODEL.BACKBONE.NAME", clip,
             "TRAIN.PRINT_FREQ", "1", "OPTIM.MAX_EPOCH", str(args.epochs),
-            "TRAINER.{}.PREC".format(PREC_KEYS[args.trainer]), args.prec] + list(args.opts)
+            "TRAINER.{}.PREC".format(PREC_KEYS[args.trainer]), args.prec,
+            *TRAINER_OPTS.get(args.trainer, [])] + list(args.opts)
     if args.train_only:
         opts += ["TEST.NO_TEST", "True"]
     os.makedirs(out)

@@ -29,7 +29,11 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP"}
+             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
+             "MMRL": "MMRL"}
+#: extra KEY VALUE pairs a trainer's official train.py needs on its command line
+#: (MMRL's reads TASK from there)
+TRAINER_OPTS = {"MMRL": ["TASK", "B2N"]}
 
 
 def tensor_fingerprint(tensor):
@@ -102,7 +106,8 @@ def train_arguments(trainer, prec, seed, data, output_dir, dataset_cfg):
             "--dataset-config-file", dataset_cfg, "--config-file", config,
             "--output-dir", output_dir,
             "DATASET.NUM_SHOTS", "16", "DATASET.SUBSAMPLE_CLASSES", "base",
-            "MODEL.BACKBONE.NAME", TOY_CLIP, "TRAINER.{}.PREC".format(PREC_KEYS[trainer]), prec]
+            "MODEL.BACKBONE.NAME", TOY_CLIP, "TRAINER.{}.PREC".format(PREC_KEYS[trainer]), prec,
+            *TRAINER_OPTS.get(trainer, [])]
 
 
 def record_key(trainer, prec, seed):
