@@ -29,6 +29,7 @@ BASELINE_TRAINERS = collections.OrderedDict([
     ("ExtrasLinearProbeCoOp", "dept"), ("ExtrasLinearProbeCoCoOp", "dept"),
     ("ExtrasLinearProbeKgCoOp", "dept"), ("ExtrasLinearProbeMaPLe", "dept"),
     ("ExtrasLinearProbePromptSRC", "dept"),
+    ("MultiModalAdapter", "mma"), ("MMA", "mma"),
 ])
 #: the trainers a host checkout gets from the plugin
 PLUGIN_TRAINERS = collections.OrderedDict([

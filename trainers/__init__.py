@@ -10,7 +10,7 @@ docs/ARCHITECTURE.md), so it never collides with a host checkout's own
   encoders, prompt learners, precision, templates, frozen CLIP, the trainer
   base ``ClipPromptTrainer``, the PromptSRC-family losses);
 - ``zsclip.py coop.py kgcoop.py tcp.py prograd.py cocoop.py ivlp.py maple.py promptsrc.py
-  mmrl.py``: the baselines (``self_regulating.py``: the PromptSRC / DiSa base on IVLP);
+  mma.py mmrl.py``: the baselines (``self_regulating.py``: the PromptSRC / DiSa base on IVLP);
 - ``disa/ isp/ guidg/``: the three methods, each with its trainer, losses and
   modules.
 """
@@ -24,8 +24,9 @@ import importlib
 #: Every trainer module, in the order their config keys are added.
 TRAINER_MODULES = (
     "zsclip", "coop", "kgcoop", "tcp", "cocoop", "ivlp", "maple", "promptsrc", "prograd",
-    "dept",
     "mmrl",
+    "dept",
+    "mma",
     "isp.trainer",
     "disa.trainer",
     "guidg.finetune", "guidg.trainer",
