@@ -24,8 +24,8 @@ import importlib
 #: Every trainer module, in the order their config keys are added.
 TRAINER_MODULES = (
     "zsclip", "coop", "kgcoop", "tcp", "cocoop", "ivlp", "maple", "promptsrc", "prograd",
-    "mmrl",
     "dept",
+    "mmrl",
     "mma",
     "isp.trainer",
     "disa.trainer",
