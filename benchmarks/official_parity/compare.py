@@ -37,7 +37,8 @@ TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
-             "MMRL": "MMRL"}
+             "MMRL": "MMRL",
+             "MultiModalAdapter": "MMADAPTER"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
 _LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)

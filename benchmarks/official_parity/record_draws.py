@@ -30,7 +30,8 @@ TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
-             "MMRL": "MMRL"}
+             "MMRL": "MMRL",
+             "MultiModalAdapter": "MMADAPTER"}
 #: extra KEY VALUE pairs a trainer's official train.py needs on its command line
 #: (MMRL's reads TASK from there)
 TRAINER_OPTS = {"MMRL": ["TASK", "B2N"]}
