@@ -38,7 +38,9 @@ PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP
              "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
              "MMRL": "MMRL",
-             "MultiModalAdapter": "MMADAPTER"}
+             "MultiModalAdapter": "MMADAPTER",
+             "ExtrasLinearProbeCoOp": "COOP", "ExtrasLinearProbeCoCoOp": "COCOOP",
+             "ExtrasLinearProbeKgCoOp": "COOP", "ExtrasLinearProbeMaPLe": "MAPLE"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
 _LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)

@@ -14,10 +14,13 @@ run that already worked on the official code's own machine computes:
 - ``wilds_stub``: ``import dassl`` imports the WILDS package for datasets no
   CoOp-family run uses; a stand-in module when it is not installed (Dassl
   also needs scikit-learn and pandas: install them beside it).
+- ``plotnine_stub``: DePT's trainers ``from plotnine import *`` and use none
+  of it; a stand-in module when plotnine is not installed.
 - ``cuda_noop``: ``Tensor.cuda()`` / ``Module.cuda()`` return the object
   unchanged when no GPU is present (PromptSRC moves its teacher with them).
 - ``clip_file_path``: ``clip._MODELS[name]`` and ``clip._download(url)`` accept
-  the path of a CLIP checkpoint file as ``MODEL.BACKBONE.NAME`` (the toy CLIP).
+  the path of a CLIP checkpoint file as ``MODEL.BACKBONE.NAME`` (the toy CLIP);
+  likewise ``clip_maple.clip`` where a checkout has that fork too (DePT).
 - ``source_rewrites``: hard-coded ViT-B/16 widths and dtype casts that crash a
   run of another width or in fp32, rewritten in the module's source text
   before it is compiled (:data:`SOURCE_REWRITES`; each replacement must match
@@ -35,6 +38,12 @@ import types
 
 #: module name -> [(original text, replacement text, why)]
 SOURCE_REWRITES = {
+    "utils.logger": [
+        ("def setup_logger(output=None, write_to_console=False):",
+         "def setup_logger(output=None, write_to_console=True):",
+         "DePT's log also on the console (its progress lines are what the comparison "
+         "reads); the file gets the same lines"),
+    ],
     "trainers.maple": [
         ("self.proj = nn.Linear(ctx_dim, 768)",
          "self.proj = nn.Linear(ctx_dim, clip_model.visual.conv1.out_channels)",
@@ -146,7 +155,7 @@ def _stub_wilds():
     def unavailable(*args, **kwargs):
         raise RuntimeError("not installed (a stand-in module for the parity runs)")
 
-    for name in ("wilds",):
+    for name in ("wilds", "plotnine"):
         try:
             importlib.import_module(name)
         except ImportError:
@@ -166,8 +175,15 @@ def _patch_cuda_noop():
 
 
 def _patch_clip_file_path():
-    from clip import clip as clip_api
+    for package in ("clip", "clip_maple"):
+        try:
+            clip_api = importlib.import_module(package + ".clip")
+        except ImportError:
+            continue
+        _accept_file_paths(clip_api)
 
+
+def _accept_file_paths(clip_api):
     class Models(dict):
         def __getitem__(self, name):
             if name not in self and os.path.isfile(os.path.expanduser(name)):

@@ -31,10 +31,21 @@ PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP
              "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
              "MMRL": "MMRL",
-             "MultiModalAdapter": "MMADAPTER"}
+             "MultiModalAdapter": "MMADAPTER",
+             "ExtrasLinearProbeCoOp": "COOP", "ExtrasLinearProbeCoCoOp": "COCOOP",
+             "ExtrasLinearProbeKgCoOp": "COOP", "ExtrasLinearProbeMaPLe": "MAPLE"}
 #: extra KEY VALUE pairs a trainer's official train.py needs on its command line
 #: (MMRL's reads TASK from there)
 TRAINER_OPTS = {"MMRL": ["TASK", "B2N"]}
+
+
+#: DePT's head parameters, named alike on both sides
+DEPT_HEAD_PREFIXES = ("film_lp_img.", "film_lp_text.", "linear_probe_proj.")
+#: parameters an official trainer marks trainable but never uses (no gradient
+#: reaches them; their draws are in the generator's state): DePT's KgCoOp
+#: trains every ``prompt_learner.*``, which holds KgCoOp's unused
+#: ``bias_vectors`` and ``meta_net``
+NEVER_TRAINED = {"ExtrasLinearProbeKgCoOp": ("bias_vectors", "meta_net.")}
 
 
 def tensor_fingerprint(tensor):
@@ -60,7 +71,14 @@ def trainer_fingerprints(trainer):
     for name in trainer.get_model_names():
         learnable = {n: p for n, p in trainer._models[name].named_parameters()
                      if p.requires_grad}
-        params.update(convert_legacy_state_dict(learnable))
+        # DePT's head keeps its official names (children of the official
+        # CustomCLIP, of our head module): film_lp_img.scale, linear_probe_proj.weight
+        head = {n: p for n, p in learnable.items() if n.startswith(DEPT_HEAD_PREFIXES)}
+        params.update(convert_legacy_state_dict(
+            {n: p for n, p in learnable.items() if n not in head}))
+        params.update(head)
+    skip = NEVER_TRAINED.get(type(trainer).__name__, ())
+    params = {n: p for n, p in params.items() if not n.startswith(skip)} if skip else params
     torch_state = torch.get_rng_state().numpy().tobytes()
     return {
         "params": {n: tensor_fingerprint(p) for n, p in sorted(params.items())},
