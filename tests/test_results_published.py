@@ -74,7 +74,7 @@ def test_per_dataset_numbers_average_to_the_published_averages():
     assert sum(r.hm for r in coop) / 11 == pytest.approx(70.832, abs=1e-3)
     # no per-dataset table of IVLP, KgCoOp, ProGrad or TCP could be read: their
     # averages only (a gap table of theirs would compare with nothing)
-    for name in ("IVLP", "KgCoOp", "ProGrad", "TCP"):
+    for name in ("IVLP", "KgCoOp", "ProGrad", "TCP", "MMRL"):
         assert name not in per and name in published.PUBLISHED_BASE2NEW, name
 
 
@@ -85,6 +85,7 @@ def test_the_baselines_averages_are_their_sources_digits():
     assert avg["KgCoOp"][:3] == (80.73, 73.60, 77.00)
     assert avg["ProGrad"][:3] == (82.48, 70.75, 76.16)
     assert avg["TCP"][:3] == (84.13, 75.36, 79.51)
+    assert avg["MMRL"][:3] == (85.68, 77.16, 81.20)
     assert "official repository README" in avg["KgCoOp"].source
     assert "as quoted by" in avg["ProGrad"].source and "as quoted by" in avg["TCP"].source
 

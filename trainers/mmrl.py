@@ -101,7 +101,7 @@ def mmrl_loss(logits, logits_rep, image_features, text_features, image_features_
     return alpha * xe + (1 - alpha) * xe_rep + reg_weight * reg_image + reg_weight * reg_text
 
 
-def test_logits(output, task, subsample_classes, dataset_name):
+def evaluation_logits(output, task, subsample_classes, dataset_name):
     """The official test-time rule (module docstring): the output of an
     :class:`MMRLOutput` the evaluator scores."""
     if task == "B2N":
@@ -275,7 +275,7 @@ class MMRL(ClipPromptTrainer):
         with autocast_context(self.precision, self.device):
             out = self.model.forward_features(input)
         cfg = self.cfg
-        return test_logits(out, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES,
+        return evaluation_logits(out, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES,
                            cfg.DATASET.NAME).float()
 
     def test(self, split=None):

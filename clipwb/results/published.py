@@ -27,7 +27,9 @@ of every version, scripts, figures) carry no per-dataset numbers, and no
 later paper or README that could be read reprints their rows with Base and
 Novel. (DePT's README table has a KgCoOp row per dataset, but of DePT's own
 re-run: its average, 80.93 / 73.88, is not KgCoOp's published 80.73 / 73.60;
-it is not recorded.) DiSa and ISP have no published row (their result
+it is not recorded.) MMRL has only its average (its paper's per-dataset
+table could not be read here; its official README has no numbers). DiSa
+and ISP have no published row (their result
 tables could not be read).
 """
 from collections import OrderedDict, namedtuple
@@ -60,6 +62,12 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("TCP", PublishedResult(84.13, 75.36, 79.51,
                             "Yao et al., TCP, CVPR 2024 (as quoted by Koleilat et al., "
                             "CLIP-SVD, 2025)")),
+    # MMRL: the 11-dataset average of its paper's base-to-novel table, as
+    # the project's issue on the 2024-2025 baselines quotes it (the paper's
+    # table could not be read here, and the official README carries no
+    # numbers); no per-dataset row was found
+    ("MMRL", PublishedResult(85.68, 77.16, 81.20,
+                             "Guo and Gu, MMRL, CVPR 2025 (base-to-novel average)")),
 ])
 
 

@@ -69,8 +69,9 @@ def representation_hooks(tokens, blocks):
     def before(layer, x):
         if layer not in where:
             return x
-        new = tokens[where[layer]]
-        new = new.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
+        # expanded over the batch first, then permuted (the backward sums the
+        # per-sample gradients in the official code's order)
+        new = tokens[where[layer]].to(x.dtype).expand(x.shape[1], -1, -1).permute(1, 0, 2)
         rest = x[1:] if layer == first else x[1 + new.shape[0]:]
         return torch.cat([x[:1], new, rest], dim=0)
 
