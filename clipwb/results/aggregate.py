@@ -251,7 +251,7 @@ def summarize_dg(runs):
 
 # our trainer name (lower case) -> the method's name in the published tables,
 # where they differ; any other trainer is compared with the method of its name
-PUBLISHED_NAME_OF = {"zeroshotclip": "CLIP", "zeroshotclip2": "CLIP"}
+PUBLISHED_NAME_OF = {"zeroshotclip": "CLIP", "zeroshotclip2": "CLIP", "multimodaladapter": "MMA"}
 
 # one dataset of a group beside the same method's published numbers:
 # ours (a B2NRow), published (a PublishedResult), diffs (ours - published for

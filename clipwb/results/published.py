@@ -68,6 +68,12 @@ PUBLISHED_BASE2NEW = OrderedDict([
     # numbers); no per-dataset row was found
     ("MMRL", PublishedResult(85.68, 77.16, 81.20,
                              "Guo and Gu, MMRL, CVPR 2025 (base-to-novel average)")),
+    # MMA: the 11-dataset average of the official repository's README table
+    # (the paper's per-dataset table could not be read here: later papers
+    # quote a few per-dataset HMs but no full Base / Novel rows, so none is
+    # recorded). Our trainer is MultiModalAdapter (aggregate.PUBLISHED_NAME_OF)
+    ("MMA", PublishedResult(83.20, 76.80, 79.87,
+                            "Yang et al., MMA, CVPR 2024 (official repository README)")),
 ])
 
 
