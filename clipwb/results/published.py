@@ -74,6 +74,13 @@ PUBLISHED_BASE2NEW = OrderedDict([
     # recorded). Our trainer is MultiModalAdapter (aggregate.PUBLISHED_NAME_OF)
     ("MMA", PublishedResult(83.20, 76.80, 79.87,
                             "Yang et al., MMA, CVPR 2024 (official repository README)")),
+    # DePT on PromptSRC: the 11-dataset average as the project's issue on the
+    # 2024-2025 baselines quotes it (the paper's tables are images in the
+    # official README and could not be read here; its other pairings and the
+    # per-dataset Base / Novel rows are not recorded)
+    ("ExtrasLinearProbePromptSRC", PublishedResult(
+        85.19, 76.17, 80.43, "Zhang et al., DePT, CVPR 2024 (PromptSRC + DePT, "
+        "base-to-novel average)")),
 ])
 
 

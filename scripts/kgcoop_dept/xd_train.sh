@@ -1,0 +1,10 @@
+#!/bin/bash
+# KgCoOp with DePT (ExtrasLinearProbeKgCoOp): train on ImageNet, all classes, 16 shots (cross-dataset source; the
+# probe trains on ImageNet's classes).
+# Usage: bash scripts/kgcoop_dept/xd_train.sh SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+TRAINER=${TRAINER:-ExtrasLinearProbeKgCoOp}
+DEFAULT_CFG=vit_b16_ep10_ctxv1_bs4_lr35  # CFG overrides it
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_train "$@"

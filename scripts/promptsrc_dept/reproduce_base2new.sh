@@ -1,0 +1,11 @@
+#!/bin/bash
+# PromptSRC with DePT (ExtrasLinearProbePromptSRC): base-to-novel runs on the 11 datasets x seeds 1-3, then the table.
+# Usage: bash scripts/promptsrc_dept/reproduce_base2new.sh [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+# (DePT on PromptSRC has no official config: PromptSRC's recipe with DePT's
+# defaults, see configs/trainers/ExtrasLinearProbePromptSRC/.)
+TRAINER=${TRAINER:-ExtrasLinearProbePromptSRC}
+DEFAULT_CFG=vit_b16_c2_ep20_batch4_4+4ctx  # CFG overrides it
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+b2n_reproduce "$@"

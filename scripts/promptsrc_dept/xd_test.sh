@@ -1,0 +1,13 @@
+#!/bin/bash
+# PromptSRC with DePT (ExtrasLinearProbePromptSRC): evaluate the ImageNet model on DATASET (ImageNet variants: fused
+# with the probe, ImageNet-A / -R on their 200 classes' rows; other datasets:
+# similarity logits only).
+# Usage: bash scripts/promptsrc_dept/xd_test.sh DATASET SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh.
+# (DePT on PromptSRC has no official config: PromptSRC's recipe with DePT's
+# defaults, see configs/trainers/ExtrasLinearProbePromptSRC/.)
+TRAINER=${TRAINER:-ExtrasLinearProbePromptSRC}
+DEFAULT_CFG=vit_b16_c2_ep20_batch4_4+4ctx  # CFG overrides it
+SHOTS=${SHOTS:-16}
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+xd_test "$@"
