@@ -86,7 +86,8 @@ class _AdaptedText(PromptedTextEncoder):
         self.default_hooks = hooks
 
     def encode(self, *args, hooks=None, **kwargs):
-        return super().encode(*args, hooks=hooks or self.default_hooks(), **kwargs)
+        return super().encode(*args, hooks=hooks or self.default_hooks(self.blocks),
+                              **kwargs)
 
 
 class _AdaptedImage(PromptedImageEncoder):
@@ -97,7 +98,8 @@ class _AdaptedImage(PromptedImageEncoder):
         self.default_hooks = hooks
 
     def encode(self, *args, hooks=None, **kwargs):
-        return super().encode(*args, hooks=hooks or self.default_hooks(), **kwargs)
+        return super().encode(*args, hooks=hooks or self.default_hooks(self.blocks),
+                              **kwargs)
 
 
 class AdaptedCLIP(PromptedCLIP):

@@ -140,20 +140,40 @@ class MultiModalAdapters(nn.Module):
         out = self.branch(adapters, layer + 1, h) * self.scale
         return scale_gradient(out, 1.0 / self.scale).to(x.dtype)
 
-    def text_hooks(self):
-        """:class:`BlockHooks` of the text encoder (index 0 is the learner's)."""
-        return BlockHooks(residual=lambda layer, block, x: self.block_residual(
-            self.text_adapter, layer, block, x))
+    def _hooks(self, adapters, blocks, first=None):
+        """:class:`BlockHooks` running ``adapters``; ``first(x)``: index 0 on
+        the block-0 input. With the encoder's ``blocks``, each block's
+        residual is computed from its input before the block runs (kept
+        until the block's output asks for it), as the official block
+        computes its branch first: the backward then sums each input's
+        gradients in the official order, bit for bit."""
+        pending = {}
 
-    def image_hooks(self):
+        def before(layer, x):
+            if layer == 0 and first is not None:
+                x = first(x)
+            if blocks is not None:
+                pending[layer] = (x.shape, self.block_residual(adapters, layer, blocks[layer], x))
+            return x
+
+        def residual(layer, block, x):
+            shape, term = pending.pop(layer, (None, None))
+            if shape == x.shape:
+                return term
+            return self.block_residual(adapters, layer, block, x)  # the pooled rows only
+
+        return BlockHooks(before=before, residual=residual)
+
+    def text_hooks(self, blocks=None):
+        """:class:`BlockHooks` of the text encoder (index 0 is the learner's:
+        :meth:`adapt_token_embeddings`); ``blocks``: the encoder's blocks."""
+        return self._hooks(self.text_adapter, blocks)
+
+    def image_hooks(self, blocks=None):
         """:class:`BlockHooks` of the image encoder: index 0 on the block-0
         input (the tokens after ``ln_pre``), then the block residuals."""
-        def before(layer, x):
-            if layer != 0:
-                return x
+        def first(x):
             out = self.branch(self.visual_adapter, 0, x)
             return x if out is None else x + (out * self.scale).to(x.dtype)
 
-        return BlockHooks(before=before, residual=lambda layer, block, x: self.block_residual(
-            self.visual_adapter, layer, block, x))
-
+        return self._hooks(self.visual_adapter, blocks, first)
