@@ -3,6 +3,8 @@ tokens and features against a hand-written forked CLIP, each loss term, the
 test-time rules, proj_rep's draw inside CLIP's construction, training steps,
 checkpoints (ours and the official layout) and the config checks, on the
 tiny CLIP (2 text / 2 vision blocks)."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -289,3 +291,46 @@ def test_rep_layers_are_checked_against_both_towers():
 def test_bad_config_is_one_sentence(tiny_clip_path, data_root, tmp_path, key, value, match):
     with pytest.raises(ConfigError, match=match):
         build(tiny_clip_path, data_root, tmp_path, [key, value])
+
+
+# -- scripts --------------------------------------------------------------------------------------
+def test_scripts_pass_the_official_per_dataset_values_and_task(tmp_path):
+    """As the official train.py and scripts: TASK, the per-dataset values of
+    its trainers/config.py (EuroSAT: REP_DIM 2048, REG_WEIGHT 0.01; Caltech101
+    0.5; ...), vit_b16_imagenet on ImageNet; cross-dataset REG_WEIGHT 0.2 and
+    REP_DIM 512; few-shot TASK FS; a user's KEY VALUE comes last."""
+    from tests.test_scripts import calls, flag, opts_of, run_script, stub_environment
+
+    env = stub_environment(tmp_path, ("eurosat", "caltech101", "imagenet", "dtd", "toy"))
+    expected = {"eurosat": {"TASK": "B2N", "TRAINER.MMRL.REP_DIM": "2048",
+                            "TRAINER.MMRL.REG_WEIGHT": "0.01"},
+                "caltech101": {"TASK": "B2N", "TRAINER.MMRL.REG_WEIGHT": "0.5"},
+                "imagenet": {"TASK": "B2N", "TRAINER.MMRL.REG_WEIGHT": "0.5"},
+                "toy": {"TASK": "B2N"}}
+    for dataset in expected:
+        proc = run_script(env, "mmrl/base2new.sh", dataset, 1)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = calls(env)
+    assert len(runs) == 2 * len(expected)
+    for (train, test), (dataset, values) in zip(zip(runs[::2], runs[1::2]), expected.items()):
+        for argv in (train, test):
+            opts = dict(opts_of(argv))
+            assert {k: v for k, v in opts.items() if k.startswith(("TASK", "TRAINER"))} == \
+                values, dataset
+        cfg = os.path.basename(flag(train, "--config-file"))
+        assert cfg == {"imagenet": "vit_b16_imagenet.yaml", "toy": "toy.yaml"}.get(
+            dataset, "vit_b16.yaml")
+    proc = run_script(env, "mmrl/xd_train.sh", 1)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_script(env, "mmrl/xd_test.sh", "eurosat", 1)
+    assert proc.returncode == 0, proc.stderr
+    for argv in calls(env)[-2:]:
+        assert dict(opts_of(argv))["TRAINER.MMRL.REP_DIM"] == "512"
+        assert dict(opts_of(argv))["TRAINER.MMRL.REG_WEIGHT"] == "0.2"
+        assert dict(opts_of(argv))["TASK"] == "CD"
+    proc = run_script(env, "mmrl/few_shot.sh", "dtd", 4, 1, "TRAINER.MMRL.REG_WEIGHT", "2.0")
+    assert proc.returncode == 0, proc.stderr
+    few = calls(env)[-1]
+    assert os.path.basename(flag(few, "--config-file")) == "vit_b16_few_shot.yaml"
+    assert ("TASK", "FS") in opts_of(few)
+    assert opts_of(few)[-1] == ("TRAINER.MMRL.REG_WEIGHT", "2.0")  # the user's, last

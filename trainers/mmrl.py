@@ -23,8 +23,9 @@ the output is ``z_fus`` on base classes and ``z`` on novel ones (B2N with
 ``DATASET.SUBSAMPLE_CLASSES`` base -> ``z_fus``, else ``z``), always
 ``z_fus`` for FS, and for CD ``z_fus`` on ImageNet, ``z`` elsewhere.
 Keys are the official ones (``TRAINER.MMRL.*``, ``TASK``); the official
-``train.py`` adds per-dataset values (:data:`DATASET_VALUES`) which our
-scripts pass (``scripts/mmrl/official_values.sh``).
+``train.py`` merges per-dataset values (``REG_WEIGHT``, EuroSAT's
+``REP_DIM``) after the config file: our scripts pass them
+(``scripts/mmrl/official_values.sh``), with ``TASK``.
 """
 import contextlib
 from dataclasses import dataclass
@@ -51,24 +52,6 @@ from clipwb.trainers.kit.templates import CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, fi
 LOGIT_SCALE = 100.0
 #: the values of ``TASK``: base-to-novel, few-shot, cross-dataset
 TASKS = ("B2N", "FS", "CD")
-#: the official train.py's per-dataset values for MMRL (its
-#: ``trainers/config.py``, merged after the config file, before the command
-#: line's options; the same for every task)
-DATASET_VALUES = {
-    "StanfordCars": {"REG_WEIGHT": 7.0},
-    "FGVCAircraft": {"REG_WEIGHT": 6.0},
-    "SUN397": {"REG_WEIGHT": 6.0},
-    "DescribableTextures": {"REG_WEIGHT": 6.0},
-    "Food101": {"REG_WEIGHT": 5.0},
-    "OxfordFlowers": {"REG_WEIGHT": 4.0},
-    "UCF101": {"REG_WEIGHT": 3.0},
-    "ImageNet": {"REG_WEIGHT": 0.5},
-    "Caltech101": {"REG_WEIGHT": 0.5},
-    "OxfordPets": {"REG_WEIGHT": 0.2},
-    "EuroSAT": {"REP_DIM": 2048, "REG_WEIGHT": 0.01},
-}
-
-
 def extend_cfg(cfg):
     add_trainer_keys(cfg, "MMRL", {
         "ALPHA": 0.7,  # weight of the class-token logits (1 - ALPHA: representation logits)

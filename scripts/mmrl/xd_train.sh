@@ -1,0 +1,13 @@
+#!/bin/bash
+# MMRL: train on ImageNet, all classes, 16 shots (cross-dataset source).
+# Usage: bash scripts/mmrl/xd_train.sh SEED [KEY VALUE ...]
+# Environment overrides: see scripts/common.sh; the official per-dataset
+# values and TASK: official_values.sh.
+TRAINER=${TRAINER:-MMRL}
+DEFAULT_CFG=vit_b16_cross_datasets  # CFG overrides it
+SHOTS=${SHOTS:-16}
+MMRL_TASK=CD
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/official_values.sh"
+mmrl_script_opts CD imagenet
+xd_train "$@"
