@@ -16,9 +16,13 @@ from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
 PROMPT_TRAINERS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
                    "MaPLe": "MAPLE", "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
-                   "ProGrad": "COOP", "TCP": "COOP"}
+                   "ProGrad": "COOP", "TCP": "COOP",
+                   "MultiModalAdapter": "MMADAPTER"}
 # keys a trainer needs beside PREC (TCP's prompts have 4 context tokens)
-EXTRA_OPTS = {"TCP": ("TRAINER.COOP.N_CTX", 4)}
+EXTRA_OPTS = {"TCP": ("TRAINER.COOP.N_CTX", 4),
+              # MMA's adapters at every index of the 2-block tiny CLIP
+              "MultiModalAdapter": ("TRAINER.MMADAPTER.ADAPTER_START", 0,
+                                    "TRAINER.MMADAPTER.ADAPTER_END", 2)}
 # the summary entry that is the descended loss (ProGrad logs the official
 # xe_loss / kl_loss pair; it descends xe_loss)
 LOSS_NAME = {"ProGrad": "xe_loss"}
@@ -26,8 +30,10 @@ LOSS_NAME = {"ProGrad": "xe_loss"}
 # are skipped until the scale fits, as on a GPU
 STEPS = {"fp16": 5, "fp16_master": 5, "amp": 10, "bf16": 8}
 # the learnable tensors the official code creates in CLIP's dtype (float16
-# parameters under PREC fp16): the context, CoCoOp's meta-net, MaPLe's proj
-HALF_PARAMS = ("ctx", "meta_net.", "proj.")
+# parameters under PREC fp16): the context, CoCoOp's meta-net, MaPLe's proj,
+# MMA's adapters
+HALF_PARAMS = ("ctx", "meta_net.", "proj.", "text_adapter.", "visual_adapter.",
+               "shared_adapter.")
 # CoCoOp's meta-net learns slowly at trainer_kit's LR: a larger one, so that its
 # loss moves by more than bf16's rounding of the logits in a few steps
 LR = {"CoCoOp": 0.01}
@@ -79,7 +85,9 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
         half = prec == "fp16" and n.startswith(HALF_PARAMS)
         assert p.dtype == (torch.float16 if half else torch.float32), n
         assert torch.isfinite(p).all(), n
-    assert not torch.equal(before["ctx"], learner.ctx)  # the context learns, in its dtype
+    changed = {n for n, p in learner.named_parameters() if not torch.equal(before[n], p)}
+    # the context learns, in its dtype (MMA, without one: its adapters)
+    assert "ctx" in changed if "ctx" in before else changed
     trainer.set_model_mode("eval")
     with torch.no_grad():
         logits = trainer.model_inference(batch["img"])
