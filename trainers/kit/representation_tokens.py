@@ -112,10 +112,15 @@ class RepresentationLearner(nn.Module):
         return self.compound_rep_tokens.shape[0]
 
     def forward(self):
-        """``(text tokens, vision tokens)``: one [K, width] tensor per layer."""
+        """``(text tokens, vision tokens)``: one [K, width] tensor per layer
+        (computed layer by layer, text then vision, as the official learner:
+        the backward then sums the gradients of ``R`` in the same order)."""
         rep = self.compound_rep_tokens
-        text = [proj(rep) for proj in self.compound_rep_tokens_r2tproj]
-        vision = [proj(rep) for proj in self.compound_rep_tokens_r2vproj]
+        text, vision = [], []
+        for to_text, to_visual in zip(self.compound_rep_tokens_r2tproj,
+                                      self.compound_rep_tokens_r2vproj):
+            text.append(to_text(rep))
+            vision.append(to_visual(rep))
         return text, vision
 
 
