@@ -173,7 +173,11 @@ class MultiModalAdapters(nn.Module):
         """:class:`BlockHooks` of the image encoder: index 0 on the block-0
         input (the tokens after ``ln_pre``), then the block residuals."""
         def first(x):
-            out = self.branch(self.visual_adapter, 0, x)
-            return x if out is None else x + (out * self.scale).to(x.dtype)
+            # on the batch-first tokens, as the official code adds it before
+            # the permute (the weight gradients then sum the rows in its order)
+            out = self.branch(self.visual_adapter, 0, x.permute(1, 0, 2))
+            if out is None:
+                return x
+            return x + (out * self.scale).to(x.dtype).permute(1, 0, 2)
 
         return self._hooks(self.visual_adapter, blocks, first)
