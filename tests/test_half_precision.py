@@ -16,10 +16,12 @@ from clipwb.trainers.kit.precision import PREC_ON_CPU_ENV
 
 PROMPT_TRAINERS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
                    "MaPLe": "MAPLE", "PromptSRC": "PROMPTSRC", "DiSa": "DISA", "ISP": "ISP",
-                   "ProGrad": "COOP", "TCP": "COOP",
+                   "ProGrad": "COOP", "TCP": "COOP", "MMRL": "MMRL",
                    "MultiModalAdapter": "MMADAPTER"}
 # keys a trainer needs beside PREC (TCP's prompts have 4 context tokens)
 EXTRA_OPTS = {"TCP": ("TRAINER.COOP.N_CTX", 4),
+              # MMRL's representation tokens at both blocks of the tiny CLIP
+              "MMRL": ("TRAINER.MMRL.REP_LAYERS", [1, 2], "TRAINER.MMRL.REP_DIM", 16),
               # MMA's adapters at every index of the 2-block tiny CLIP
               "MultiModalAdapter": ("TRAINER.MMADAPTER.ADAPTER_START", 0,
                                     "TRAINER.MMADAPTER.ADAPTER_END", 2)}
@@ -31,9 +33,10 @@ LOSS_NAME = {"ProGrad": "xe_loss"}
 STEPS = {"fp16": 5, "fp16_master": 5, "amp": 10, "bf16": 8}
 # the learnable tensors the official code creates in CLIP's dtype (float16
 # parameters under PREC fp16): the context, CoCoOp's meta-net, MaPLe's proj,
-# MMA's adapters
+# MMA's adapters, MMRL's tokens and their projections
 HALF_PARAMS = ("ctx", "meta_net.", "proj.", "text_adapter.", "visual_adapter.",
-               "shared_adapter.")
+               "shared_adapter.",
+               "compound_rep_tokens")
 # CoCoOp's meta-net learns slowly at trainer_kit's LR: a larger one, so that its
 # loss moves by more than bf16's rounding of the logits in a few steps
 LR = {"CoCoOp": 0.01}
@@ -74,7 +77,7 @@ def test_prompt_trainer_learns_in_half_precision(name, prec, tiny_clip_path, dat
     assert (trainer.scaler is not None) == (prec == "amp")  # bf16 needs no loss scaling
     if hasattr(trainer, "class_prototypes"):
         trainer.class_prototypes()  # DiSa: once per run, before training
-    learner = trainer.model.prompt_learner
+    learner = getattr(trainer.model, trainer.learnable_module)
     before = {n: p.detach().clone() for n, p in learner.named_parameters()}
     batch = next(iter(trainer.train_loader_x))
     losses = train_steps(trainer, batch, STEPS[prec])

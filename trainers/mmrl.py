@@ -258,8 +258,8 @@ class MMRL(ClipPromptTrainer):
         with autocast_context(self.precision, self.device):
             out = self.model.forward_features(input)
         cfg = self.cfg
-        return evaluation_logits(out, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES,
-                           cfg.DATASET.NAME).float()
+        return evaluation_logits(out, cfg.TASK, cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
+                                 cfg.DATASET.NAME).float()
 
     def test(self, split=None):
         with self.model.text_cache():
