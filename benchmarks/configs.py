@@ -34,6 +34,7 @@ TRAINER_CONFIGS = {
     "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
     "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     "ProGrad": "ProGrad/rn50_ep100.yaml",  # the official base-to-new config (RN50 only)
+    "MMRL": "MMRL/vit_b16.yaml",
     "DiSa": "DiSa/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     "ISP": "ISP/vit_b16_c2_ep5_batch4_2+2ctx.yaml",
     "CLIPood": "GuiDG/vit_b16_clipood.yaml",
