@@ -38,7 +38,7 @@ from clipwb.trainers.kit.prompted_clip import text_feature_cache
 from . import synthetic
 from .backbones import BACKBONES, backbone_checkpoint
 from .configs import (DG_TRAINERS, TRAINER_CONFIGS, check_trainer_names, precision_key,
-                      trainer_cfg)
+                      registered_name, trainer_cfg)
 from .measure import PeakMemory, timed
 
 
@@ -171,6 +171,8 @@ class Workbench:
                      "DATASET.TARGET_DOMAINS", [synthetic.DOMAINS[0]]]
         if name == "GuiDG":
             opts += ["TRAINER.GUIDG.EXPERT_DIR", self.experts(16)]
+        if registered_name(name).startswith("ExtrasLinearProbe"):
+            opts += ["DATASET.SUBSAMPLE_CLASSES", "base"]  # DePT trains its probe on base classes
         # keys of other trainers' nodes are skipped, so one list serves all
         user = list(s.opts)
         if len(user) % 2:
