@@ -35,6 +35,7 @@ TRAINER_CONFIGS = {
     "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
     "ProGrad": "ProGrad/rn50_ep100.yaml",  # the official base-to-new config (RN50 only)
     "MMRL": "MMRL/vit_b16.yaml",
+    "MultiModalAdapter": "MultiModalAdapter/vit_b16_ep5.yaml",
     "ExtrasLinearProbeCoOp": "ExtrasLinearProbeCoOp/vit_b16_ep10_bs4_lr35.yaml",
     "ExtrasLinearProbeCoCoOp": "ExtrasLinearProbeCoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml",
     "ExtrasLinearProbeKgCoOp": "ExtrasLinearProbeKgCoOp/vit_b16_ep10_ctxv1_bs4_lr35.yaml",
