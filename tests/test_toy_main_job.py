@@ -20,7 +20,7 @@ from tests.e2e_helpers import script_python, subprocess_env  # noqa: E402
 METHODS = {
     "zsclip": "ZeroshotCLIP", "coop": "CoOp", "kgcoop": "KgCoOp", "cocoop": "CoCoOp",
     "ivlp": "IVLP", "maple": "MaPLe", "promptsrc": "PromptSRC", "disa": "DiSa", "isp": "ISP",
-    "prograd": "ProGrad", "tcp": "TCP", "mma": "MultiModalAdapter",
+    "prograd": "ProGrad", "tcp": "TCP", "mma": "MultiModalAdapter", "mmrl": "MMRL",
 }
 
 
