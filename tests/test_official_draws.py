@@ -1,7 +1,9 @@
 """Our initial learnable parameters equal the official code's, bit for bit.
 
 ``tests/data/official_initial_draws.json`` holds fingerprints recorded from
-the official CoOp, MaPLe and PromptSRC repositories' trainers
+the official CoOp, MaPLe and PromptSRC repositories' trainers (and the
+other baselines', e.g. DePT's four ExtrasLinearProbe pairings: prompts and
+head, KgCoOp's never-trained tensors left out)
 (``benchmarks/official_parity/record_draws.py``: the toy world laid out as
 Caltech101, base classes, the toy CLIP file, each trainer's toy config, seed
 1, PREC fp32 and fp16). Each test builds our trainer the same way and
