@@ -15,7 +15,7 @@ What it does in CHECKOUT, printing one line per action:
    shape, is refused with the file named, and nothing is written; one that
    would not parse with the lines is restored and refused the same way.
 2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert, of
-   the baselines KgCoOp, TCP and ProGrad that the checkout's ``trainers/``
+   the baselines KgCoOp, TCP, ProGrad and MMA (MultiModalAdapter) that the checkout's ``trainers/``
    does not register (:func:`host_trainers`), and the dataset configs the
    checkout lacks (``toy``, ``toy_dg``, ``image_folder``, the DG datasets).
 3. ``scripts/disa/``, ``scripts/isp/``, ``scripts/guidg/``: scripts in the

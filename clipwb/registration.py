@@ -44,7 +44,7 @@ PLUGIN_TRAINERS = collections.OrderedDict([
 #: in its own nodes (``TRAINER.LINEAR_PROBE``, ``FILM``) and the base method's
 PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad", "ExtrasLinearProbeCoOp",
                     "ExtrasLinearProbeCoCoOp", "ExtrasLinearProbeKgCoOp",
-                    "ExtrasLinearProbeMaPLe", "ExtrasLinearProbePromptSRC")
+                    "ExtrasLinearProbeMaPLe", "ExtrasLinearProbePromptSRC", "MultiModalAdapter")
 
 Report = collections.namedtuple("Report", "registered kept replaced")
 

@@ -15,7 +15,7 @@ from tests.host_checkout import write_host
 from tests.tiny_clip import build_tiny_clip
 
 PLUGIN_TRAINERS = ["DiSa", "ISP", "GuiDGExpert", "GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT",
-                   "KgCoOp", "TCP", "ProGrad"]
+                   "KgCoOp", "TCP", "ProGrad", "MultiModalAdapter"]
 
 
 def run_python(code, cwd=REPO, **env):
