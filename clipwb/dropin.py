@@ -15,9 +15,9 @@ What it does in CHECKOUT, printing one line per action:
    shape, is refused with the file named, and nothing is written; one that
    would not parse with the lines is restored and refused the same way.
 2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert, of
-   the baselines KgCoOp, TCP, ProGrad and MMA (MultiModalAdapter) that the checkout's ``trainers/``
-   does not register (:func:`host_trainers`), and the dataset configs the
-   checkout lacks (``toy``, ``toy_dg``, ``image_folder``, the DG datasets).
+   the baselines KgCoOp, TCP, ProGrad and MMA (MultiModalAdapter) that the
+   checkout's ``trainers/`` does not register (:func:`host_trainers`), and
+   the dataset configs the checkout lacks (``toy``, ``toy_dg``, ``image_folder``, the DG datasets).
 3. ``scripts/disa/``, ``scripts/isp/``, ``scripts/guidg/``: scripts in the
    checkout's own form (hard-coded ``DATA``, ``TRAINER``, ``CFG``, ``SHOTS``,
    ``LOADEP`` = the config's ``OPTIM.MAX_EPOCH``), named as its scripts are
@@ -62,6 +62,7 @@ BASELINE_METHODS = collections.OrderedDict([
     ("kgcoop", ("KgCoOp", "vit_b16_ep100_ctxv1")),
     ("tcp", ("TCP", "vit_b16_ep100_ctxv1")),
     ("prograd", ("ProGrad", "rn50_ep100")),
+    ("mma", ("MultiModalAdapter", "vit_b16_ep5")),
 ])
 #: dataset configs the plugin's runs need (copied where the checkout lacks them)
 DATASET_CONFIGS = ("toy", "toy_dg", "image_folder", "pacs", "vlcs", "office_home",
