@@ -79,7 +79,9 @@ def read_yaml(path):
 SCRIPT_PAIRS = {"ZeroshotCLIP": "CoOp/vit_b16.yaml", "ZeroshotCLIP2": "CoOp/vit_b16.yaml",
                 "CLIPood": "GuiDG/vit_b16_clipood.yaml",
                 "ERMWiSEFT": "GuiDG/vit_b16_erm_wf.yaml",
-                "UEOWiSEFT": "GuiDG/vit_b16_ueo_wf.yaml"}
+                "UEOWiSEFT": "GuiDG/vit_b16_ueo_wf.yaml",
+                # the paper's name of MultiModalAdapter, with that folder's configs
+                "MMA": "MultiModalAdapter/vit_b16_ep5.yaml"}
 ZERO_SHOT = ("ZeroshotCLIP", "ZeroshotCLIP2")
 #: fine-tuning trainers (domain-balanced batches, trainers/guidg/finetune.py)
 DG_FINETUNE = ("GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT")

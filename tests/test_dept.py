@@ -281,3 +281,27 @@ def test_shipped_configs_have_the_official_values():
                                       "vit_b16_ep10_ctxv1_bs4_lr35.yaml")])
     node = train.setup_cfg(args).TRAINER.COOP
     assert (node.N_CTX, node.CTX_INIT, node.W, node.ALPHA) == (4, "a photo of a", 2.0, 1.0)
+
+
+@pytest.mark.parametrize("name, prec", [("ExtrasLinearProbeMaPLe", "fp16"),
+                                        ("ExtrasLinearProbeCoOp", "amp")])
+def test_half_precision_steps(build, monkeypatch, name, prec):
+    """PREC fp16 as the official code: the probe in CLIP's float16, FiLM float32;
+    amp: float32 parameters under autocast (PREC_ON_CPU keeps them on the CPU)."""
+    monkeypatch.setenv("PREC_ON_CPU", "1")
+    key = "TRAINER.{}.PREC".format("COOP" if "CoOp" in name else "MAPLE")
+    trainer = build(name, key, prec, "OPTIM.LR", 0.01)
+    head = trainer.model.dept_head
+    half = torch.float16 if prec == "fp16" else torch.float32
+    assert head.linear_probe_proj.weight.dtype == half
+    assert head.film_lp_img.scale.dtype == torch.float32
+    batch = first_batch(trainer)
+    losses = []
+    for _ in range(10 if prec == "amp" else 4):  # amp skips its first overflowing steps
+        trainer.batch_idx = 0
+        losses.append(trainer.forward_backward(batch)["loss"])
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        logits = trainer.model_inference(batch["img"])
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
