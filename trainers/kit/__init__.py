@@ -4,6 +4,7 @@
 ``prompted_clip``, ``prompt_learners`` (CoOp / CoCoOp / IVLP / MaPLe),
 ``precision``, ``templates``, ``frozen_clip``, ``config`` (key helpers),
 ``prompt_trainer`` (``ClipPromptTrainer``, the trainer base),
-``scl_losses`` (PromptSRC's self-regulating losses and GPA) and
+``scl_losses`` (PromptSRC's self-regulating losses and GPA),
 ``handcrafted_text`` (KgCoOp's hand-crafted prompt features and L_kg, which
-methods built on KgCoOp's code share)."""
+methods built on KgCoOp's code share) and ``block_adapters`` (MMA's
+adapters of both towers with a shared layer, as block hooks)."""
