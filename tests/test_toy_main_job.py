@@ -21,6 +21,9 @@ METHODS = {
     "zsclip": "ZeroshotCLIP", "coop": "CoOp", "kgcoop": "KgCoOp", "cocoop": "CoCoOp",
     "ivlp": "IVLP", "maple": "MaPLe", "promptsrc": "PromptSRC", "disa": "DiSa", "isp": "ISP",
     "prograd": "ProGrad", "tcp": "TCP", "mma": "MultiModalAdapter", "mmrl": "MMRL",
+    "coop_dept": "ExtrasLinearProbeCoOp", "cocoop_dept": "ExtrasLinearProbeCoCoOp",
+    "kgcoop_dept": "ExtrasLinearProbeKgCoOp", "maple_dept": "ExtrasLinearProbeMaPLe",
+    "promptsrc_dept": "ExtrasLinearProbePromptSRC",
 }
 
 
