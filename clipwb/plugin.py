@@ -87,8 +87,9 @@ def extend_cfg(cfg):
     the host defined is left exactly as it is (``TRAINER.IVLP``, ...), except
     the nodes the baselines read (:func:`baseline_nodes`: the host's
     ``TRAINER.COOP``), which get only the keys they lack (KgCoOp's ``W``).
-    A missing top-level node (ProGrad's ``LOSS``) is added whole; ``DATASET``,
-    ``OPTIM`` and a top-level node the host has get only the keys they lack.
+    A missing top-level node (ProGrad's ``LOSS``) or value (MMRL's ``TASK``)
+    is added whole; ``DATASET``, ``OPTIM`` and a top-level node the host has
+    get only the keys they lack (a host's top-level value stays).
     """
     ours = project_keys()
     shared = baseline_nodes()
@@ -102,8 +103,8 @@ def extend_cfg(cfg):
             continue
         if section not in cfg:
             cfg[section] = node
-        else:
-            _add_missing(cfg[section], node)
+        elif isinstance(node, CfgNode) and isinstance(cfg[section], CfgNode):
+            _add_missing(cfg[section], node)  # a host's value (MMRL's TASK) stays
     return cfg
 
 

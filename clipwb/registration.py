@@ -41,8 +41,9 @@ PLUGIN_TRAINERS = collections.OrderedDict([
 #: the baselines a host checkout gets from the plugin where it lacks them (a
 #: CoOp / MaPLe / PromptSRC checkout has none of them): their keys are in the
 #: host's ``TRAINER.COOP`` node (see :func:`clipwb.plugin.extend_cfg`), DePT's
-#: in its own nodes (``TRAINER.LINEAR_PROBE``, ``FILM``) and the base method's
-PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad", "ExtrasLinearProbeCoOp",
+#: in its own nodes (``TRAINER.LINEAR_PROBE``, ``FILM``) and the base method's,
+#: MMRL's in ``TRAINER.MMRL`` and the top-level ``TASK``
+PLUGIN_BASELINES = ("KgCoOp", "TCP", "ProGrad", "MMRL", "ExtrasLinearProbeCoOp",
                     "ExtrasLinearProbeCoCoOp", "ExtrasLinearProbeKgCoOp",
                     "ExtrasLinearProbeMaPLe", "ExtrasLinearProbePromptSRC", "MultiModalAdapter")
 

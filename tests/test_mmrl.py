@@ -334,3 +334,21 @@ def test_scripts_pass_the_official_per_dataset_values_and_task(tmp_path):
     assert os.path.basename(flag(few, "--config-file")) == "vit_b16_few_shot.yaml"
     assert ("TASK", "FS") in opts_of(few)
     assert opts_of(few)[-1] == ("TRAINER.MMRL.REG_WEIGHT", "2.0")  # the user's, last
+
+
+# -- the plugin ------------------------------------------------------------------------------------
+def test_plugin_adds_task_where_missing_and_keeps_a_host_s_own():
+    """MMRL's top-level TASK (a value, not a node): added to a host config
+    that lacks it; an MMRL checkout's own TASK and TRAINER.MMRL values stay."""
+    import clipwb.plugin
+    from clipwb.engine import CfgNode, get_cfg_default
+
+    cfg = get_cfg_default()
+    clipwb.plugin.extend_cfg(cfg)
+    assert cfg.TASK == "B2N" and cfg.TRAINER.MMRL.REP_DIM == 512
+    host = get_cfg_default()
+    host.TASK = "CD"
+    host.TRAINER.MMRL = CfgNode()
+    host.TRAINER.MMRL.REG_WEIGHT = 0.2
+    clipwb.plugin.extend_cfg(host)
+    assert host.TASK == "CD" and host.TRAINER.MMRL.REG_WEIGHT == 0.2

@@ -15,7 +15,7 @@ from tests.host_checkout import write_host
 from tests.tiny_clip import build_tiny_clip
 
 PLUGIN_TRAINERS = ["DiSa", "ISP", "GuiDGExpert", "GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT",
-                   "KgCoOp", "TCP", "ProGrad", "MultiModalAdapter"]
+                   "KgCoOp", "TCP", "ProGrad", "MultiModalAdapter", "MMRL"]
 
 
 def run_python(code, cwd=REPO, **env):
@@ -191,7 +191,8 @@ def test_extend_cfg_adds_only_the_missing_baseline_keys_to_the_hosts_coop_node()
     clipwb.plugin.extend_cfg(cfg)
     assert cfg.TRAINER.COOP.W == 8.0 and cfg.TRAINER.COOP.N_CTX == 7
     assert dict(cfg.LOSS) == {"T": 2.0, "NAME": "prograd", "LAMBDA": 1.0}
-    assert clipwb.plugin.baseline_nodes() == {"COOP"}
+    # MMRL's own node too (DePT's pairings add their base methods' nodes)
+    assert {"COOP", "MMRL"} <= clipwb.plugin.baseline_nodes()
 
 
 # ---- CLIP from a CoOp-family checkout ----------------------------------
