@@ -178,7 +178,8 @@ def test_extend_cfg_adds_only_the_missing_baseline_keys_to_the_hosts_coop_node()
     cfg = coop_checkout_cfg()
     host = dict(cfg.TRAINER.COOP)
     clipwb.plugin.extend_cfg(cfg)
-    assert dict(cfg.TRAINER.COOP) == dict(host, W=1.0)  # kgcoop.py's default
+    # kgcoop.py's default W; DePT's KgCoOp configs carry ALPHA (unused)
+    assert dict(cfg.TRAINER.COOP) == dict(host, W=1.0, ALPHA=1.0)
     assert dict(cfg.LOSS) == {"NAME": "prograd", "T": 1.0, "LAMBDA": 1.0}
     once = cfg.dump()
     clipwb.plugin.extend_cfg(cfg)

@@ -194,7 +194,7 @@ class MMRL(ClipPromptTrainer):
         check_min(node.REP_DIM, 1, self.cfg_name("REP_DIM"))
         check_min(node.REG_WEIGHT, 0, self.cfg_name("REG_WEIGHT"))
         check_min(node.ALPHA, 0, self.cfg_name("ALPHA"))
-        check_choice(cfg.TASK, TASKS, "TASK")
+        check_choice(cfg.get("TASK", "B2N"), TASKS, "TASK")
         if not node.REP_LAYERS:
             raise ConfigError("TRAINER.MMRL.REP_LAYERS is empty: list the layers (from 1) "
                               "taking representation tokens, e.g. [6, 7, 8, 9, 10, 11, 12] "
@@ -258,7 +258,8 @@ class MMRL(ClipPromptTrainer):
         with autocast_context(self.precision, self.device):
             out = self.model.forward_features(input)
         cfg = self.cfg
-        return evaluation_logits(out, cfg.TASK, cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
+        return evaluation_logits(out, cfg.get("TASK", "B2N"),
+                                 cfg.DATASET.get("SUBSAMPLE_CLASSES", "all"),
                                  cfg.DATASET.NAME).float()
 
     def test(self, split=None):
