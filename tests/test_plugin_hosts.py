@@ -282,12 +282,13 @@ def test_the_baselines_join_a_coop_checkout_through_the_dropin(tmp_path):
     assert "LOADEP=100\n" in text and "LOADEP=20; fi" in text  # the configs' MAX_EPOCH
     line, cfg = host_cfg(host, site)
     assert "UEOWiSEFT, KgCoOp, TCP, ProGrad, " in line
-    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=1.0)
+    # KgCoOp's W and DePT's KgCoOp ALPHA (its configs carry it, unused)
+    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=1.0, ALPHA=1.0)
     assert cfg["loss"] == {"NAME": "prograd", "T": 1.0, "LAMBDA": 1.0}
     assert cfg["kgcoop"] == "clipwb.trainers.kgcoop" and cfg["tcp"] == "clipwb.trainers.tcp"
     _, cfg = host_cfg(host, site, "configs/trainers/KgCoOp/toy.yaml")  # the copied file merges
     assert cfg["coop"] == dict(_HOST_COOP_NODE, N_CTX=4, CTX_INIT="a photo of a", PREC="fp32",
-                               W=8.0)
+                               W=8.0, ALPHA=1.0)
 
 
 _HOST_KGCOOP = """from dassl.engine import TRAINER_REGISTRY
