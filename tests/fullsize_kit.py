@@ -126,10 +126,13 @@ class Case:
     def dataset(self):
         """The tiny dataset: PACS for GuiDG's steps (DomainBed layout), ImageNet
         for the cross-dataset configs (trained on ImageNet), else Caltech101
-        (the 11 base-to-novel / few-shot datasets share one reader family)."""
+        (the 11 base-to-novel / few-shot datasets share one reader family).
+        DePT's configs serve both settings: ImageNet (all classes train its
+        probe there; base-to-new would keep one of the two classes)."""
         if self.trainer in DG_TRAINERS + DG_FINETUNE:
             return "PACS"
-        if "cross_datasets" in os.path.basename(self.path):
+        if ("cross_datasets" in os.path.basename(self.path)
+                or self.trainer.startswith("ExtrasLinearProbe")):
             return "ImageNet"
         return "Caltech101"
 
