@@ -334,6 +334,14 @@ def test_scripts_pass_the_official_per_dataset_values_and_task(tmp_path):
     assert os.path.basename(flag(few, "--config-file")) == "vit_b16_few_shot.yaml"
     assert ("TASK", "FS") in opts_of(few)
     assert opts_of(few)[-1] == ("TRAINER.MMRL.REG_WEIGHT", "2.0")  # the user's, last
+    # the reproduce loop: the official config per dataset, both tables
+    proc = run_script(env, "mmrl/reproduce_base2new.sh", DATASETS="imagenet caltech101",
+                      SEEDS="2")
+    assert proc.returncode == 0, proc.stderr
+    loop = calls(env)[-4:]
+    assert [os.path.basename(flag(a, "--config-file")) for a in loop] == [
+        "vit_b16_imagenet.yaml"] * 2 + ["vit_b16.yaml"] * 2
+    assert proc.stdout.count("Average") == 2
 
 
 # -- the plugin ------------------------------------------------------------------------------------
