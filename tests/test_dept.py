@@ -305,3 +305,38 @@ def test_half_precision_steps(build, monkeypatch, name, prec):
     with torch.no_grad():
         logits = trainer.model_inference(batch["img"])
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_imagenet_model_on_imagenet_a_keeps_its_classes_rows(tiny_clip_path, tmp_path):
+    """Cross-dataset: trained on ImageNet (all classes: the base rule), tested on
+    ImageNet-A (the base rule too: the probe, its 1,000-class rows clipped to
+    the class folders present)."""
+    import train
+    from tests.dataset_layouts import write_dataset
+
+    data = str(tmp_path / "data")
+    write_dataset(data, "ImageNet", n_classes=4, n_per_class=4)
+    write_dataset(data, "ImageNetA", n_classes=2, n_per_class=3)  # classes 0 and 2 of 4
+
+    def trainer(dataset, out):
+        args = train.build_parser().parse_args([
+            "--root", data, "--seed", "1", "--output-dir", str(tmp_path / out),
+            "--trainer", "ExtrasLinearProbeCoOp",
+            "--config-file", os.path.join(REPO, "configs", "trainers", "ExtrasLinearProbeCoOp",
+                                          "toy.yaml"),
+            "--dataset-config-file", os.path.join(REPO, "configs", "datasets", dataset + ".yaml"),
+            "MODEL.BACKBONE.NAME", tiny_clip_path, "DATASET.NUM_SHOTS", "2"])
+        return build_trainer(train.setup_cfg(args))
+
+    source = trainer("imagenet", "source")
+    assert source.model.dept_head.linear_probe_proj.out_features == 4
+    source.forward_backward(first_batch(source))
+    source.save_model(0, str(tmp_path / "source"))
+    target = trainer("imagenet_a", "target")
+    head = target.model.dept_head
+    assert head.source_rows == [True, False, True, False]
+    target.load_model(str(tmp_path / "source"), epoch=1)
+    trained = source.model.dept_head.linear_probe_proj
+    assert torch.equal(head.linear_probe_proj.weight, trained.weight[[0, 2]])
+    assert torch.equal(head.linear_probe_proj.bias, trained.bias[[0, 2]])
+    assert target.base_rule
