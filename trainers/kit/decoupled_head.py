@@ -106,14 +106,18 @@ class DecoupledHead(nn.Module):
         alone (labels None). ``text_raw`` [n_cls, D] or [B, n_cls, D]."""
         text, image = text_raw, image_raw
         if self.film:
-            text = self.film_lp_text(text)
+            if text.dim() == 3:  # image-conditioned prompts: one image at a time, as the
+                # official loop (the FiLM gradients then sum in its order)
+                text = torch.stack([self.film_lp_text(t) for t in text])
+            else:
+                text = self.film_lp_text(text)
             image = self.film_lp_img(image)
         if self.head_type == "similarity":
             return cosine_logits(text, image, logit_scale), labels
         if labels is None:
             return self._project(image), None
-        if text.dim() == 3:  # image-conditioned prompts: each image's own text features
-            picked = text[torch.arange(text.shape[0], device=labels.device), labels]
+        if text.dim() == 3:  # each image's own text features of its label
+            picked = torch.stack([t[label] for t, label in zip(text, labels)])
         else:
             picked = text[labels]
         return self._project(torch.cat([picked, image])), torch.cat([labels, labels])
