@@ -295,6 +295,27 @@ def test_shipped_configs_have_the_official_values():
         assert cfg.DATALOADER.TRAIN_X.BATCH_SIZE == batch
 
 
+def test_the_scripts_train_imagenet_at_the_official_batch_of_128(tmp_path):
+    """run_examples.sh: vit_b16_ep5_imnet (batch 128) for ImageNet, vit_b16_ep5
+    (batch 16) elsewhere; here the same run folder, with the batch as a
+    script default; another CFG is left as it is."""
+    from tests.test_scripts import calls, flag, run_script, stub_environment
+
+    env = stub_environment(tmp_path, ("imagenet", "dtd"))
+    for dataset in ("imagenet", "dtd"):
+        proc = run_script(env, "mma/base2new_train.sh", dataset, 1)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_script(env, "mma/base2new_train.sh", "imagenet", 2, CFG="vit_b16_ep5_imnet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    imagenet, dtd, imnet = calls(env)
+    for argv in (imagenet, dtd):
+        assert flag(argv, "--config-file").endswith("MultiModalAdapter/vit_b16_ep5.yaml")
+        assert "/MultiModalAdapter/vit_b16_ep5/seed1" in flag(argv, "--output-dir")
+    assert flag(imagenet, "DATALOADER.TRAIN_X.BATCH_SIZE") == "128"
+    assert "DATALOADER.TRAIN_X.BATCH_SIZE" not in dtd + imnet
+    assert flag(imnet, "--config-file").endswith("vit_b16_ep5_imnet.yaml")
+
+
 def test_published_average_is_the_official_readmes():
     from clipwb.results import aggregate
     from clipwb.results.published import PUBLISHED_BASE2NEW

@@ -18,7 +18,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = sorted(glob.glob(os.path.join(REPO, "scripts", "**", "*.sh"), recursive=True))
-METHODS = ["coop", "kgcoop", "cocoop", "ivlp", "maple", "promptsrc", "prograd", "zsclip", "mmrl"]
+METHODS = ["coop", "kgcoop", "cocoop", "ivlp", "maple", "promptsrc", "prograd", "zsclip", "mmrl",
+           "mma"]
 JOBS = ["base2new_train.sh", "base2new_test.sh", "base2new.sh", "reproduce_base2new.sh",
         "xd_train.sh", "xd_test.sh", "reproduce_xd.sh"]
 
