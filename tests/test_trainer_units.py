@@ -260,9 +260,10 @@ def test_resuming_checkpoints_of_another_config_is_one_clear_error(build, tmp_pa
 def test_extend_cfg_adds_the_original_keys_idempotently():
     cfg = get_cfg_default()
     clipwb.trainers.extend_cfg(cfg)
-    # CoOp's keys, and KgCoOp's W (its official code keeps it in TRAINER.COOP)
+    # CoOp's keys, KgCoOp's W (its official code keeps it in TRAINER.COOP) and
+    # ALPHA (DePT's KgCoOp configs carry it; unused)
     assert dict(cfg.TRAINER.COOP) == {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16",
-                                      "CLASS_TOKEN_POSITION": "end", "W": 1.0}
+                                      "CLASS_TOKEN_POSITION": "end", "W": 1.0, "ALPHA": 1.0}
     assert dict(cfg.TRAINER.COCOOP) == {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}
     assert dict(cfg.TRAINER.MAPLE) == {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
                                        "PROMPT_DEPTH": 9}
