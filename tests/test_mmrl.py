@@ -104,6 +104,40 @@ def test_features_and_logits_are_the_forked_clips(shared, full):
     assert LOGIT_SCALE == 100.0
 
 
+@pytest.mark.parametrize("full", [False, True])
+def test_the_shared_prefix_gives_the_full_passes_numbers(shared, full):
+    """The blocks before the first representation layer run once for the
+    frozen pass and the tokens' pass (and once for the text): the same
+    numbers as the encoders' own passes, bit for bit with full sequences."""
+    from clipwb.trainers.kit.representation_tokens import representation_hooks
+
+    model = shared.model
+    blocks, first = list(model.rep_blocks), model.prefix.first
+    model.rep_blocks[:] = [1]  # insert at the second block: a shared block before it
+    model.prefix.first, model.prefix._text = 1, {}
+    for encoder in (model.text_encoder, model.image_encoder):
+        encoder.full_sequences = full
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    same = torch.equal if full else (lambda a, b: torch.allclose(a, b, atol=1e-5))
+    try:
+        with torch.no_grad():
+            out = model.forward_features(images, frozen=True)
+            text_tokens, vision_tokens = model.representation_learner()
+            clip = model.image_encoder(images)
+            text = model.text_encoder(model.prompt_embeddings, model.tokenized_prompts,
+                                      hooks=representation_hooks(text_tokens[:1], [1]))
+            image = model.image_encoder.encode(
+                images, hooks=representation_hooks(vision_tokens[:1], [1])).features
+    finally:
+        model.rep_blocks[:] = blocks
+        model.prefix.first, model.prefix._text = first, {}
+        for encoder in (model.text_encoder, model.image_encoder):
+            encoder.full_sequences = False
+    assert same(out.image_features_clip, clip / clip.norm(dim=-1, keepdim=True))
+    assert same(out.text_features, text / text.norm(dim=-1, keepdim=True))
+    assert same(out.image_features, image / image.norm(dim=-1, keepdim=True))
+
+
 def test_the_tokens_change_the_text_features(shared):
     model = shared.model
     with torch.no_grad():

@@ -29,6 +29,7 @@ Keys are the official ones (``TRAINER.MMRL.*``, ``TASK``); the official
 """
 import contextlib
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,8 @@ from clipwb.trainers.kit.precision import autocast_context
 from clipwb.trainers.kit.prompt_trainer import ClipPromptTrainer
 from clipwb.trainers.kit.prompted_encoders import PromptedImageEncoder, PromptedTextEncoder
 from clipwb.trainers.kit.representation_tokens import (ProjRepDraw, RepresentationLearner,
-                                                       check_rep_layers, representation_feature,
+                                                       SharedPrefix, check_rep_layers,
+                                                       representation_feature,
                                                        representation_hooks)
 from clipwb.trainers.kit.templates import CUSTOM_TEMPLATES, DEFAULT_TEMPLATE, fill_template
 
@@ -105,6 +107,8 @@ class MMRLOutput:
     logits_fusion: torch.Tensor
     image_features: torch.Tensor
     text_features: torch.Tensor
+    #: the frozen CLIP's unit-norm image features (``forward_features(frozen=True)``)
+    image_features_clip: Optional[torch.Tensor] = None
 
 
 class MMRLCLIP(nn.Module):
@@ -119,6 +123,7 @@ class MMRLCLIP(nn.Module):
         self.text_encoder = PromptedTextEncoder(clip_model)
         self.image_encoder = PromptedImageEncoder(clip_model)
         self.rep_blocks = list(rep_blocks)
+        self.prefix = SharedPrefix(self.text_encoder, self.image_encoder, self.rep_blocks[0])
         self.alpha = alpha
         self.half_features = False
         texts = [fill_template(template, name) for name in classnames]
@@ -137,16 +142,17 @@ class MMRLCLIP(nn.Module):
 
     def encode_text(self, text_tokens):
         hooks = representation_hooks(text_tokens, self.rep_blocks)
-        return self.text_encoder(self.prompt_embeddings, self.tokenized_prompts, hooks=hooks)
+        return self.prefix.text_features(self.prompt_embeddings, self.tokenized_prompts, hooks)
 
-    def encode_image(self, images, vision_tokens):
-        """``(f, f_rep)``, not normalised."""
-        out = self.image_encoder.encode(images, hooks=representation_hooks(
-            vision_tokens, self.rep_blocks), return_tokens=True)
-        rep = representation_feature(self.image_encoder.visual, out.tokens,
+    def encode_image(self, prefix, vision_tokens):
+        """``(f, f_rep)``, not normalised, from the image prefix
+        (:meth:`SharedPrefix.image_prefix`)."""
+        features, tokens = self.prefix.image_tokens(
+            prefix, representation_hooks(vision_tokens, self.rep_blocks))
+        rep = representation_feature(self.image_encoder.visual, tokens,
                                      self.representation_learner.n_tokens,
                                      self.representation_learner.proj_rep)
-        return out.features, rep
+        return features, rep
 
     def _tokens_and_text(self):
         if self._caching and not torch.is_grad_enabled():
@@ -167,14 +173,19 @@ class MMRLCLIP(nn.Module):
         finally:
             self._caching, self._cache = False, None
 
-    def forward_features(self, images):
+    def forward_features(self, images, frozen=False):
+        """Logits and features of a batch; ``frozen``: the frozen CLIP's
+        image features too (the blocks before the first representation
+        layer computed once for both)."""
         vision_tokens, text = self._tokens_and_text()
-        image, image_rep = self.encode_image(images, vision_tokens)
+        prefix = self.prefix.image_prefix(images)
+        image, image_rep = self.encode_image(prefix, vision_tokens)
         image, image_rep, text = self.unit(image), self.unit(image_rep), self.unit(text)
         logits = LOGIT_SCALE * image @ text.t()
         logits_rep = LOGIT_SCALE * image_rep @ text.t()
         fusion = self.alpha * logits + (1 - self.alpha) * logits_rep
-        return MMRLOutput(logits, logits_rep, fusion, image, text)
+        clip = self.unit(self.prefix.frozen_image_features(prefix)) if frozen else None
+        return MMRLOutput(logits, logits_rep, fusion, image, text, clip)
 
     def forward(self, images):
         return self.forward_features(images).logits_fusion
@@ -241,16 +252,14 @@ class MMRL(ClipPromptTrainer):
 
     def compute_loss(self, images, labels):
         model = self.model
-        with torch.no_grad():
-            features_clip = model.image_encoder(images)
-            features_clip = model.unit(features_clip)
-        out = model.forward_features(images)
+        out = model.forward_features(images, frozen=True)
         text_clip = model.text_features_clip
         if not model.half_features:
             text_clip = text_clip.float()
         node = self.method_cfg
         loss = mmrl_loss(out.logits, out.logits_rep, out.image_features, out.text_features,
-                         features_clip, text_clip, labels, node.ALPHA, node.REG_WEIGHT)
+                         out.image_features_clip, text_clip, labels, node.ALPHA,
+                         node.REG_WEIGHT)
         return loss, {"loss": loss.item(),
                       "acc": compute_accuracy(out.logits_fusion, labels)[0].item()}
 

@@ -29,6 +29,12 @@ Pieces:
 - :func:`representation_hooks`: the :class:`BlockHooks` inserting /
   replacing a tower's tokens;
 - :func:`representation_feature`: ``f_rep`` from the image tokens;
+- :class:`SharedPrefix`: the blocks before the first representation layer
+  see no token of the method, so their outputs are shared: the text's are
+  computed once (the hand-crafted prompts never change), the images' once
+  per batch for the tokens' pass and the frozen CLIP's pass (the
+  regularisation's ``f_clip``); the same operations as two full passes, so
+  the same numbers, without computing those blocks twice;
 - :class:`ProjRepDraw`: ``proj_rep``'s initial value drawn where the official
   fork of CLIP draws it (in the vision tower's constructor, right after
   ``proj``), so the weights drawn after it are the fork's.
@@ -42,7 +48,7 @@ from torch.nn.modules import module as module_hooks
 
 from clipwb.errors import ConfigError
 from clipwb.trainers.kit.initial_draws import CTX_STD
-from clipwb.trainers.kit.prompted_encoders import BlockHooks
+from clipwb.trainers.kit.prompted_encoders import BlockHooks, pooled_block
 
 
 def check_rep_layers(layers, text_layers, vision_layers, key="TRAINER.MMRL.REP_LAYERS"):
@@ -84,6 +90,88 @@ def representation_feature(visual, tokens, n_tokens, proj_rep):
     ``visual``: the CLIP vision tower (its ``ln_post``)."""
     x = visual.ln_post(tokens[:, 1:1 + n_tokens]).mean(dim=1)
     return x @ proj_rep.to(x.dtype)
+
+
+def run_blocks(encoder, x, layers, hooks=None):
+    """Blocks ``layers`` of a prompted encoder on ``x`` [L, N, W] (each
+    after the hooks' ``before``), as its ``encode`` runs them."""
+    for layer in layers:
+        if hooks is not None and hooks.before is not None:
+            x = hooks.before(layer, x)
+        x = encoder.run_block(layer, x, hooks=hooks)
+    return x
+
+
+class SharedPrefix:
+    """Both towers of a prompted CLIP run up to block ``first`` once (module
+    docstring). ``text_prefix`` is cached per autocast state (the blocks
+    are frozen and the prompts fixed); a changed prompt set needs a new
+    object."""
+
+    def __init__(self, text_encoder, image_encoder, first):
+        self.text_encoder = text_encoder
+        self.image_encoder = image_encoder
+        self.first = first
+        self._text = {}
+
+    def text_prefix(self, prompts, tokenized):
+        """``(x, eot)``: the text blocks' input at block ``first`` [L, N, W]
+        (cut after the last EOT unless the encoder computes full sequences)."""
+        encoder = self.text_encoder
+        key = (torch.is_autocast_enabled(prompts.device.type), encoder.full_sequences,
+               encoder.dtype, prompts.device)
+        if key not in self._text:
+            eot = encoder.eot_index(tokenized)
+            if not encoder.full_sequences:
+                prompts = prompts[:, :int(eot.max()) + 1]
+            with torch.no_grad():
+                x = run_blocks(encoder, encoder.embed(prompts), range(self.first))
+            self._text = {key: (x, eot)}
+        return self._text[key]
+
+    def text_features(self, prompts, tokenized, hooks):
+        """Projected EOT features [N, D] with ``hooks`` from block ``first`` on
+        (the EOT moves by the tokens inserted; the last block for the EOT
+        rows only unless the encoder computes full sequences)."""
+        encoder = self.text_encoder
+        x, eot = self.text_prefix(prompts, tokenized)
+        last = encoder.num_layers - 1
+        length = x.shape[0]
+        for layer in range(self.first, last + 1):
+            if hooks.before is not None:
+                x = hooks.before(layer, x)
+            if layer == last and not encoder.full_sequences:
+                return encoder.run_last_block_pooled(x, eot + (x.shape[0] - length), hooks)
+            x = encoder.run_block(layer, x, hooks=hooks)
+        return encoder.pool(x, eot + (x.shape[0] - length))
+
+    def image_prefix(self, images):
+        """The image blocks' input at block ``first`` [L, B, W] (no gradient:
+        nothing before it learns)."""
+        encoder = self.image_encoder
+        with torch.no_grad():
+            x = encoder.visual.ln_pre(encoder.embed(images)).permute(1, 0, 2)
+            return run_blocks(encoder, x, range(self.first))
+
+    def frozen_image_features(self, x):
+        """The frozen CLIP's projected CLS features [B, D] from the prefix
+        ``x`` (no gradient; the last block for CLS only unless full
+        sequences)."""
+        encoder = self.image_encoder
+        last = encoder.num_layers - 1
+        with torch.no_grad():
+            x = run_blocks(encoder, x, range(self.first, last))
+            if encoder.full_sequences:
+                return encoder.pool(encoder.run_block(last, x))
+            cls = torch.zeros(x.shape[1], dtype=torch.long, device=x.device)
+            return encoder.project(pooled_block(encoder.blocks[last], x, cls))
+
+    def image_tokens(self, x, hooks):
+        """``(CLS features [B, D], last block's tokens [B, L, W])`` with
+        ``hooks`` from the prefix ``x`` on."""
+        encoder = self.image_encoder
+        x = run_blocks(encoder, x, range(self.first, encoder.num_layers), hooks)
+        return encoder.pool(x), x.permute(1, 0, 2)
 
 
 class RepresentationLearner(nn.Module):
