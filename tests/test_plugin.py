@@ -15,7 +15,9 @@ from tests.host_checkout import write_host
 from tests.tiny_clip import build_tiny_clip
 
 PLUGIN_TRAINERS = ["DiSa", "ISP", "GuiDGExpert", "GuiDG", "CLIPood", "ERMWiSEFT", "UEOWiSEFT",
-                   "KgCoOp", "TCP", "ProGrad", "MultiModalAdapter", "MMRL"]
+                   "KgCoOp", "TCP", "ProGrad", "MultiModalAdapter", "MMRL",
+                   "ExtrasLinearProbeCoOp", "ExtrasLinearProbeCoCoOp", "ExtrasLinearProbeKgCoOp",
+                   "ExtrasLinearProbeMaPLe", "ExtrasLinearProbePromptSRC"]
 
 
 def run_python(code, cwd=REPO, **env):
