@@ -232,7 +232,7 @@ def test_compare_eleven_datasets_beside_the_published_averages(tmp_path):
         assert published["CLIP (published)"] == ["69.34", "74.22", "71.70"]
         assert set(published) == {"{} (published)".format(n) for n in (
             "CLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "PromptSRC", "KgCoOp", "TCP", "ProGrad",
-            "MMRL")}
+            "MMRL", "MMA", "ExtrasLinearProbePromptSRC")}
         # the papers' own 11-dataset averages, not means of their per-dataset rows
         assert published["CoOp (published)"] == ["82.69", "63.22", "71.66"]
         assert "(published) IVLP, PromptSRC: Khattak et al., PromptSRC, ICCV 2023" in notes
