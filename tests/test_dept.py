@@ -340,3 +340,23 @@ def test_imagenet_model_on_imagenet_a_keeps_its_classes_rows(tiny_clip_path, tmp
     assert torch.equal(head.linear_probe_proj.weight, trained.weight[[0, 2]])
     assert torch.equal(head.linear_probe_proj.bias, trained.bias[[0, 2]])
     assert target.base_rule
+
+
+def test_run_state_round_trip_holds_the_head(build, tmp_path):
+    """The resume state (run_state.pth) carries the head and the two-group optimizer."""
+    staged = ("OPTIM.STAGED_LR", True, "OPTIM.NEW_LAYERS", ["linear_probe", "film"])
+    trainer = build("ExtrasLinearProbeCoOp", *staged, output_dir=tmp_path / "a")
+    trainer.forward_backward(first_batch(trainer))
+    state = trainer.run_state(1)
+    assert set(state["models"]) == {"prompt_learner", "dept_head"}
+    fresh = build("ExtrasLinearProbeCoOp", "SEED", 3, *staged, output_dir=tmp_path / "b")
+    assert fresh.load_run_state(state) == 1
+    for name in ("prompt_learner", "dept_head"):
+        for (n, p), (_, q) in zip(fresh._models[name].state_dict().items(),
+                                  trainer._models[name].state_dict().items()):
+            assert torch.equal(p, q), n
+    head_group = fresh.optim.param_groups[1]["params"]
+    assert len(head_group) == 6
+    assert all(torch.equal(fresh.optim.state[p]["momentum_buffer"],
+                           trainer.optim.state[q]["momentum_buffer"])
+               for p, q in zip(head_group, trainer.optim.param_groups[1]["params"]))
