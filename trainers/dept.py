@@ -14,7 +14,8 @@ the text features before normalising, as the official ``elp_kgcoop.py``),
 PromptSRC's L_SCL (the paper reports DePT on PromptSRC; the official
 repository has no PromptSRC trainer: ``ExtrasLinearProbePromptSRC`` is this
 project's pairing, GPA averaging the prompts only). ``w = 0`` is the base
-method's loss exactly; with ``TEST_TIME_FUSION`` its test logits too.
+method's loss exactly (KgCoOp: to float rounding, its ``L_kg`` reading the
+features before normalising); with ``TEST_TIME_FUSION`` its test logits too.
 
 Keys (the official ``train.py``'s): ``TRAINER.LINEAR_PROBE.{TYPE, WEIGHT,
 TEST_TIME_FUSION}``, ``TRAINER.FILM.LINEAR_PROBE``, ``TRAINER.NAMES_TO_UPDATE``
