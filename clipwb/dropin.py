@@ -15,7 +15,7 @@ What it does in CHECKOUT, printing one line per action:
    shape, is refused with the file named, and nothing is written; one that
    would not parse with the lines is restored and refused the same way.
 2. ``configs/trainers/<Method>/`` of DiSa, ISP, GuiDG and GuiDGExpert, of
-   the baselines KgCoOp, TCP, ProGrad, MMA (MultiModalAdapter) and DePT's
+   the baselines KgCoOp, TCP, ProGrad, MMA (MultiModalAdapter), MMRL and DePT's
    five ``ExtrasLinearProbe<Base>`` pairings that the
    checkout's ``trainers/`` does not register (:func:`host_trainers`), and
    the dataset configs the checkout lacks (``toy``, ``toy_dg``, ``image_folder``, the DG datasets).
@@ -64,6 +64,7 @@ BASELINE_METHODS = collections.OrderedDict([
     ("tcp", ("TCP", "vit_b16_ep100_ctxv1")),
     ("prograd", ("ProGrad", "rn50_ep100")),
     ("mma", ("MultiModalAdapter", "vit_b16_ep5")),
+    ("mmrl", ("MMRL", "vit_b16")),
     ("coop_dept", ("ExtrasLinearProbeCoOp", "vit_b16_ep10_bs4_lr35")),
     ("cocoop_dept", ("ExtrasLinearProbeCoCoOp", "vit_b16_c4_ep10_batch1_ctxv1")),
     ("kgcoop_dept", ("ExtrasLinearProbeKgCoOp", "vit_b16_ep10_ctxv1_bs4_lr35")),

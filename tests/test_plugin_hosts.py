@@ -150,7 +150,7 @@ def isp_on_the_checkouts_reader(world, folder):
 
 # The baselines the plugin brings to a checkout that lacks them: script folder -> trainer.
 BASELINE_OF_FOLDER = {"kgcoop": "KgCoOp", "tcp": "TCP", "prograd": "ProGrad",
-                      "mma": "MultiModalAdapter"}
+                      "mma": "MultiModalAdapter", "mmrl": "MMRL"}
 
 
 def training_lines(text):
@@ -227,7 +227,7 @@ def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])
 
 
-# KgCoOp, TCP, ProGrad and MMA in a CoOp checkout: the slow set (a few minutes each).
+# KgCoOp, TCP, ProGrad, MMA and MMRL in a CoOp checkout: the slow set (a few minutes each).
 @pytest.mark.parametrize("baseline", params(sorted(BASELINE_OF_FOLDER),
                                             slow=tuple(BASELINE_OF_FOLDER)))
 def test_a_baseline_trains_and_tests_in_a_coop_checkout(baseline, host_runs):
