@@ -26,7 +26,10 @@ What it does in CHECKOUT, printing one line per action:
    is the value the checkout's scripts already use (the most common one),
    or ``--data``; the environment variable ``DATA`` overrides it at run time.
    Scripts an earlier drop-in wrote do not count. Those baselines get
-   ``scripts/<name>/`` base2new train / test scripts in the same form.
+   ``scripts/<name>/`` base2new train / test scripts in the same form, with
+   their official recipe's per-dataset config, shots and options
+   (:mod:`clipwb.script_recipes`: the same ``train.py`` calls as this
+   repository's ``scripts/<name>/``).
 
 An existing file is never overwritten (one line says it was kept). Running it
 again changes nothing. Each file is entered in ``CHECKOUT/.clipwb-dropin.json``
@@ -47,6 +50,7 @@ import stat
 import sys
 
 from clipwb.errors import UserInputError
+from clipwb.script_recipes import max_epoch_opt, recipe
 
 MARK = "# clipwb plugin"
 RECORD = ".clipwb-dropin.json"
@@ -374,42 +378,77 @@ fi
 """
 
 
-def b2n_train_script(trainer, cfg, data, usage, cfg_dir):
-    return _HEADER.format(what="{}: train on the base classes (16 shots).".format(trainer),
+def _recipe_lines(recipe, epoch_of=None):
+    """The script lines of a :class:`~clipwb.script_recipes.Recipe` after
+    ``CFG`` / ``SHOTS`` are set: ``RECIPE_OPTS`` and a ``case`` on the
+    dataset (``epoch_of(cfg, opts)``: that dataset's ``LOADEP``, test
+    scripts only). Empty for a method that runs every dataset alike."""
+    if recipe is None or not (recipe.opts or recipe.cases()):
+        return ""
+    lines = ["RECIPE_OPTS=({})  # the official recipe's per-dataset defaults".format(
+        " ".join(recipe.opts))]
+    arms = []
+    for datasets, cfg, extra in recipe.cases():
+        acts = []
+        if cfg:
+            acts.append("CFG=" + cfg)
+        if extra:
+            acts.append("RECIPE_OPTS+=({})".format(" ".join(extra)))
+        if epoch_of is not None:
+            epoch = epoch_of(cfg, extra)
+            if epoch is not None:
+                acts.append("LOADEP={}".format(epoch))
+        arms.append("    {}) {} ;;".format(" | ".join(datasets), "; ".join(acts)))
+    lines += ['case "$DATASET" in'] + arms + ["esac"]
+    return "\n".join(lines) + "\n"
+
+
+def _opts(recipe):
+    return ['"${RECIPE_OPTS[@]}"'] if _recipe_lines(recipe) else []
+
+
+def b2n_train_script(trainer, cfg, data, usage, cfg_dir, recipe=None):
+    shots = recipe.shots if recipe is not None else 16
+    return _HEADER.format(what="{}: train on the base classes ({} shots).".format(trainer, shots),
                           usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
 DATASET=$1
 SEED=$2
 
 CFG={cfg}
-SHOTS=16
-if [ "$DATASET" = toy ]; then CFG=toy; fi
+SHOTS={shots}
+{recipe}if [ "$DATASET" = toy ]; then CFG=toy; fi
 
 
 DIR=output/base2new/train_base/${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
-""".format(cfg=cfg) + _RESUME_NOTE + _run(_train() + [
-        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES base", '"${@:3}"'], indent="")
+""".format(cfg=cfg, shots=shots, recipe=_recipe_lines(recipe)) + _RESUME_NOTE + _run(_train() + [
+        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES base"] + _opts(recipe)
+        + ['"${@:3}"'], indent="")
 
 
-def b2n_test_script(trainer, cfg, epoch, toy_epoch, data, usage, cfg_dir):
+def b2n_test_script(trainer, cfg, epoch, toy_epoch, data, usage, cfg_dir, recipe=None,
+                    epoch_of=None):
+    shots = recipe.shots if recipe is not None else 16
     return _HEADER.format(what="{}: test the base-class model on the new classes.".format(trainer),
                           usage=usage, cfg_dir=cfg_dir, data=data, trainer=trainer) + """
 DATASET=$1
 SEED=$2
 
 CFG={cfg}
-SHOTS=16
+SHOTS={shots}
 LOADEP={epoch}
 SUB=new
-if [ "$DATASET" = toy ]; then CFG=toy; LOADEP={toy_epoch}; fi
+{recipe}if [ "$DATASET" = toy ]; then CFG=toy; LOADEP={toy_epoch}; fi
 
 
 COMMON_DIR=${{DATASET}}/shots_${{SHOTS}}/${{TRAINER}}/${{CFG}}/seed${{SEED}}
 MODEL_DIR=output/base2new/train_base/${{COMMON_DIR}}
 DIR=output/base2new/test_${{SUB}}/${{COMMON_DIR}}
 echo "Evaluating the model of ${{MODEL_DIR}} (epoch ${{LOADEP}}) into ${{DIR}}"
-""".format(cfg=cfg, epoch=epoch, toy_epoch=toy_epoch) + _run(_train() + [
+""".format(cfg=cfg, shots=shots, epoch=epoch, toy_epoch=toy_epoch,
+           recipe=_recipe_lines(recipe, epoch_of)) + _run(_train() + [
         "--model-dir \"${MODEL_DIR}\"", "--load-epoch ${LOADEP}", "--eval-only",
-        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES ${SUB}", '"${@:3}"'], indent="")
+        "DATASET.NUM_SHOTS ${SHOTS}", "DATASET.SUBSAMPLE_CLASSES ${SUB}"] + _opts(recipe)
+        + ['"${@:3}"'], indent="")
 
 
 def xd_train_script(trainer, cfg, data, usage, cfg_dir):
@@ -528,13 +567,21 @@ def host_files(checkout, data):
         return "scripts/{}/{}{}.sh".format(folder, job, "_" + folder if suffix else "")
 
     def base2new(folder, trainer, cfg):
+        def epoch_of(dataset_cfg, opts):  # a dataset's LOADEP where it differs
+            if max_epoch_opt(opts) is not None:
+                return max_epoch_opt(opts)
+            if dataset_cfg:
+                return max_epoch(os.path.join(configs, "trainers", trainer, dataset_cfg + ".yaml"))
+            return None
+
         epoch = max_epoch(os.path.join(configs, "trainers", trainer, cfg + ".yaml"))
         toy_epoch = max_epoch(os.path.join(configs, "trainers", trainer, "toy.yaml"))
         path = script(folder, "base2new_train")
-        files[path] = b2n_train_script(trainer, cfg, data, path + " DATASET SEED", trainer)
+        files[path] = b2n_train_script(trainer, cfg, data, path + " DATASET SEED", trainer,
+                                       recipe(folder))
         path = script(folder, "base2new_test")
         files[path] = b2n_test_script(trainer, cfg, epoch, toy_epoch, data,
-                                      path + " DATASET SEED", trainer)
+                                      path + " DATASET SEED", trainer, recipe(folder), epoch_of)
 
     for folder, (trainer, cfg, xd_cfg) in B2N_METHODS.items():
         base2new(folder, trainer, cfg)

@@ -326,7 +326,9 @@ def test_a_checkouts_own_kgcoop_is_left_to_it(tmp_path):
     assert "UEOWiSEFT, TCP, ProGrad, " in line
     assert "kept the ones already registered: KgCoOp, " in line
     assert cfg["kgcoop"] == "trainers.kgcoop" and cfg["tcp"] == "clipwb.trainers.tcp"
-    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=8.0)
+    # the host's W stays; ALPHA, which the host lacks, is added for DePT's
+    # KgCoOp pairing (ExtrasLinearProbeKgCoOp reads TRAINER.COOP.ALPHA)
+    assert cfg["coop"] == dict(_HOST_COOP_NODE, W=8.0, ALPHA=1.0)
 
 
 def _host_after_dropin(folder):
