@@ -72,9 +72,10 @@ def test_per_dataset_numbers_average_to_the_published_averages():
     # not the mean of the per-dataset HMs: CoOp's is 70.83, its published HM 71.66
     coop = per["CoOp"].values()
     assert sum(r.hm for r in coop) / 11 == pytest.approx(70.832, abs=1e-3)
-    # no per-dataset table of IVLP, KgCoOp, ProGrad or TCP could be read: their
-    # averages only (a gap table of theirs would compare with nothing)
-    for name in ("IVLP", "KgCoOp", "ProGrad", "TCP", "MMRL"):
+    # no per-dataset table of IVLP, KgCoOp, ProGrad, TCP, MMRL, MMA or DePT (on
+    # PromptSRC) could be read: their averages only (a gap table of theirs
+    # would compare with nothing)
+    for name in ("IVLP", "KgCoOp", "ProGrad", "TCP", "MMRL", "MMA", "ExtrasLinearProbePromptSRC"):
         assert name not in per and name in published.PUBLISHED_BASE2NEW, name
 
 
@@ -86,8 +87,15 @@ def test_the_baselines_averages_are_their_sources_digits():
     assert avg["ProGrad"][:3] == (82.48, 70.75, 76.16)
     assert avg["TCP"][:3] == (84.13, 75.36, 79.51)
     assert avg["MMRL"][:3] == (85.68, 77.16, 81.20)
+    # MMA: its official README's table; MMRL and DePT on PromptSRC: a later
+    # README's table (the same digits as MMA's README for MMA)
+    assert avg["MMA"][:3] == (83.20, 76.80, 79.87)
+    assert avg["ExtrasLinearProbePromptSRC"][:3] == (85.19, 76.17, 80.43)
     assert "official repository README" in avg["KgCoOp"].source
-    assert "as quoted by" in avg["ProGrad"].source and "as quoted by" in avg["TCP"].source
+    assert "official repository README" in avg["MMA"].source
+    for name in ("ProGrad", "TCP", "MMRL", "ExtrasLinearProbePromptSRC"):
+        assert "as quoted by" in avg[name].source, name
+    assert "Awesome-Prompt-Adapter-Learning-for-VLMs" in avg["MMRL"].source
 
 
 def test_the_check_catches_a_typo_and_a_missing_source():

@@ -27,10 +27,18 @@ of every version, scripts, figures) carry no per-dataset numbers, and no
 later paper or README that could be read reprints their rows with Base and
 Novel. (DePT's README table has a KgCoOp row per dataset, but of DePT's own
 re-run: its average, 80.93 / 73.88, is not KgCoOp's published 80.73 / 73.60;
-it is not recorded.) MMRL has only its average (its paper's per-dataset
-table could not be read here; its official README has no numbers). DiSa
-and ISP have no published row (their result
-tables could not be read).
+it is not recorded.) MMRL, MMA and DePT on PromptSRC have their averages
+only, each confirmed digit for digit by a later README's base-to-novel table
+(the zhengli97/Awesome-Prompt-Adapter-Learning-for-VLMs list, Table 1): their
+papers' per-dataset tables could not be read here, their official READMEs
+carry no numbers (MMRL), the average only (MMA) or images (DePT), and no
+later paper or README that could be read reprints a full per-dataset row of
+theirs. (A
+later Jittor port's README has a "Paper" column for MMRL, but its 11 rows
+average to 85.71 / 76.28, not the published 85.68 / 77.16, and its EuroSAT
+row, 96.10 / 72.33, is not the 95.60 / 80.17 / 87.21 that the official
+repository's issue #14 quotes as the paper's: it is not recorded.) DiSa
+and ISP have no published row (their result tables could not be read).
 """
 from collections import OrderedDict, namedtuple
 
@@ -62,25 +70,31 @@ PUBLISHED_BASE2NEW = OrderedDict([
     ("TCP", PublishedResult(84.13, 75.36, 79.51,
                             "Yao et al., TCP, CVPR 2024 (as quoted by Koleilat et al., "
                             "CLIP-SVD, 2025)")),
-    # MMRL: the 11-dataset average of its paper's base-to-novel table, as
-    # the project's issue on the 2024-2025 baselines quotes it (the paper's
-    # table could not be read here, and the official README carries no
-    # numbers); no per-dataset row was found
+    # MMRL: the 11-dataset average of its paper's base-to-novel table as a
+    # later README quotes it, digit for digit (the Awesome list's Table 1;
+    # the paper's table could not be read here, and the official README
+    # carries no numbers); no per-dataset row was found
     ("MMRL", PublishedResult(85.68, 77.16, 81.20,
-                             "Guo and Gu, MMRL, CVPR 2025 (base-to-novel average)")),
-    # MMA: the 11-dataset average of the official repository's README table
-    # (the paper's per-dataset table could not be read here: later papers
-    # quote a few per-dataset HMs but no full Base / Novel rows, so none is
-    # recorded). Our trainer is MultiModalAdapter (aggregate.PUBLISHED_NAME_OF)
+                             "Guo and Gu, MMRL, CVPR 2025 (base-to-novel average, as quoted "
+                             "by the zhengli97/Awesome-Prompt-Adapter-Learning-for-VLMs README, "
+                             "Table 1)")),
+    # MMA: the 11-dataset average of the official repository's README table,
+    # the same digits in the Awesome list's Table 1 and the HiCroPL (ICCV
+    # 2025) README (the paper's per-dataset table could not be read here:
+    # later papers quote a few per-dataset HMs but no full Base / Novel rows,
+    # so none is recorded). Our trainer is MultiModalAdapter
+    # (aggregate.PUBLISHED_NAME_OF)
     ("MMA", PublishedResult(83.20, 76.80, 79.87,
                             "Yang et al., MMA, CVPR 2024 (official repository README)")),
-    # DePT on PromptSRC: the 11-dataset average as the project's issue on the
-    # 2024-2025 baselines quotes it (the paper's tables are images in the
-    # official README and could not be read here; its other pairings and the
-    # per-dataset Base / Novel rows are not recorded)
+    # DePT on PromptSRC: the 11-dataset average as a later README quotes it,
+    # digit for digit (the Awesome list's Table 1, row DePT+PromptSRC; the
+    # paper's tables are images in the official README and could not be read
+    # here; its other pairings and the per-dataset Base / Novel rows are not
+    # recorded)
     ("ExtrasLinearProbePromptSRC", PublishedResult(
         85.19, 76.17, 80.43, "Zhang et al., DePT, CVPR 2024 (PromptSRC + DePT, "
-        "base-to-novel average)")),
+        "base-to-novel average, as quoted by the "
+        "zhengli97/Awesome-Prompt-Adapter-Learning-for-VLMs README, Table 1)")),
 ])
 
 
