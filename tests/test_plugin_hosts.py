@@ -1,8 +1,9 @@
 """End to end in fixture checkouts of CoOp, MaPLe and PromptSRC (tests/host_checkout.py):
-the drop-in command, then DiSa, ISP, GuiDG and the baselines KgCoOp, TCP, ProGrad and MMA through the
-checkout's own ``train.py``, scripts and readers; the checkout's own CoOp gives
-the same numbers before and after; the baselines' keys join the checkout's
-``TRAINER.COOP``, a checkout's own KgCoOp stays its own."""
+the drop-in command, then DiSa, ISP, GuiDG and the baselines KgCoOp, TCP, ProGrad, MMA,
+MMRL and DePT's five pairings through the checkout's own ``train.py``, scripts and
+readers (a baseline's logs and last checkpoint equal to this repository's run); the
+checkout's own CoOp gives the same numbers before and after; the baselines' keys join
+the checkout's ``TRAINER.COOP``, a checkout's own KgCoOp stays its own."""
 import glob
 import json
 import os
@@ -150,7 +151,13 @@ def isp_on_the_checkouts_reader(world, folder):
 
 # The baselines the plugin brings to a checkout that lacks them: script folder -> trainer.
 BASELINE_OF_FOLDER = {"kgcoop": "KgCoOp", "tcp": "TCP", "prograd": "ProGrad",
-                      "mma": "MultiModalAdapter", "mmrl": "MMRL"}
+                      "mma": "MultiModalAdapter", "mmrl": "MMRL",
+                      # DePT's pairings: the plugin's CoOp ... PromptSRC under them
+                      "coop_dept": "ExtrasLinearProbeCoOp",
+                      "cocoop_dept": "ExtrasLinearProbeCoCoOp",
+                      "kgcoop_dept": "ExtrasLinearProbeKgCoOp",
+                      "maple_dept": "ExtrasLinearProbeMaPLe",
+                      "promptsrc_dept": "ExtrasLinearProbePromptSRC"}
 
 
 def training_lines(text):
@@ -160,28 +167,53 @@ def training_lines(text):
             for line in text.splitlines() if line.startswith("epoch [")]
 
 
+def here(world, trainer, out, subsample, flags=()):
+    """This repository's own ``train.py`` on the toy world, 2 shots of the
+    ``subsample`` classes: the log's text."""
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--root", world["data"], "--seed", "1", "--trainer", trainer,
+         "--dataset-config-file", "configs/datasets/toy.yaml",
+         "--config-file", "configs/trainers/{}/toy.yaml".format(trainer), "--output-dir", out]
+        + list(flags) + ["DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", subsample],
+        cwd=REPO, env=subprocess_env(DATA=world["data"]), capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    return read_log(os.path.join(out, "log.txt"))
+
+
+def same_checkpoints(theirs, ours, epoch):
+    """Every model folder's ``model.pth.tar-<epoch>`` under ``theirs`` (DePT:
+    ``prompt_learner/`` and ``dept_head/``) is in ``ours``, tensor for tensor."""
+    import torch
+
+    found = sorted(os.path.relpath(path, theirs) for path in glob.glob(
+        os.path.join(theirs, "*", "model.pth.tar-{}".format(epoch))))
+    assert found
+    for rel in found:
+        a = torch.load(os.path.join(theirs, rel), map_location="cpu", weights_only=False)
+        b = torch.load(os.path.join(ours, rel), map_location="cpu", weights_only=False)
+        assert a["state_dict"].keys() == b["state_dict"].keys(), rel
+        for key, value in a["state_dict"].items():
+            assert torch.equal(value, b["state_dict"][key]), (rel, key)
+    return [os.path.dirname(rel) for rel in found]
+
+
 def baseline_in_a_coop_checkout(world, folder, baseline):
     """A baseline from the plugin (a CoOp checkout has none of them) with the
     drop-in's scripts: trains on the base classes, tests on the new ones; the
     training is this repository's own run of the same command, line for line
     (the checkout's TRAINER.COOP defaults change nothing the toy config leaves
-    to them)."""
+    to them), and so is the new classes' test of the last checkpoint (DePT:
+    the similarity logits alone there, its head's base rule off)."""
     trainer = BASELINE_OF_FOLDER[baseline]
     host = write_host(folder, "coop")
     dropin(host)
     base2new_with_scripts(host, world, baseline, trainer)
-    theirs = read_log(os.path.join(host, "output", "base2new", "train_base", "toy", "shots_16",
-                                   trainer, "toy", "seed1", "log.txt"))
+    logs = os.path.join(host, "output", "base2new", "{}", "toy", "shots_16", trainer, "toy",
+                        "seed1", "log.txt")
+    theirs = read_log(logs.format("train_base"))
     out = os.path.join(folder, "here")
-    proc = subprocess.run(
-        [sys.executable, "train.py", "--root", world["data"], "--seed", "1", "--trainer", trainer,
-         "--dataset-config-file", "configs/datasets/toy.yaml",
-         "--config-file", "configs/trainers/{}/toy.yaml".format(trainer), "--output-dir", out,
-         "DATASET.NUM_SHOTS", "2", "DATASET.SUBSAMPLE_CLASSES", "base"],
-        cwd=REPO, env=subprocess_env(DATA=world["data"]), capture_output=True, text=True,
-        timeout=600)
-    assert proc.returncode == 0, describe(proc)
-    ours = read_log(os.path.join(out, "log.txt"))
+    ours = here(world, trainer, out, "base")
     toy = os.path.join(host, "configs", "trainers", trainer, "toy.yaml")
     with open(toy) as f:
         batch = yaml.safe_load(f)["DATALOADER"]["TRAIN_X"]["BATCH_SIZE"]
@@ -190,6 +222,14 @@ def baseline_in_a_coop_checkout(world, folder, baseline):
     assert len(training_lines(ours)) == clipwb.dropin.max_epoch(toy) * max(1, 26 // batch)
     assert training_lines(theirs) == training_lines(ours)
     assert evaluator_block(theirs) == evaluator_block(ours)
+    ours_new = here(world, trainer, os.path.join(folder, "here_new"), "new",
+                    flags=["--eval-only", "--model-dir", out,
+                           "--load-epoch", str(clipwb.dropin.max_epoch(toy))])
+    assert evaluator_block(read_log(logs.format("test_new"))) == evaluator_block(ours_new)
+    folders = same_checkpoints(os.path.dirname(logs.format("train_base")), out,
+                               clipwb.dropin.max_epoch(toy))
+    if baseline.endswith("_dept"):
+        assert folders == ["dept_head", "prompt_learner"]
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +267,8 @@ def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
     outcome(host_runs["reader"])
 
 
-# KgCoOp, TCP, ProGrad, MMA and MMRL in a CoOp checkout: the slow set (a few minutes each).
+# KgCoOp, TCP, ProGrad, MMA, MMRL and DePT's five pairings in a CoOp checkout: the slow
+# set (a few minutes each).
 @pytest.mark.parametrize("baseline", params(sorted(BASELINE_OF_FOLDER),
                                             slow=tuple(BASELINE_OF_FOLDER)))
 def test_a_baseline_trains_and_tests_in_a_coop_checkout(baseline, host_runs):
