@@ -4,12 +4,7 @@
 # Environment overrides: see scripts/common.sh; the official per-dataset
 # values and TASK: official_values.sh.
 TRAINER=${TRAINER:-MMRL}
-if [ -z "$DEFAULT_CFG" ]; then  # the official scripts: vit_b16_imagenet on ImageNet
-    case "${1:-}" in
-        imagenet) DEFAULT_CFG=vit_b16_imagenet ;;
-        *) DEFAULT_CFG=vit_b16 ;;
-    esac
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/official_config.sh"  # vit_b16_imagenet on ImageNet
 SHOTS=${SHOTS:-16}
 MMRL_TASK=B2N
 source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
