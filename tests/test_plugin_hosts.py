@@ -72,12 +72,17 @@ def script(host, folder, job):
 
 def base2new_with_scripts(host, world, folder, trainer):
     """``scripts/<folder>/base2new_{train,test}`` on the toy world; check both logs
-    and the last checkpoint (the toy config's ``OPTIM.MAX_EPOCH``)."""
+    and the last checkpoint (the toy config's ``OPTIM.MAX_EPOCH``). Returns the
+    runs' path under ``train_base/`` and ``test_new/`` (``shots_<SHOTS>``: the
+    script's recipe, ProGrad's 4, the others' 16)."""
     tiny = ["DATASET.NUM_SHOTS", "2"]
     train = run(host, world, ["bash", script(host, folder, "base2new_train"), "toy", "1"] + tiny)
     assert "kept the ones already registered: ImageNet, Caltech101" in train.stdout
     run(host, world, ["bash", script(host, folder, "base2new_test"), "toy", "1"] + tiny)
-    common = os.path.join("toy", "shots_16", trainer, "toy", "seed1")
+    found = glob.glob(os.path.join(host, "output", "base2new", "train_base", "toy", "shots_*",
+                                   trainer, "toy", "seed1"))
+    assert len(found) == 1, found
+    common = os.path.relpath(found[0], os.path.join(host, "output", "base2new", "train_base"))
     for setting, classes in (("train_base", 13), ("test_new", 12)):
         log = read_log(os.path.join(host, "output", "base2new", setting, common, "log.txt"))
         block = evaluator_block(log)
@@ -87,6 +92,7 @@ def base2new_with_scripts(host, world, folder, trainer):
     # (the trainer's model folder: prompt_learner/, MMA's adapter_learner/)
     assert glob.glob(os.path.join(host, "output", "base2new", "train_base", common, "*",
                                   "model.pth.tar-{}".format(epochs)))
+    return common
 
 
 def guidg_with_scripts(host, world):
@@ -198,19 +204,20 @@ def same_checkpoints(theirs, ours, epoch):
     return [os.path.dirname(rel) for rel in found]
 
 
-def baseline_in_a_coop_checkout(world, folder, baseline):
+def baseline_in_a_checkout(world, folder, baseline, kind="coop"):
     """A baseline from the plugin (a CoOp checkout has none of them) with the
     drop-in's scripts: trains on the base classes, tests on the new ones; the
     training is this repository's own run of the same command, line for line
     (the checkout's TRAINER.COOP defaults change nothing the toy config leaves
     to them), and so is the new classes' test of the last checkpoint (DePT:
-    the similarity logits alone there, its head's base rule off)."""
+    the similarity logits alone there, its head's base rule off). ``kind``: the
+    checkout (DePT's MaPLe pairing in a MaPLe checkout: the checkout's own
+    TRAINER.MAPLE node)."""
     trainer = BASELINE_OF_FOLDER[baseline]
-    host = write_host(folder, "coop")
+    host = write_host(folder, kind)
     dropin(host)
-    base2new_with_scripts(host, world, baseline, trainer)
-    logs = os.path.join(host, "output", "base2new", "{}", "toy", "shots_16", trainer, "toy",
-                        "seed1", "log.txt")
+    common = base2new_with_scripts(host, world, baseline, trainer)
+    logs = os.path.join(host, "output", "base2new", "{}", common, "log.txt")
     theirs = read_log(logs.format("train_base"))
     out = os.path.join(folder, "here")
     ours = here(world, trainer, out, "base")
@@ -245,8 +252,12 @@ def host_runs(world, tmp_path_factory, request):
         jobs["reader"] = lambda: isp_on_the_checkouts_reader(
             world, str(tmp_path_factory.mktemp("r")))
     for baseline in selected(request, "baseline"):
-        jobs[baseline] = lambda baseline=baseline: baseline_in_a_coop_checkout(
+        jobs[baseline] = lambda baseline=baseline: baseline_in_a_checkout(
             world, str(tmp_path_factory.mktemp(baseline)), baseline)
+    for pairing in selected(request, "pairing"):
+        kind = DEPT_HOME[pairing]
+        jobs[kind + ":" + pairing] = lambda pairing=pairing, kind=kind: baseline_in_a_checkout(
+            world, str(tmp_path_factory.mktemp(kind)), pairing, kind)
     return run_all(jobs, workers=2)
 
 
@@ -273,6 +284,17 @@ def test_isp_trains_and_tests_on_the_checkouts_own_reader(host_runs):
                                             slow=tuple(BASELINE_OF_FOLDER)))
 def test_a_baseline_trains_and_tests_in_a_coop_checkout(baseline, host_runs):
     outcome(host_runs[baseline])
+
+
+# DePT's MaPLe and PromptSRC pairings in a checkout of their base method: its own
+# MaPLe / PromptSRC trainer and TRAINER node, the fork's clip/ (the slow set).
+DEPT_HOME = {"maple_dept": "maple", "promptsrc_dept": "promptsrc"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pairing", sorted(DEPT_HOME))
+def test_a_dept_pairing_trains_and_tests_in_its_base_methods_checkout(pairing, host_runs):
+    outcome(host_runs[DEPT_HOME[pairing] + ":" + pairing])
 
 
 # The checkout's setup_cfg after the drop-in (its parser's defaults), then
