@@ -5,8 +5,10 @@ A backbone is written once as a ``clip.model.CLIP`` state dict and given to
 the trainers as ``MODEL.BACKBONE.NAME`` (the path form ``load_clip`` reads),
 so the trainers load it exactly as they load OpenAI's files. Widths are
 multiples of 64 (``clip.model.build_model`` infers heads as width // 64).
-The four OpenAI entries have the dimensions of OpenAI's checkpoints of that
-name (the shipped configs' backbones), with random weights.
+The OpenAI entries have the dimensions of OpenAI's checkpoints of that name
+(the shipped configs' backbones), with random weights; ViT-L/14 differs from
+ViT-B in every width (text 768, vision 1024, embedding 768) and in the
+depth of its image encoder (24 blocks against the text encoder's 12).
 """
 import os
 
@@ -18,6 +20,12 @@ from clipwb.errors import ConfigError, MissingFileError
 _TEXT = dict(context_length=77, vocab_size=49408)
 #: the text transformer of every OpenAI model named below
 _OPENAI_TEXT = dict(transformer_width=512, transformer_heads=8, transformer_layers=12, **_TEXT)
+#: the text transformer of ViT-L/14 (and ViT-L/14@336px): wider
+_OPENAI_LARGE_TEXT = dict(transformer_width=768, transformer_heads=12, transformer_layers=12,
+                          **_TEXT)
+#: ViT-L/14's image encoder (its @336px variant differs only in resolution)
+_VIT_L14 = dict(embed_dim=768, vision_layers=24, vision_width=1024, vision_patch_size=14,
+                **_OPENAI_LARGE_TEXT)
 
 #: name -> clip.model.CLIP arguments
 BACKBONES = {
@@ -31,8 +39,8 @@ BACKBONES = {
     "small": dict(embed_dim=128, image_resolution=112, vision_layers=12, vision_width=128,
                   vision_patch_size=8, transformer_width=128, transformer_heads=2,
                   transformer_layers=12, **_TEXT),
-    # OpenAI's dimensions, random weights: ViT-B/16 for GPU runs; all four for
-    # the full-size config check (tests/test_fullsize_configs.py)
+    # OpenAI's dimensions, random weights: ViT-B/16 for GPU runs; all of them
+    # for the full-size config check (tests/test_fullsize_configs.py)
     "ViT-B/16": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
                      vision_patch_size=16, **_OPENAI_TEXT),
     "ViT-B/32": dict(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768,
@@ -42,6 +50,8 @@ BACKBONES = {
                  vision_width=64, vision_patch_size=None, **_OPENAI_TEXT),
     "RN101": dict(embed_dim=512, image_resolution=224, vision_layers=(3, 4, 23, 3),
                   vision_width=64, vision_patch_size=None, **_OPENAI_TEXT),
+    "ViT-L/14": dict(image_resolution=224, **_VIT_L14),
+    "ViT-L/14@336px": dict(image_resolution=336, **_VIT_L14),
 }
 
 

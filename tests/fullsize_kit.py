@@ -176,6 +176,69 @@ class Case:
         return opts
 
 
+#: the ViT-L/14 configs and the shipped config each copies (its "twin": the
+#: ViT-B/16 config of the same setting; ProGrad ships RN50 recipes only):
+#: every method's base-to-novel and cross-dataset configs (the scripts'
+#: defaults), and GuiDG's domain-generalization steps
+LARGE_TWINS = {
+    "CoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1",),
+    "CoOp": ("vit_b16_ctxv1", "vit_b16_ep50_ctxv1"),
+    "DiSa": ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets"),
+    "ExtrasLinearProbeCoCoOp": ("vit_b16_c4_ep10_batch1_ctxv1",),
+    "ExtrasLinearProbeCoOp": ("vit_b16_ep10_bs4_lr35",),
+    "ExtrasLinearProbeKgCoOp": ("vit_b16_ep10_ctxv1_bs4_lr35",),
+    "ExtrasLinearProbeMaPLe": ("vit_b16_c2_ep10_batch4_2ctx",),
+    "ExtrasLinearProbePromptSRC": ("vit_b16_c2_ep20_batch4_4+4ctx",),
+    "GuiDG": ("vit_b16_clipood", "vit_b16_clipood_official", "vit_b16_erm_wf",
+              "vit_b16_erm_wf_official", "vit_b16_ueo_wf", "vit_b16_ueo_wf_official"),
+    "GuiDGExpert": ("vit_b16_c16_ep31", "vit_b16_c16_ep31_official"),
+    "ISP": ("vit_b16_c2_ep5_batch4_2+2ctx", "vit_b16_c2_ep5_batch4_2+2ctx_cross_datasets"),
+    "IVLP": ("vit_b16_c2_ep20_batch4_4+4ctx",),
+    "KgCoOp": ("vit_b16_ep100_ctxv1",),
+    "MMRL": ("vit_b16", "vit_b16_cross_datasets", "vit_b16_imagenet"),
+    "MaPLe": ("vit_b16_c2_ep5_batch4_2ctx", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets"),
+    "MultiModalAdapter": ("vit_b16_ep5", "vit_b16_ep5_imnet"),
+    "ProGrad": ("rn50_ep100", "rn50_ep50"),
+    "PromptSRC": ("vit_b16_c2_ep20_batch4_4+4ctx", "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets"),
+    "TCP": ("vit_b16_ep100_ctxv1",),
+}
+#: the backbone lines of the twins, and the ViT-L/14 config's
+TWIN_BACKBONES = ('NAME: "ViT-B/16"', 'NAME: "RN50"')
+LARGE_BACKBONE, LARGE_SIZE = 'NAME: "ViT-L/14"', "SIZE: (224, 224)"
+
+
+def large_name(twin):
+    """``vit_l14[_<setting>]`` of a twin ``vit_b16[_<setting>]`` / ``rn50_<setting>``."""
+    for prefix in ("vit_b16", "rn50"):
+        if twin == prefix or twin.startswith(prefix + "_"):
+            return "vit_l14" + twin[len(prefix):]
+    raise ValueError("{}: not a ViT-B/16 or RN50 config name".format(twin))
+
+
+def large_config_text(folder, twin):
+    """The text of the ViT-L/14 config of ``configs/trainers/<folder>/<twin>.yaml``:
+    a header, then the twin's text with only ``MODEL.BACKBONE.NAME`` changed
+    (every shipped twin's ``INPUT.SIZE`` is already ViT-L/14's 224)."""
+    with open(os.path.join(REPO, "configs", "trainers", folder, twin + ".yaml")) as f:
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    backbone = [i for i, line in enumerate(lines) if line.strip() in TWIN_BACKBONES]
+    sizes = [line for line in lines if line.strip().startswith("SIZE:")]
+    assert len(backbone) == 1 and [s.strip() for s in sizes] == [LARGE_SIZE], (folder, twin)
+    i = backbone[0]
+    lines[i] = lines[i][:len(lines[i]) - len(lines[i].lstrip())] + LARGE_BACKBONE + "\n"
+    header = ("# ViT-L/14: {twin}.yaml on OpenAI's ViT-L/14 (text 768 wide, image 1024 wide,\n"
+              "# 24 image blocks); every other value is {twin}.yaml's (a test keeps this file\n"
+              "# equal to it but for MODEL.BACKBONE.NAME). {twin}.yaml reads:\n").format(twin=twin)
+    return header + "".join(lines)
+
+
+def large_configs():
+    """``(folder, ViT-L/14 name, twin name)`` of every ViT-L/14 config."""
+    return [(folder, large_name(twin), twin)
+            for folder, twins in sorted(LARGE_TWINS.items()) for twin in twins]
+
+
 def find_cases():
     """Every shipped trainer YAML but the toy ones, sorted, with its folder's
     trainer; then the :data:`SCRIPT_PAIRS`."""

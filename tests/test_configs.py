@@ -90,7 +90,8 @@ def test_trainer_config_loads_with_the_script_options(train, path):
         assert list(cfg.INPUT.TRANSFORMS) == ["random_flip", "normalize"]
     else:
         assert list(cfg.INPUT.TRANSFORMS) == ["random_resized_crop", "random_flip", "normalize"]
-    assert cfg.MODEL.BACKBONE.NAME in (("ToyCLIP",) if toy else ("ViT-B/16", "ViT-B/32", "RN50", "RN101"))
+    assert cfg.MODEL.BACKBONE.NAME in (("ToyCLIP",) if toy else ("ViT-B/16", "ViT-B/32", "RN50", "RN101",
+                                                                "ViT-L/14"))
 
 
 def test_promptsrc_values(train):

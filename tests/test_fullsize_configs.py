@@ -56,6 +56,31 @@ def test_every_shipped_trainer_config_is_a_full_size_case():
         assert fk.TEST_IMAGES <= case.cfg().DATALOADER.TEST.BATCH_SIZE, case.id
 
 
+def test_every_large_config_is_its_twin_on_vit_l14():
+    """Each ViT-L/14 config is its ViT-B/16 twin's text (ProGrad: RN50's) with
+    only the backbone changed (an edit of the twin must be copied), every method
+    folder has one, and loaded the two differ in that one key only."""
+    large = fk.large_configs()
+    assert {folder for folder, _, _ in large} == {
+        os.path.basename(os.path.dirname(p)) for p in glob.glob(fk.CONFIG_GLOB)}
+    shipped = sorted(os.path.relpath(p, os.path.join(fk.REPO, "configs", "trainers"))
+                     for p in glob.glob(os.path.join(fk.REPO, "configs", "trainers", "*",
+                                                     "vit_l14*.yaml")))
+    assert shipped == sorted("{}/{}.yaml".format(f, n) for f, n, _ in large)
+    for folder, name, twin in large:
+        path = os.path.join(fk.REPO, "configs", "trainers", folder, name + ".yaml")
+        with open(path) as f:
+            assert f.read() == fk.large_config_text(folder, twin), path
+        trainer = folder
+        mine = fk.config_from_file(path, trainer, ())
+        theirs = fk.config_from_file(os.path.join(os.path.dirname(path), twin + ".yaml"),
+                                     trainer, ())
+        assert mine.MODEL.BACKBONE.NAME == "ViT-L/14" and tuple(mine.INPUT.SIZE) == (224, 224)
+        theirs.defrost()
+        theirs.MODEL.BACKBONE.NAME = "ViT-L/14"
+        assert mine == theirs, path
+
+
 # -- the runs -------------------------------------------------------------------
 class BackboneFiles:
     """Random-weight CLIPs of real size, each written once (float16) into one
