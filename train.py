@@ -19,6 +19,7 @@ try:
 except ImportError as _err:  # a clone run before its one install command
     sys.exit("Error: {} -- install the project first: pip install -e .".format(_err))
 from clipwb import registration, runlog
+from clipwb.engine import distributed
 from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
                            collect_env_info, get_cfg_default, set_random_seed,
                            setup_logger)
@@ -122,11 +123,18 @@ def check_names(cfg):
 def main(args):
     cfg = setup_cfg(args)
     check_names(cfg)
-    if cfg.SEED >= 0:
-        print("Setting fixed seed: {}".format(cfg.SEED))
-        set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
-    runlog.line_buffered()
+    # torchrun: one process per device; rank 0 alone prints and writes the log
+    if not args.eval_only and not args.no_train:
+        distributed.check_global_batch(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+    distributed.silence_other_ranks()
+    distributed.init(cfg.USE_CUDA)
+    seed = distributed.shared_seed(cfg.SEED)  # (every rank draws the same batches)
+    if seed >= 0:
+        print("Setting fixed seed: {}".format(seed))
+        set_random_seed(seed)
+    if distributed.is_main():
+        setup_logger(cfg.OUTPUT_DIR)
+        runlog.line_buffered()
 
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
@@ -152,6 +160,7 @@ def main(args):
 
     if not args.no_train:
         trainer.train()
+    distributed.shutdown()
 
 
 def build_parser():
@@ -193,7 +202,10 @@ if __name__ == "__main__":
     try:
         main(_args)
     except UserInputError as err:
-        # One clear sentence instead of a traceback for bad input.
+        # One clear sentence instead of a traceback for bad input; under torchrun
+        # rank 0 says it (torchrun stops the other ranks when it exits), another
+        # rank only when rank 0 did not stop it in a few seconds.
+        distributed.let_main_report()
         fail("Error: {}".format(user_error_message(err)), 2)
     except KeyboardInterrupt:  # before training started (the trainer handles the rest)
         fail("Interrupted before training started; nothing was trained.", 130)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from clipwb.engine import (TrainerX, build_data_loader, build_optimizer, build_transform,
                            compute_accuracy, load_checkpoint, load_pretrained_weights)
+from clipwb.engine.distributed import average_gradients
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
@@ -191,17 +192,27 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         return summary
 
     def backward_and_step(self, loss):
-        """Backward and optimizer step (through the GradScaler for amp)."""
-        if self.scaler is None:
-            self.model_backward_and_update(loss)
-            return
+        """Backward and optimizer step (through the GradScaler for amp); under
+        torchrun the gradients are averaged over the ranks in between."""
         self.model_zero_grad()
         self.detect_anomaly(loss)
+        if self.scaler is None:
+            loss.backward()
+            average_gradients(self.learnable_parameters())
+            self.model_update()
+            return
         self.scaler.scale(loss).backward()
+        average_gradients(self.learnable_parameters())
         for name in self.get_model_names():
             if self._optims[name] is not None:
                 self.scaler.step(self._optims[name])
         self.scaler.update()
+
+    def learnable_parameters(self):
+        """The parameters the optimizers update (every registered model's
+        parameters that require a gradient)."""
+        return [p for name in self.get_model_names()
+                for p in self._models[name].parameters() if p.requires_grad]
 
     # -- evaluation -----------------------------------------------------------
     def model_inference(self, input):

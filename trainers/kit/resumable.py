@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from clipwb import runlog
-from clipwb.engine import AverageMeter, MetricMeter
+from clipwb.engine import AverageMeter, MetricMeter, distributed
 from clipwb.engine.builtin.utils.atomic import TMP_SUFFIX, save_atomically
 from clipwb.engine.progress import MovingEta, batches_left, report_batch
 from clipwb.errors import ClearResumeErrors, resume_errors
@@ -145,6 +145,8 @@ class ResumableTrainer(ClearResumeErrors):
         }
 
     def save_run_state(self, finished_epochs):
+        if not distributed.is_main():  # rank 0 writes; every rank's draws are equal
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         save_atomically(self.run_state(finished_epochs), self.run_state_path())
 
@@ -224,7 +226,7 @@ class ResumableTrainer(ClearResumeErrors):
     def after_train(self):
         self._training_done = True
         path = self.run_state_path()
-        if osp.isfile(path):
+        if distributed.is_main() and osp.isfile(path):
             os.remove(path)  # the last epoch's checkpoint holds the finished run
         super().after_train()
 
@@ -240,7 +242,8 @@ class ResumableTrainer(ClearResumeErrors):
             end = time.time()
             for self.batch_idx, batch in enumerate(self.train_loader_x):
                 data_time.update(time.time() - end)
-                loss_summary = self.forward_backward(batch)
+                # (several processes: the mean over the ranks, the global batch's)
+                loss_summary = distributed.mean_summary(self.forward_backward(batch))
                 batch_time.update(time.time() - end)
                 self._eta.update(batch_time.val)
                 losses.update(loss_summary)

@@ -1,0 +1,228 @@
+"""One run on several processes, launched by ``torchrun``.
+
+``torchrun --nproc_per_node N train.py ...`` starts N copies of ``train.py``
+with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their environment. Without
+them (a plain ``python train.py``) everything here is a no-op for one process.
+
+Design (equal to the single-process run, step for step):
+
+- ``DATALOADER.TRAIN_X.BATCH_SIZE`` is the **global** batch, the single-GPU
+  batch of the published recipes. Every rank draws the same global batches
+  (same seed, same sampler, same augmentation draws: each rank loads the
+  whole global batch) and keeps its own contiguous slice
+  (:class:`RankSlices`), so the ranks together see exactly the batch the
+  one-process run sees.
+- After ``backward`` the gradients of the learnable parameters are averaged
+  over the ranks (:func:`average_gradients`, what ``DistributedDataParallel``
+  does, as one flat all-reduce). With equal slices, the mean of the ranks'
+  mean losses is the mean loss over the global batch, so the averaged
+  gradient is the global batch's gradient:
+  ``grad (1/B) sum_i l_i = (1/W) sum_r grad (W/B) sum_{i in slice r} l_i``.
+- The logged loss terms are the same mean over the ranks
+  (:func:`mean_summary`): the global batch's mean.
+- Rank 0 alone writes logs, tensorboard, checkpoints, run state and split
+  caches (:func:`is_main`, :func:`main_first`); the other ranks print nothing.
+- Evaluation: rank ``r`` runs the test batches ``r, r + W, ...``; the outputs
+  are gathered in batch order (:func:`gather_in_order`) and every rank feeds
+  the same evaluator, so rank 0 prints the single-process evaluator block.
+"""
+import contextlib
+import os
+
+import torch
+import torch.distributed as dist
+
+from clipwb.errors import ConfigError
+
+__all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "init",
+           "shutdown", "silence_other_ranks", "let_main_report",
+           "shared_seed",
+           "barrier", "main_first", "check_global_batch", "RankSlices", "slice_batch",
+           "average_gradients", "mean_summary", "gather_in_order"]
+
+
+def world_size():
+    """The number of processes of the run (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank():
+    """This process's rank (``RANK``; 0 without torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank():
+    """This process's rank on its machine (``LOCAL_RANK``): its GPU."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_distributed():
+    return world_size() > 1
+
+
+def is_main():
+    """Whether this process writes the run's files and prints (rank 0)."""
+    return rank() == 0
+
+
+def init(use_cuda):
+    """Join the process group (nccl on GPUs, gloo on the CPU) once; on GPUs
+    bind this process to GPU ``LOCAL_RANK``. A no-op for one process."""
+    if not is_distributed() or (dist.is_available() and dist.is_initialized()):
+        return
+    cuda = use_cuda and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+
+
+def shutdown():
+    """Leave the process group (end of a torchrun run)."""
+    if _active():
+        dist.destroy_process_group()
+
+
+def silence_other_ranks():
+    """Rank 0 prints; the other ranks' console output is dropped."""
+    if not is_main():
+        import sys
+
+        sys.stdout = open(os.devnull, "w")
+
+
+def shared_seed(seed):
+    """``seed``, or without a fixed seed (``SEED < 0``) under torchrun one
+    drawn by rank 0 for every rank: the ranks must draw the same global
+    batches and initial prompts. Returns ``seed`` unchanged otherwise."""
+    if seed >= 0 or not _active():
+        return seed
+    value = torch.randint(0, 2 ** 31 - 1, (1,), dtype=torch.int64,
+                          generator=torch.Generator().manual_seed(int.from_bytes(
+                              os.urandom(4), "little")))
+    dist.broadcast(value, src=0)
+    return int(value.item())
+
+
+def let_main_report(seconds=5.0):
+    """On a rank other than 0, wait ``seconds`` before reporting an error
+    every rank meets (a bad config): rank 0 reports it and exits first, and
+    torchrun then stops this rank, so the sentence is printed once."""
+    if not is_main():
+        import time
+
+        time.sleep(seconds)
+
+
+def _active():
+    return is_distributed() and dist.is_available() and dist.is_initialized()
+
+
+def barrier():
+    if _active():
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first():
+    """Run the block on rank 0 first, then on the others (a cache rank 0
+    writes is read, never written, by the others)."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
+
+
+def check_global_batch(batch_size, key="DATALOADER.TRAIN_X.BATCH_SIZE", world=None):
+    """Raise one sentence unless the global batch splits evenly over the ranks."""
+    world = world_size() if world is None else world
+    if world <= 1 or batch_size % world == 0:
+        return
+    if world > batch_size:
+        raise ConfigError(
+            "torchrun --nproc_per_node {} starts more processes than the global batch "
+            "{} {} has images: use at most {} processes.".format(world, key, batch_size,
+                                                                 batch_size))
+    raise ConfigError(
+        "{} {} is the global batch (the single-process recipe's) and must split evenly "
+        "over the {} processes: use a --nproc_per_node that divides {}.".format(
+            key, batch_size, world, batch_size))
+
+
+def slice_batch(batch, index, world):
+    """Rank ``index``'s contiguous share of a batch dict (tensors and lists
+    are cut along their first dimension; other values are kept)."""
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, (torch.Tensor, list, tuple)):
+            n = len(value)
+            if n % world:
+                check_global_batch(n, "the batch of {} images".format(n), world)
+            share = n // world
+            value = value[index * share:(index + 1) * share]
+        out[key] = value
+    return out
+
+
+class RankSlices:
+    """A training loader whose batches are this rank's slice of the global
+    batches (every other attribute is the wrapped loader's)."""
+
+    def __init__(self, loader, index=None, world=None):
+        self.loader = loader
+        self.index = rank() if index is None else index
+        self.world = world_size() if world is None else world
+        check_global_batch(loader.batch_size, world=self.world)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield slice_batch(batch, self.index, self.world)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["loader"], name)
+
+
+def average_gradients(parameters):
+    """Average the gradients of ``parameters`` over the ranks in place (one
+    flat all-reduce). Every rank must hold a gradient for the same
+    parameters (they run the same code on equal slices)."""
+    if not _active():
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def mean_summary(summary):
+    """A loss summary dict with each value the mean over the ranks."""
+    if not _active() or not summary:
+        return summary
+    keys = list(summary)
+    values = torch.tensor([float(summary[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(values)
+    values /= world_size()
+    return {k: v for k, v in zip(keys, values.tolist())}
+
+
+def gather_in_order(items):
+    """All ranks' lists ``items`` (rank r holds the entries r, r + W, ...),
+    interleaved back into one list in the original order, on every rank."""
+    if not _active():
+        return list(items)
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, list(items))
+    merged = []
+    for i in range(max(len(p) for p in parts)):
+        merged.extend(p[i] for p in parts if i < len(p))
+    return merged

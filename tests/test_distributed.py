@@ -1,0 +1,162 @@
+"""One run on two processes (``torchrun``, gloo on the CPU) equals one process.
+
+End to end, CoOp trains on a tiny Caltech101 with the tiny CLIP once with
+``python train.py`` and once with ``torchrun --nproc_per_node 2 train.py``
+(same global batch ``DATALOADER.TRAIN_X.BATCH_SIZE 4``: each rank takes 2
+images of it): the logged per-iteration losses, the last checkpoint's
+weights and the evaluator block are the single-process run's; rank 0 alone
+prints. The helpers of :mod:`clipwb.engine.distributed` are checked in
+process; a bad launch is one sentence.
+"""
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from clipwb.engine import distributed
+from clipwb.errors import ConfigError
+from tests import e2e_helpers as h
+from tests.dataset_layouts import write_dataset
+
+EPOCHS = 2
+
+
+def torchrun(args, nproc):
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc_per_node", str(nproc), "train.py"] + [str(a) for a in args],
+        cwd=h.REPO, env=h.subprocess_env(), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def coop_runs(tmp_path_factory, tiny_clip_path):
+    tmp = tmp_path_factory.mktemp("ddp")
+    data = str(tmp / "data")
+    write_dataset(data, "Caltech101", n_classes=4)
+
+    def args(out):
+        return h.train_args("CoOp", data, out, tiny_clip_path, "OPTIM.MAX_EPOCH", EPOCHS,
+                            "DATASET.SUBSAMPLE_CLASSES", "base")
+
+    one_dir, two_dir = str(tmp / "one"), str(tmp / "two")
+    one = h.run_train_py(args(one_dir))
+    two = torchrun(args(two_dir), 2)
+    return dict(one=one, two=two, one_dir=one_dir, two_dir=two_dir, args=args, tmp=tmp)
+
+
+def last_weights(run_dir):
+    path = os.path.join(run_dir, "prompt_learner", "model.pth.tar-{}".format(EPOCHS))
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+def test_two_processes_log_the_losses_and_accuracy_of_one(coop_runs):
+    r = coop_runs
+    assert r["one"].returncode == 0, h.describe(r["one"])
+    assert r["two"].returncode == 0, h.describe(r["two"])
+    one_log = h.read_log(os.path.join(r["one_dir"], "log.txt"))
+    two_log = h.read_log(os.path.join(r["two_dir"], "log.txt"))
+    one_steps, two_steps = h.progress(one_log), h.progress(two_log)
+    assert len(one_steps) == EPOCHS * 2  # 8 base images, global batch 4
+    assert [s[:2] for s in two_steps] == [s[:2] for s in one_steps]
+    for (_, _, a), (_, _, b) in zip(one_steps, two_steps):
+        assert abs(a - b) <= 1e-5
+    assert h.evaluator_block(two_log) == h.evaluator_block(one_log) is not None
+    one_w, two_w = last_weights(r["one_dir"]), last_weights(r["two_dir"])
+    assert one_w.keys() == two_w.keys()
+    for key in one_w:
+        assert torch.allclose(one_w[key], two_w[key], atol=1e-5), key
+    # the training moved the prompts: equal weights are not the initial ones
+    assert not torch.equal(one_w["ctx"], torch.zeros_like(one_w["ctx"]))
+
+
+@pytest.mark.slow
+def test_rank_zero_alone_prints(coop_runs):
+    two = coop_runs["two"]
+    out = two.stdout
+    assert out.count("Evaluate on the *test* set") == 1
+    assert out.count("=> result") == 1
+    assert sum(1 for line in out.splitlines() if h.PROGRESS_RE.match(line)) == EPOCHS * 2
+
+
+@pytest.mark.slow
+def test_a_batch_that_does_not_split_is_one_sentence(coop_runs):
+    r = coop_runs
+    out = str(r["tmp"] / "three")
+    proc = torchrun(r["args"](out), 3)
+    assert proc.returncode != 0
+    sentence = ("Error: DATALOADER.TRAIN_X.BATCH_SIZE 4 is the global batch (the "
+                "single-process recipe's) and must split evenly over the 3 processes: use a "
+                "--nproc_per_node that divides 4.")
+    assert proc.stderr.count(sentence) == 1, proc.stderr
+    # (torchrun then reports its failed child with its own traceback)
+    assert 'train.py", line' not in proc.stderr
+    assert not os.path.exists(out)
+
+
+def test_slices_cover_the_global_batch_in_order():
+    batch = {"img": torch.arange(12).view(6, 2), "label": torch.arange(6),
+             "impath": ["a", "b", "c", "d", "e", "f"], "note": "kept"}
+    parts = [distributed.slice_batch(batch, r, 3) for r in range(3)]
+    assert torch.equal(torch.cat([p["img"] for p in parts]), batch["img"])
+    assert parts[1]["impath"] == ["c", "d"] and parts[2]["label"].tolist() == [4, 5]
+    assert all(p["note"] == "kept" for p in parts)
+
+
+def test_bad_launches_are_one_sentence():
+    distributed.check_global_batch(4, world=2)
+    with pytest.raises(ConfigError, match=r"starts more processes than the global batch "
+                                          r"DATALOADER.TRAIN_X.BATCH_SIZE 4 has images: use at "
+                                          r"most 4 processes"):
+        distributed.check_global_batch(4, world=8)
+    with pytest.raises(ConfigError, match="use a --nproc_per_node that divides 6"):
+        distributed.check_global_batch(6, world=4)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _gloo_worker(index, world, port, results):
+    os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    distributed.init(use_cuda=False)
+    # rank r's gradient is (r + 1) * [1, 2, 3]; the mean over 2 ranks is 1.5x
+    param = torch.nn.Parameter(torch.zeros(3))
+    param.grad = (index + 1) * torch.tensor([1.0, 2.0, 3.0])
+    other = torch.nn.Parameter(torch.zeros(2, 2))
+    other.grad = torch.full((2, 2), float(index))
+    distributed.average_gradients([param, other])
+    summary = distributed.mean_summary({"loss": 1.0 + index, "acc": 50.0 * index})
+    # rank r evaluated the batches r, r + 2, ... of 5 batches
+    gathered = distributed.gather_in_order(list(range(index, 5, world)))
+    seeds = (distributed.shared_seed(-1), distributed.shared_seed(7))
+    results.put((index, param.grad.tolist(), other.grad.tolist(), summary, gathered, seeds))
+    distributed.shutdown()
+
+
+def test_gloo_ranks_average_gradients_and_losses_and_gather_in_order():
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    results = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_gloo_worker, args=(i, 2, port, results)) for i in range(2)]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert got[0][-1] == got[1][-1]  # rank 0's drawn seed reached rank 1
+    assert got[0][-1][0] >= 0 and got[0][-1][1] == 7
+    for _, grad, other, summary, gathered, _ in got:
+        assert grad == [1.5, 3.0, 4.5]
+        assert other == [[0.5, 0.5], [0.5, 0.5]]
+        assert summary == {"loss": 1.5, "acc": 25.0}
+        assert gathered == [0, 1, 2, 3, 4]
