@@ -9,6 +9,8 @@ prints. The helpers of :mod:`clipwb.engine.distributed` are checked in
 process; a bad launch is one sentence.
 """
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import torch
 
 from clipwb.engine import distributed
 from clipwb.errors import ConfigError
+from clipwb.trainers.kit.resumable import RUN_STATE_FILE
 from tests import e2e_helpers as h
 from tests.dataset_layouts import write_dataset
 
@@ -32,19 +35,34 @@ def torchrun(args, nproc):
 
 
 @pytest.fixture(scope="module")
-def coop_runs(tmp_path_factory, tiny_clip_path):
+def world(tmp_path_factory, tiny_clip_path):
     tmp = tmp_path_factory.mktemp("ddp")
     data = str(tmp / "data")
     write_dataset(data, "Caltech101", n_classes=4)
+    return dict(tmp=tmp, data=data, clip=tiny_clip_path, runs={})
 
-    def args(out):
-        return h.train_args("CoOp", data, out, tiny_clip_path, "OPTIM.MAX_EPOCH", EPOCHS,
-                            "DATASET.SUBSAMPLE_CLASSES", "base")
 
-    one_dir, two_dir = str(tmp / "one"), str(tmp / "two")
-    one = h.run_train_py(args(one_dir))
-    two = torchrun(args(two_dir), 2)
-    return dict(one=one, two=two, one_dir=one_dir, two_dir=two_dir, args=args, tmp=tmp)
+def run_args(world, trainer, out):
+    # one test image per batch: the 4 test batches are shared by the 2 ranks
+    return h.train_args(trainer, world["data"], out, world["clip"], "OPTIM.MAX_EPOCH", EPOCHS,
+                        "DATASET.SUBSAMPLE_CLASSES", "base", "DATALOADER.TEST.BATCH_SIZE", 1)
+
+
+def one_and_two(world, trainer):
+    """The same run with one process and with two (cached per trainer)."""
+    if trainer not in world["runs"]:
+        one_dir = str(world["tmp"] / trainer / "one")
+        two_dir = str(world["tmp"] / trainer / "two")
+        world["runs"][trainer] = dict(
+            one=h.run_train_py(run_args(world, trainer, one_dir)),
+            two=torchrun(run_args(world, trainer, two_dir), 2),
+            one_dir=one_dir, two_dir=two_dir)
+    return world["runs"][trainer]
+
+
+@pytest.fixture(scope="module")
+def coop_runs(world):
+    return one_and_two(world, "CoOp")
 
 
 def last_weights(run_dir):
@@ -52,25 +70,84 @@ def last_weights(run_dir):
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
 
 
+def logged_terms(text):
+    """Every progress line's loss terms (name -> value), without timings."""
+    rows = []
+    for line in text.splitlines():
+        if h.PROGRESS_RE.match(line):
+            names_values = re.findall(r"(\w+) (-?\d+\.\d+(?:e[-+]\d+)?) \(", line)
+            rows.append({k: float(v) for k, v in names_values
+                         if k not in ("time", "data")})
+    return rows
+
+
 @pytest.mark.slow
-def test_two_processes_log_the_losses_and_accuracy_of_one(coop_runs):
-    r = coop_runs
+@pytest.mark.parametrize("trainer", ["CoOp", "DiSa"])
+def test_two_processes_log_the_losses_and_accuracy_of_one(world, trainer):
+    r = one_and_two(world, trainer)
     assert r["one"].returncode == 0, h.describe(r["one"])
     assert r["two"].returncode == 0, h.describe(r["two"])
     one_log = h.read_log(os.path.join(r["one_dir"], "log.txt"))
     two_log = h.read_log(os.path.join(r["two_dir"], "log.txt"))
-    one_steps, two_steps = h.progress(one_log), h.progress(two_log)
+    one_steps, two_steps = logged_terms(one_log), logged_terms(two_log)
     assert len(one_steps) == EPOCHS * 2  # 8 base images, global batch 4
-    assert [s[:2] for s in two_steps] == [s[:2] for s in one_steps]
-    for (_, _, a), (_, _, b) in zip(one_steps, two_steps):
-        assert abs(a - b) <= 1e-5
-    assert h.evaluator_block(two_log) == h.evaluator_block(one_log) is not None
+    assert len(two_steps) == len(one_steps)
+    for a, b in zip(one_steps, two_steps):
+        assert a.keys() == b.keys() and "loss" in a
+        for key in a:
+            assert abs(a[key] - b[key]) <= 1e-5, (key, a, b)
+    assert h.evaluator_block(two_log) == h.evaluator_block(one_log)
+    assert h.evaluator_block(one_log)[0] == 4
     one_w, two_w = last_weights(r["one_dir"]), last_weights(r["two_dir"])
     assert one_w.keys() == two_w.keys()
     for key in one_w:
         assert torch.allclose(one_w[key], two_w[key], atol=1e-5), key
-    # the training moved the prompts: equal weights are not the initial ones
-    assert not torch.equal(one_w["ctx"], torch.zeros_like(one_w["ctx"]))
+
+
+RESUME_EPOCHS = 4
+KILL_AT = "epoch [2/{}] batch [1/".format(RESUME_EPOCHS)
+
+
+@pytest.mark.slow
+def test_a_killed_two_process_run_resumes_exactly(world):
+    """torchrun is sent SIGTERM in epoch 2 (it passes it to both ranks, which
+    stop after the same step); the same command then finishes the run with
+    the steps and the accuracy of a one-process run never stopped."""
+    def args(out):
+        return run_args(world, "CoOp", out) + ["OPTIM.MAX_EPOCH", RESUME_EPOCHS]
+
+    ref_dir, run_dir = str(world["tmp"] / "ref4"), str(world["tmp"] / "killed")
+    reference = h.run_train_py(args(ref_dir))
+    assert reference.returncode == 0, h.describe(reference)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         "2", "train.py"] + [str(a) for a in args(run_dir)],
+        cwd=h.REPO, env=h.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    printed, killed = [], False
+    for line in proc.stdout:
+        printed.append(line.rstrip("\n"))
+        if not killed and line.startswith(KILL_AT):
+            proc.send_signal(signal.SIGTERM)
+            killed = True
+    proc.wait(timeout=300)
+    assert killed, printed[-5:]
+    assert any(line.startswith("Interrupted in epoch 2 of {}".format(RESUME_EPOCHS))
+               for line in printed), printed[-5:]
+    assert os.path.isfile(os.path.join(run_dir, RUN_STATE_FILE))
+    again = torchrun(args(run_dir), 2)
+    assert again.returncode == 0, h.describe(again)
+    assert "Found the run state of epoch 1" in again.stdout
+    ref_log = h.read_log(os.path.join(ref_dir, "log.txt"))
+    resumed_log = h.read_log(h.log_paths(run_dir)[-1])
+    ref_steps = [row for row, (epoch, _, _) in zip(logged_terms(ref_log), h.progress(ref_log))
+                 if epoch >= 2]
+    resumed_steps = logged_terms(resumed_log)
+    assert len(resumed_steps) == len(ref_steps) == (RESUME_EPOCHS - 1) * 2
+    for a, b in zip(ref_steps, resumed_steps):
+        for key in a:
+            assert abs(a[key] - b[key]) <= 1e-5, (key, a, b)
+    assert h.evaluator_block(resumed_log) == h.evaluator_block(ref_log)
 
 
 @pytest.mark.slow
@@ -83,10 +160,9 @@ def test_rank_zero_alone_prints(coop_runs):
 
 
 @pytest.mark.slow
-def test_a_batch_that_does_not_split_is_one_sentence(coop_runs):
-    r = coop_runs
-    out = str(r["tmp"] / "three")
-    proc = torchrun(r["args"](out), 3)
+def test_a_batch_that_does_not_split_is_one_sentence(world):
+    out = str(world["tmp"] / "three")
+    proc = torchrun(run_args(world, "CoOp", out), 3)
     assert proc.returncode != 0
     sentence = ("Error: DATALOADER.TRAIN_X.BATCH_SIZE 4 is the global batch (the "
                 "single-process recipe's) and must split evenly over the 3 processes: use a "

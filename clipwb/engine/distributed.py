@@ -38,7 +38,7 @@ __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "ini
            "shutdown", "silence_other_ranks", "let_main_report",
            "shared_seed",
            "barrier", "main_first", "check_global_batch", "RankSlices", "slice_batch",
-           "average_gradients", "mean_summary", "gather_in_order"]
+           "average_gradients", "mean_summary", "any_rank", "gather_in_order"]
 
 
 def world_size():
@@ -213,6 +213,16 @@ def mean_summary(summary):
     dist.all_reduce(values)
     values /= world_size()
     return {k: v for k, v in zip(keys, values.tolist())}
+
+
+def any_rank(flag):
+    """Whether ``flag`` is true on any rank (every rank gets the same answer,
+    so that all stop after the same step when one of them is interrupted)."""
+    if not _active():
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def gather_in_order(items):

@@ -249,7 +249,8 @@ class ResumableTrainer(ClearResumeErrors):
                 losses.update(loss_summary)
                 report_batch(self, losses, batch_time, data_time,
                              self._eta.seconds_left(batches_left(self)))
-                if self.__dict__.get("_stop_requested"):
+                # (torchrun: all ranks stop after the step any of them was stopped in)
+                if distributed.any_rank(self.__dict__.get("_stop_requested")):
                     raise KeyboardInterrupt
                 end = time.time()
         finally:
