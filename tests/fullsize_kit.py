@@ -64,6 +64,8 @@ DG_SOURCES = ("art_painting", "cartoon")
 DG_TARGET = "photo"
 #: the step-1 config whose experts step 2 loads (scripts/guidg/dg_common.sh's default)
 DEFAULT_EXPERT_CONFIG = "GuiDGExpert/vit_b16_c16_ep31.yaml"
+#: ... on a ViT-L/14 step 2 (the experts' contexts have its text width)
+LARGE_EXPERT_CONFIG = "GuiDGExpert/vit_l14_c16_ep31.yaml"
 DG_TRAINERS = ("GuiDG", "GuiDGExpert")
 
 
@@ -121,6 +123,11 @@ class Case:
     @property
     def dims(self):
         return BACKBONES[self.backbone]
+
+    @property
+    def expert_config(self):
+        """GuiDG's step 2: the step-1 config of its backbone whose experts it loads."""
+        return LARGE_EXPERT_CONFIG if self.backbone == "ViT-L/14" else DEFAULT_EXPERT_CONFIG
 
     @property
     def dataset(self):

@@ -41,7 +41,8 @@ def test_every_shipped_trainer_config_is_a_full_size_case():
                    for p in glob.glob(fk.CONFIG_GLOB))
     folder_cases = [c.id for c in CASES if c.with_trainer is None]
     assert folder_cases == [f for f in found if not fk.is_toy_config(f)]
-    assert len(folder_cases) >= 30 and fk.DEFAULT_EXPERT_CONFIG in folder_cases
+    assert len(folder_cases) >= 30
+    assert {fk.DEFAULT_EXPERT_CONFIG, fk.LARGE_EXPERT_CONFIG} <= set(folder_cases)
     assert len(set(CASE_IDS)) == len(CASE_IDS)
     # every trainer of the project runs in at least one case
     project = list(registration.BASELINE_TRAINERS) + list(registration.PLUGIN_TRAINERS)
@@ -165,13 +166,13 @@ def expert_folder_template(root):
 def fullsize_runs(request, tmp_path_factory, backbone_files):
     """case id -> its runs (or the exception), for the cases selected here."""
     wanted = h.selected(request, "case_id")
-    if any(fk.case_by_id(CASES, c).trainer == "GuiDG" for c in wanted):
-        wanted.add(fk.DEFAULT_EXPERT_CONFIG)  # step 2 loads its experts
+    wanted |= {fk.case_by_id(CASES, c).expert_config for c in wanted
+               if fk.case_by_id(CASES, c).trainer == "GuiDG"}  # step 2 loads their experts
     roots = {c: str(tmp_path_factory.mktemp("fullsize")) for c in sorted(wanted)}
 
     def job(case_id):
         case = fk.case_by_id(CASES, case_id)
-        template = expert_folder_template(roots[fk.DEFAULT_EXPERT_CONFIG]) \
+        template = expert_folder_template(roots[case.expert_config]) \
             if case.trainer == "GuiDG" else None
         return lambda: run_case(case, roots[case_id], backbone_files.path(case.backbone),
                                 template)
