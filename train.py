@@ -124,7 +124,9 @@ def main(args):
     cfg = setup_cfg(args)
     check_names(cfg)
     # torchrun: one process per device; rank 0 alone prints and writes the log
-    if not args.eval_only and not args.no_train:
+    training = not args.eval_only and not args.no_train
+    distributed.check_launch(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), BACKEND, training)
+    if training:
         distributed.check_global_batch(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
     distributed.silence_other_ranks()
     distributed.init(cfg.USE_CUDA)

@@ -236,3 +236,19 @@ def test_gloo_ranks_average_gradients_and_losses_and_gather_in_order():
         assert other == [[0.5, 0.5], [0.5, 0.5]]
         assert summary == {"loss": 1.5, "acc": 25.0}
         assert gathered == [0, 1, 2, 3, 4]
+
+
+def test_a_method_not_checked_on_several_processes_is_refused(monkeypatch):
+    from clipwb.engine import TRAINER_REGISTRY
+
+    coop, prograd = TRAINER_REGISTRY.get("CoOp"), TRAINER_REGISTRY.get("ProGrad")
+    distributed.check_launch(prograd, "builtin")  # one process: anything goes
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    distributed.check_launch(coop, "builtin")
+    distributed.check_launch(prograd, "builtin", training=False)  # evaluation is shared
+    with pytest.raises(ConfigError, match=r"^ProGrad does not run on several processes yet "
+                                          r"\(torchrun, WORLD_SIZE 2\): run it with one "
+                                          r"process \(python train.py ...\).$"):
+        distributed.check_launch(prograd, "builtin")
+    with pytest.raises(ConfigError, match="use the built-in engine: set DASSL_BACKEND=builtin"):
+        distributed.check_launch(coop, "dassl")

@@ -21,6 +21,8 @@ class CoOp(ClipPromptTrainer):
     """Context Optimization (CoOp)."""
 
     cfg_key = "COOP"
+    #: torchrun: per-image cross-entropy, so the ranks' mean is the global batch's
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -37,7 +37,7 @@ from clipwb.errors import ConfigError
 __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "init",
            "shutdown", "silence_other_ranks", "let_main_report",
            "shared_seed",
-           "barrier", "main_first", "check_global_batch", "RankSlices", "slice_batch",
+           "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
            "average_gradients", "mean_summary", "any_rank", "gather_in_order"]
 
 
@@ -131,6 +131,24 @@ def main_first():
     yield
     if is_main():
         barrier()
+
+
+def check_launch(trainer_class, backend, training=True):
+    """One sentence when this torchrun run cannot give the single-process
+    result: real Dassl's trainers do not split the batches, and a method
+    trains on several processes once checked (``torchrun_ready``)."""
+    if not is_distributed():
+        return
+    if backend != "builtin":
+        raise ConfigError(
+            "Runs on several processes (torchrun, WORLD_SIZE {}) use the built-in engine: "
+            "set DASSL_BACKEND=builtin, or run with one process.".format(world_size()))
+    # (declared by the class itself: a subclass may add batch statistics)
+    if training and not vars(trainer_class).get("torchrun_ready", False):
+        raise ConfigError(
+            "{} does not run on several processes yet (torchrun, WORLD_SIZE {}): run it "
+            "with one process (python train.py ...).".format(trainer_class.__name__,
+                                                             world_size()))
 
 
 def check_global_batch(batch_size, key="DATALOADER.TRAIN_X.BATCH_SIZE", world=None):

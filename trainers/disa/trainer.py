@@ -94,6 +94,10 @@ class DiSa(SelfRegulatingTrainer):
     official_half_features = False
 
     cfg_key = "DISA"
+    #: torchrun: every loss term is a mean over the images, the prototypes come
+    #: from one frozen pass over all training images that every rank makes
+    #: alike, and GPA averages weights that are equal on every rank
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -101,6 +101,11 @@ class ResumableTrainer(ClearResumeErrors):
     ETA, a line-buffered log and a one-line Ctrl-C (see the module docstring)."""
 
     run_state_file = RUN_STATE_FILE
+    #: whether the method gives the single-process result on several processes
+    #: (torchrun): its losses are means over the images of the batch, or it
+    #: reduces its batch statistics over the ranks; checked per method and
+    #: set by the method's own class (a subclass does not inherit it)
+    torchrun_ready = False
 
     # -- what a method adds -----------------------------------------------------
     def extra_run_state(self):
