@@ -20,6 +20,8 @@ class CoCoOp(ClipPromptTrainer):
     """Conditional Context Optimization (CoCoOp)."""
 
     cfg_key = "COCOOP"
+    #: torchrun: per-image cross-entropy (each image's own text features)
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -23,6 +23,8 @@ class IVLP(ClipPromptTrainer):
     """Independent Vision-Language Prompting."""
 
     cfg_key = "IVLP"
+    #: torchrun: per-image cross-entropy
+    torchrun_ready = True
     legacy_model_names = ("VLPromptLearner",)
 
     def check_cfg(self, cfg):

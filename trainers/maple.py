@@ -20,6 +20,8 @@ class MaPLe(ClipPromptTrainer):
     """Multi-modal Prompt Learning."""
 
     cfg_key = "MAPLE"
+    #: torchrun: per-image cross-entropy
+    torchrun_ready = True
     legacy_model_names = ("MultiModalPromptLearner",)
 
     def check_cfg(self, cfg):

@@ -24,3 +24,6 @@ class PromptSRC(SelfRegulatingTrainer):
     """Prompting with Self-regulating Constraints."""
 
     cfg_key = "PROMPTSRC"
+    #: torchrun: L_CE and L_SCL are means over the images; GPA averages
+    #: weights that are equal on every rank
+    torchrun_ready = True
