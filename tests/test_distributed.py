@@ -121,15 +121,20 @@ KILL_AT = "epoch [2/{}] batch [1/".format(RESUME_EPOCHS)
 
 
 @pytest.mark.slow
-def test_a_killed_two_process_run_resumes_exactly(world):
+@pytest.mark.parametrize("resume_nproc", [2, 1])
+def test_a_killed_two_process_run_resumes_exactly(world, resume_nproc):
     """torchrun is sent SIGTERM in epoch 2 (it passes it to both ranks, which
-    stop after the same step); the same command then finishes the run with
-    the steps and the accuracy of a one-process run never stopped."""
+    stop after the same step); the same command (or one process: the run
+    state does not depend on the number of processes) then finishes the run
+    with the steps and the accuracy of a one-process run never stopped."""
     def args(out):
         return run_args(world, "CoOp", out) + ["OPTIM.MAX_EPOCH", RESUME_EPOCHS]
 
-    ref_dir, run_dir = str(world["tmp"] / "ref4"), str(world["tmp"] / "killed")
-    reference = h.run_train_py(args(ref_dir))
+    ref_dir = str(world["tmp"] / "ref4")
+    run_dir = str(world["tmp"] / "killed{}".format(resume_nproc))
+    if "ref4" not in world["runs"]:
+        world["runs"]["ref4"] = h.run_train_py(args(ref_dir))
+    reference = world["runs"]["ref4"]
     assert reference.returncode == 0, h.describe(reference)
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -147,7 +152,8 @@ def test_a_killed_two_process_run_resumes_exactly(world):
     assert any(line.startswith("Interrupted in epoch 2 of {}".format(RESUME_EPOCHS))
                for line in printed), printed[-5:]
     assert os.path.isfile(os.path.join(run_dir, RUN_STATE_FILE))
-    again = torchrun(args(run_dir), 2)
+    again = (torchrun(args(run_dir), 2) if resume_nproc == 2
+             else h.run_train_py(args(run_dir)))
     assert again.returncode == 0, h.describe(again)
     assert "Found the run state of epoch 1" in again.stdout
     ref_log = h.read_log(os.path.join(ref_dir, "log.txt"))
