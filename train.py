@@ -154,6 +154,9 @@ def main(args):
                                     [args.config_file, args.dataset_config_file],
                                     log.name if log is not None else None, args.eval_only):
         print(line)
+    spread = distributed.describe(cfg.DATALOADER.TRAIN_X.BATCH_SIZE if training else None)
+    if spread:
+        print(spread)
 
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)

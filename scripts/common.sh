@@ -33,6 +33,8 @@
 #   LOADEP               epoch to evaluate [OPTIM.MAX_EPOCH of the config]
 #   ZERO_SHOT [0]        1: no training, every job only evaluates
 #   PYTHON [python]      interpreter; TRAINPY [train.py] the script it runs
+#   NPROC [1]            N > 1: each run on N processes (torchrun --nproc_per_node N,
+#                        one per GPU; DATALOADER.TRAIN_X.BATCH_SIZE stays the global batch)
 #   VERBOSE [0]          1: train.py --verbose (the config dump on the console too)
 #   DATASETS, SEEDS      loops of the reproduce jobs [11 datasets, 1 2 3]
 #   XD_DATASETS          targets of xd_reproduce [10 datasets + 4 ImageNet variants]
@@ -64,6 +66,11 @@ DATASET_CFG_DIR=${DATASET_CFG_DIR:-configs/datasets}
 ZERO_SHOT=${ZERO_SHOT:-0}
 PYTHON=${PYTHON:-python}
 TRAINPY=${TRAINPY:-train.py}
+NPROC=${NPROC:-1}
+LAUNCH=("$PYTHON")
+if [ "$NPROC" != 1 ]; then
+    LAUNCH=("$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC")
+fi
 VERBOSE_FLAG=
 if [ "${VERBOSE:-0}" = 1 ]; then VERBOSE_FLAG=--verbose; fi
 # set by the scripts themselves, never from the environment
@@ -335,7 +342,7 @@ train_py() {
             "$RUN_RECORD" > "$out_dir/run_options.txt"
     fi
     echo "Run this job and save the output to $out_dir"
-    CLIPWB_SCRIPT=1 "$PYTHON" "$TRAINPY" \
+    CLIPWB_SCRIPT=1 "${LAUNCH[@]}" "$TRAINPY" \
         --root "$DATA" \
         --seed "$SEED" \
         --trainer "$TRAINER" \

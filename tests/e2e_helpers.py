@@ -101,7 +101,7 @@ def subprocess_env(**extra):
                         "ZERO_SHOT", "DATASETS", "SEEDS", "XD_DATASETS", "OUTPUT", "DATA",
                         "PYTHON", "TRAINPY", "DATASET_CFG_DIR", "DATA_DOWNLOAD", "VERBOSE",
                         "EXPERT_OPTS", "EXPERT_TRAINER", "EXPERT_CFG", "EXPERT_PER_TARGET",
-                        "SOURCES", "DOMAINS", "PRESET")}
+                        "SOURCES", "DOMAINS", "PRESET", "NPROC")}
     env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     env.update({k: str(v) for k, v in extra.items()})

@@ -6,7 +6,8 @@ with ``torchrun --nproc_per_node 2 train.py`` (same global batch
 ``DATALOADER.TRAIN_X.BATCH_SIZE``: each rank takes half of it): every logged
 per-iteration loss term, the last checkpoint's weights and the evaluator
 block are the single-process run's; rank 0 alone prints; a killed 2-process
-run resumes exactly. The helpers of :mod:`clipwb.engine.distributed` are checked in
+run resumes exactly; ``NPROC=2 bash scripts/coop/base2new.sh`` trains and
+tests on 2 processes to the results of ``NPROC=1``. The helpers of :mod:`clipwb.engine.distributed` are checked in
 process; a bad launch is one sentence.
 """
 import os
@@ -166,6 +167,33 @@ def test_a_killed_two_process_run_resumes_exactly(world, resume_nproc):
         for key in a:
             assert abs(a[key] - b[key]) <= 1e-5, (key, a, b)
     assert h.evaluator_block(resumed_log) == h.evaluator_block(ref_log)
+
+
+@pytest.mark.slow
+def test_the_scripts_launch_nproc_processes(world):
+    from tests.test_train_e2e import tiny_yaml
+
+    cfg = tiny_yaml("CoOp", str(world["tmp"] / "tiny_coop.yaml"))
+    logs = {}
+    for nproc in (1, 2):
+        output = str(world["tmp"] / "script{}".format(nproc))
+        env = h.subprocess_env(DATA=world["data"], OUTPUT=output, CFG=cfg, SHOTS=4,
+                               BACKBONE=world["clip"], NPROC=nproc, PYTHON=sys.executable,
+                               OPTS="DATALOADER.NUM_WORKERS 0 DATALOADER.TEST.BATCH_SIZE 1")
+        proc = subprocess.run(["bash", "scripts/coop/base2new.sh", "caltech101", "1"],
+                              cwd=h.REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, h.describe(proc)
+        for phase in ("train_base", "test_new"):
+            run_dir = os.path.join(output, "base2new", phase, "caltech101", "shots_4", "CoOp",
+                                   "tiny_coop", "seed1")
+            logs[nproc, phase] = h.read_log(os.path.join(run_dir, "log.txt"))
+    spread = "Running on 2 processes (torchrun, gloo backend)"
+    assert spread + "; global batch 4, 2 images per process" in logs[2, "train_base"]
+    assert spread in logs[2, "test_new"] and spread not in logs[1, "train_base"]
+    assert logged_terms(logs[2, "train_base"]) == logged_terms(logs[1, "train_base"])
+    assert len(logged_terms(logs[1, "train_base"])) == 4
+    for phase in ("train_base", "test_new"):
+        assert h.evaluator_block(logs[2, phase]) == h.evaluator_block(logs[1, phase]) is not None
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ import torch.distributed as dist
 from clipwb.errors import ConfigError
 
 __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "init",
-           "shutdown", "silence_other_ranks", "let_main_report",
+           "shutdown", "silence_other_ranks", "let_main_report", "describe",
            "shared_seed",
            "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
            "average_gradients", "mean_summary", "any_rank", "gather_in_order"]
@@ -111,6 +111,18 @@ def let_main_report(seconds=5.0):
         import time
 
         time.sleep(seconds)
+
+
+def describe(batch_size=None):
+    """One line saying how the run is spread (None for one process)."""
+    if not _active():
+        return None
+    line = "Running on {} processes (torchrun, {} backend)".format(world_size(),
+                                                                 dist.get_backend())
+    if batch_size:
+        line += "; global batch {}, {} images per process".format(
+            batch_size, batch_size // world_size())
+    return line
 
 
 def _active():
