@@ -298,3 +298,21 @@ def test_a_method_not_checked_on_several_processes_is_refused(monkeypatch):
         distributed.check_launch(prograd, "builtin")
     with pytest.raises(ConfigError, match="use the built-in engine: set DASSL_BACKEND=builtin"):
         distributed.check_launch(coop, "dassl")
+
+
+def test_the_grid_gives_each_unit_its_gpus_and_nproc():
+    from clipwb.errors import UserInputError
+    from clipwb.grid import cli, executors
+
+    assert executors.gpu_slots(["0", "1", "2", "3", "4"], 2) == ["0,1", "2,3"]
+    assert executors.gpu_slots(["0", "1"], 1) == ["0", "1"]
+    assert executors.gpu_slots([], 2) == []  # CPU slots: the ranks share the CPU
+    with pytest.raises(UserInputError, match=r"--gpus-per-job 4 needs 4 GPUs, but 2 are given "
+                                             r"or visible \(0, 3\)"):
+        executors.gpu_slots(["0", "3"], 4)
+    base = ["--methods", "coop", "--datasets", "dtd", "--data", "D"]
+    assert cli.env_overrides(cli.parse_args(base + ["--gpus-per-job", "2"])) == {
+        "DATA": "D", "NPROC": "2"}
+    assert cli.env_overrides(cli.parse_args(base)) == {"DATA": "D"}
+    with pytest.raises(UserInputError, match="--gpus-per-job 0 must be at least 1"):
+        cli.env_overrides(cli.parse_args(base + ["--gpus-per-job", "0"]))

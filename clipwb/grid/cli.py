@@ -53,6 +53,9 @@ def parse_args(argv):
     env.add_argument("--backbone", help="BACKBONE")
     env.add_argument("--opts", help="OPTS: extra KEY VALUE pairs for every train.py")
     env.add_argument("--tag", help="TAG: run every job in a variant folder of this name")
+    p.add_argument("--gpus-per-job", type=int, dest="gpus_per_node",
+                   help="GPUs of each unit, whose train.py runs on them with torchrun "
+                        "(the scripts' NPROC) [1]")
     local = p.add_argument_group("local executor")
     local.add_argument("--gpus", nargs="+",
                        help="GPUs to use, one job each [the visible ones]; 'none': CPU jobs")
@@ -62,7 +65,6 @@ def parse_args(argv):
     slurm.add_argument("--slurm-config", help="YAML file of Slurm settings (partition, time, ...)")
     slurm.add_argument("--partition")
     slurm.add_argument("--time", type=int, help="minutes per job")
-    slurm.add_argument("--gpus-per-job", type=int, dest="gpus_per_node", help="[1]")
     slurm.add_argument("--cpus-per-job", type=int, dest="cpus_per_task")
     slurm.add_argument("--mem", help="e.g. 32G")
     slurm.add_argument("--account")
@@ -76,8 +78,16 @@ def parse_args(argv):
 
 
 def env_overrides(args):
-    """The scripts' environment the jobs get: the command line's settings."""
-    return {var: getattr(args, name) for name, var in ENV_FLAGS if getattr(args, name) is not None}
+    """The scripts' environment the jobs get: the command line's settings
+    (``--gpus-per-job N`` > 1: ``NPROC=N``, each run on N processes)."""
+    overrides = {var: getattr(args, name) for name, var in ENV_FLAGS
+                 if getattr(args, name) is not None}
+    per_job = getattr(args, "gpus_per_node", None)
+    if per_job is not None and per_job < 1:
+        raise UserInputError("--gpus-per-job {} must be at least 1.".format(per_job))
+    if per_job and per_job > 1:
+        overrides["NPROC"] = str(per_job)
+    return overrides
 
 
 def output_root(env):
@@ -156,7 +166,8 @@ def main(argv=None, repo=None, echo=print):
                                               time.strftime("%Y-%m-%d-%H-%M-%S"))
         if args.executor == "local":
             gpus = [] if args.gpus == ["none"] else (args.gpus or executors.visible_gpus())
-            outcomes = executors.run_local(todo, overrides, folder, gpus, args.jobs, echo=echo)
+            slots = executors.gpu_slots(gpus, args.gpus_per_node or 1)
+            outcomes = executors.run_local(todo, overrides, folder, slots, args.jobs, echo=echo)
         else:
             params = executors.slurm_parameters(
                 args.slurm_config, **{k: getattr(args, k, None) for k in executors.SLURM_KEYS})

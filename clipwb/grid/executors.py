@@ -48,6 +48,20 @@ def visible_gpus(env=None):
                                             if l.startswith("GPU "))]
 
 
+def gpu_slots(gpus, per_job=1):
+    """The local slots: ``gpus`` in groups of ``per_job`` (each a
+    CUDA_VISIBLE_DEVICES value such as "0,1"; GPUs left over are not used).
+    Without GPUs, CPU slots (a unit's ranks then share the CPU)."""
+    gpus = list(gpus)
+    if per_job <= 1 or not gpus:
+        return gpus
+    if len(gpus) < per_job:
+        raise UserInputError("--gpus-per-job {} needs {} GPUs, but {} are given or visible "
+                             "({}): lower --gpus-per-job or pass more --gpus.".format(
+                                 per_job, per_job, len(gpus), ", ".join(gpus)))
+    return [",".join(gpus[i:i + per_job]) for i in range(0, len(gpus) - per_job + 1, per_job)]
+
+
 class Outcome:
     """What became of a unit: ``ok``, or ``error`` (one line) and the job's logs."""
 
