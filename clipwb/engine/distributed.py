@@ -98,7 +98,7 @@ def shared_seed(seed):
         return seed
     value = torch.randint(0, 2 ** 31 - 1, (1,), dtype=torch.int64,
                           generator=torch.Generator().manual_seed(int.from_bytes(
-                              os.urandom(4), "little")))
+                              os.urandom(4), "little"))).to(_comm_device())
     dist.broadcast(value, src=0)
     return int(value.item())
 
@@ -127,6 +127,14 @@ def describe(batch_size=None):
 
 def _active():
     return is_distributed() and dist.is_available() and dist.is_initialized()
+
+
+def _comm_device():
+    """Where the small tensors of a collective live: nccl reduces only CUDA
+    tensors (this rank's GPU), gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def barrier():
@@ -239,7 +247,8 @@ def mean_summary(summary):
     if not _active() or not summary:
         return summary
     keys = list(summary)
-    values = torch.tensor([float(summary[k]) for k in keys], dtype=torch.float64)
+    values = torch.tensor([float(summary[k]) for k in keys], dtype=torch.float64,
+                          device=_comm_device())
     dist.all_reduce(values)
     values /= world_size()
     return {k: v for k, v in zip(keys, values.tolist())}
@@ -250,7 +259,7 @@ def any_rank(flag):
     so that all stop after the same step when one of them is interrupted)."""
     if not _active():
         return bool(flag)
-    value = torch.tensor([1 if flag else 0])
+    value = torch.tensor([1 if flag else 0], device=_comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
