@@ -2,11 +2,12 @@
 toy ones) trained for two steps and tested at its backbone's real size.
 
 Marked ``fullsize`` (outside the default set; ``python -m pytest -q -m
-fullsize``): about 40 train.py runs of ViT-B/16-sized models on the CPU.
+fullsize``): about 80 train.py runs of ViT-B/16- and ViT-L/14-sized models
+on the CPU (``-k vit_l14``: the ViT-L/14 configs alone).
 What each case runs and which keys it overrides: ``tests/fullsize_kit.py``.
 The runs of the selected cases go two at a time through the tests' train
 server (``tests/e2e_helpers.py``); GuiDG's step 2 runs after the step-1
-experts it loads (the default expert config's case). The unmarked test
+experts it loads (the expert config of its backbone's case). The unmarked test
 below (default set) checks that every YAML is a case the check can build.
 """
 import glob
@@ -29,7 +30,8 @@ from tests.dg_layouts import write_domainbed
 
 CASES = fk.find_cases()
 CASE_IDS = [c.id for c in CASES]
-#: a run of a ViT-B/16 case takes well under a minute on an idle core
+#: a run of a ViT-B/16 case takes well under a minute on an idle core (ViT-L/14: a
+#: few minutes under load)
 RUN_TIMEOUT_S = 1800
 
 
