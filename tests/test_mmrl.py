@@ -17,7 +17,7 @@ from clipwb.trainers.kit.representation_tokens import ProjRepDraw, check_rep_lay
 from clipwb.trainers.mmrl import LOGIT_SCALE, MMRLOutput, mmrl_loss, evaluation_logits
 
 from tests.tiny_clip import TINY_CLIP_KWARGS
-from tests.trainer_kit import make_cfg, write_two_class_images
+from tests.trainer_kit import make_cfg, repeated_steps, write_two_class_images
 
 OPTS = ["TRAINER.MMRL.REP_LAYERS", [1, 2], "TRAINER.MMRL.N_REP_TOKENS", 3,
         "TRAINER.MMRL.REP_DIM", 16, "TRAINER.MMRL.PREC", "fp32", "OPTIM.NAME", "adamw"]
@@ -279,12 +279,7 @@ def test_steps_decrease_the_loss_and_checkpoints_round_trip(tiny_clip_path, data
         "compound_rep_tokens_r2tproj.1.weight", "compound_rep_tokens_r2tproj.1.bias",
         "compound_rep_tokens_r2vproj.0.weight", "compound_rep_tokens_r2vproj.0.bias",
         "compound_rep_tokens_r2vproj.1.weight", "compound_rep_tokens_r2vproj.1.bias")}
-    batch = next(iter(trainer.train_loader_x))
-    trainer.set_model_mode("train")
-    losses = []
-    for _ in range(6):
-        trainer.batch_idx, trainer.num_batches = 0, 1000
-        losses.append(trainer.forward_backward(batch)["loss"])
+    losses = repeated_steps(trainer)
     assert losses[-1] < losses[0]
     trainer.save_model(1, str(tmp_path / "a"))
     other = shared

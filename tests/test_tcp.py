@@ -13,7 +13,7 @@ from clipwb.trainers.tcp import (ADAM_EPS, CLASS_AWARE_LAYER, KG_WEIGHT, TCP_PRO
                                  mix_class_tokens, tcp_templates)
 
 from tests.tiny_clip import TINY_CLIP_KWARGS
-from tests.trainer_kit import make_cfg, write_two_class_images
+from tests.trainer_kit import make_cfg, repeated_steps, write_two_class_images
 
 OPTS = ["TRAINER.COOP.N_CTX", 4, "OPTIM.NAME", "adam"]
 
@@ -133,12 +133,7 @@ def test_steps_decrease_the_loss_and_checkpoint_round_trip(deep_clip_path, data_
                        "prompt_learner.meta_net.linear1.bias",
                        "prompt_learner.meta_net.linear2.weight",
                        "prompt_learner.meta_net.linear2.bias"}
-    batch = next(iter(trainer.train_loader_x))
-    trainer.set_model_mode("train")
-    losses = []
-    for _ in range(6):
-        trainer.batch_idx, trainer.num_batches = 0, 1000
-        losses.append(trainer.forward_backward(batch)["loss"])
+    losses = repeated_steps(trainer)
     assert losses[-1] < losses[0]
     trainer.save_model(1, str(tmp_path / "a"))
     other = shared

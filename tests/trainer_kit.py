@@ -147,3 +147,15 @@ TRAINER:
   {node}:
 {keys}""".format(transforms=", ".join('"{}"'.format(t) for t in transforms), lr=lr,
                  node=trainer_node, keys=keys)
+
+
+def repeated_steps(trainer, steps=6):
+    """``forward_backward`` ``steps`` times on the first training batch
+    (train mode, mid-epoch so no LR step); returns the logged losses."""
+    batch = next(iter(trainer.train_loader_x))
+    trainer.set_model_mode("train")
+    losses = []
+    for _ in range(steps):
+        trainer.batch_idx, trainer.num_batches = 0, 1000
+        losses.append(trainer.forward_backward(batch)["loss"])
+    return losses

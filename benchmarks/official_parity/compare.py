@@ -26,21 +26,13 @@ import subprocess
 import sys
 
 from benchmarks.official_parity import loss_recorder
-from benchmarks.official_parity.record_draws import TRAINER_OPTS, parity_config
+from benchmarks.official_parity.record_draws import PREC_KEYS, TRAINER_OPTS, parity_config
 from clipwb.trainers.kit.prompted_encoders import FULL_SEQUENCES_ENV
 from benchmarks.official_parity.toy_caltech import write_toy_caltech
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_OFFICIAL = os.path.join(REPO, "benchmarks", "official_parity", "run_official.py")
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
-#: the trainer's PREC key
-PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
-             "MaPLe": "MAPLE",
-             "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
-             "MMRL": "MMRL",
-             "MultiModalAdapter": "MMADAPTER",
-             "ExtrasLinearProbeCoOp": "COOP", "ExtrasLinearProbeCoCoOp": "COCOOP",
-             "ExtrasLinearProbeKgCoOp": "COOP", "ExtrasLinearProbeMaPLe": "MAPLE"}
 
 #: Dassl's progress line; ``epoch [E/N][B/M]`` in older forks (KgCoOp's Dassl.ProGrad)
 _LINE = re.compile(r"^epoch \[(\d+)/\d+\] ?(?:batch )?\[(\d+)/\d+\].*$", re.M)

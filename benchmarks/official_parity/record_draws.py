@@ -27,6 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TOY_CLIP = os.path.join(REPO, "clipwb", "toyworld", "toy_clip.pt")
+#: each comparable trainer and its PREC key (compare.py uses the same table)
 PREC_KEYS = {"CoOp": "COOP", "KgCoOp": "COOP", "CoCoOp": "COCOOP", "IVLP": "IVLP",
              "MaPLe": "MAPLE",
              "PromptSRC": "PROMPTSRC", "TCP": "COOP", "ProGrad": "COOP",
