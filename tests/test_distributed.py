@@ -11,7 +11,6 @@ tests on 2 processes to the results of ``NPROC=1``. The helpers of :mod:`clipwb.
 process; a bad launch is one sentence.
 """
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -23,25 +22,17 @@ import torch
 from clipwb.engine import distributed
 from clipwb.errors import ConfigError
 from clipwb.trainers.kit.resumable import RUN_STATE_FILE
+from tests import distributed_kit as dk
 from tests import e2e_helpers as h
+from tests.distributed_kit import EPOCHS, logged_terms, torchrun
 from tests.dataset_layouts import write_dataset
-
-EPOCHS = 2
-
-
-def torchrun(args, nproc):
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         "--nproc_per_node", str(nproc), "train.py"] + [str(a) for a in args],
-        cwd=h.REPO, env=h.subprocess_env(), capture_output=True, text=True, timeout=600)
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_clip_path):
     tmp = tmp_path_factory.mktemp("ddp")
     data = str(tmp / "data")
     write_dataset(data, "Caltech101", n_classes=4)
-    return dict(tmp=tmp, data=data, clip=tiny_clip_path, runs={})
+    return dict(tmp=tmp, data=data, clip=tiny_clip_path, runs={"tmp": tmp})
 
 
 # The official fp32 arithmetic rounds deep and vision prompts to float16 in
@@ -62,14 +53,7 @@ def run_args(world, trainer, out):
 
 def one_and_two(world, trainer):
     """The same run with one process and with two (cached per trainer)."""
-    if trainer not in world["runs"]:
-        one_dir = str(world["tmp"] / trainer / "one")
-        two_dir = str(world["tmp"] / trainer / "two")
-        world["runs"][trainer] = dict(
-            one=h.run_train_py(run_args(world, trainer, one_dir)),
-            two=torchrun(run_args(world, trainer, two_dir), 2),
-            one_dir=one_dir, two_dir=two_dir)
-    return world["runs"][trainer]
+    return dk.one_and_two(world["runs"], trainer, lambda out: run_args(world, trainer, out))
 
 
 @pytest.fixture(scope="module")
@@ -77,44 +61,13 @@ def coop_runs(world):
     return one_and_two(world, "CoOp")
 
 
-def last_weights(run_dir):
-    path = os.path.join(run_dir, "prompt_learner", "model.pth.tar-{}".format(EPOCHS))
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-
-
-def logged_terms(text):
-    """Every progress line's loss terms (name -> value), without timings."""
-    rows = []
-    for line in text.splitlines():
-        if h.PROGRESS_RE.match(line):
-            names_values = re.findall(r"(\w+) (-?\d+\.\d+(?:e[-+]\d+)?) \(", line)
-            rows.append({k: float(v) for k, v in names_values
-                         if k not in ("time", "data")})
-    return rows
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["CoOp", "DiSa", "CoCoOp", "IVLP", "MaPLe", "PromptSRC"])
 def test_two_processes_log_the_losses_and_accuracy_of_one(world, trainer):
-    r = one_and_two(world, trainer)
-    assert r["one"].returncode == 0, h.describe(r["one"])
-    assert r["two"].returncode == 0, h.describe(r["two"])
-    one_log = h.read_log(os.path.join(r["one_dir"], "log.txt"))
-    two_log = h.read_log(os.path.join(r["two_dir"], "log.txt"))
-    one_steps, two_steps = logged_terms(one_log), logged_terms(two_log)
-    # 8 base images, global batch 4 (CoCoOp's: 2)
-    assert len(one_steps) == EPOCHS * 8 // int(h.TRAINER_OPTS[trainer][1])
-    assert len(two_steps) == len(one_steps)
-    for a, b in zip(one_steps, two_steps):
-        assert a.keys() == b.keys() and "loss" in a
-        for key in a:
-            assert abs(a[key] - b[key]) <= 1e-5, (key, a, b)
-    assert h.evaluator_block(two_log) == h.evaluator_block(one_log)
+    one_log, _ = dk.assert_same_run(one_and_two(world, trainer),
+                                    steps=EPOCHS * 8 // int(h.TRAINER_OPTS[trainer][1]))
+    # 8 base images, global batch 4 (CoCoOp's: 2); 4 test images
     assert h.evaluator_block(one_log)[0] == 4
-    one_w, two_w = last_weights(r["one_dir"]), last_weights(r["two_dir"])
-    assert one_w.keys() == two_w.keys()
-    for key in one_w:
-        assert torch.allclose(one_w[key], two_w[key], atol=1e-5), key
 
 
 RESUME_EPOCHS = 4

@@ -1,0 +1,75 @@
+"""Shared pieces of the torchrun tests: one run on one process and on two
+(``torch.distributed.run``, gloo on the CPU), their logged loss terms and
+last checkpoints, compared step for step."""
+import os
+import re
+import subprocess
+import sys
+
+import torch
+
+from tests import e2e_helpers as h
+
+EPOCHS = 2
+
+
+def torchrun(args, nproc, env=None):
+    """``torchrun --standalone --nproc_per_node nproc train.py args``."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         "--nproc_per_node", str(nproc), "train.py"] + [str(a) for a in args],
+        cwd=h.REPO, env=env or h.subprocess_env(), capture_output=True, text=True,
+        timeout=600)
+
+
+def logged_terms(text):
+    """Every progress line's loss terms (name -> value), without timings."""
+    rows = []
+    for line in text.splitlines():
+        if h.PROGRESS_RE.match(line):
+            names_values = re.findall(r"(\w+) (-?\d+\.\d+(?:e[-+]\d+)?) \(", line)
+            rows.append({k: float(v) for k, v in names_values
+                         if k not in ("time", "data")})
+    return rows
+
+
+def last_weights(run_dir, model="prompt_learner", epochs=EPOCHS):
+    path = os.path.join(run_dir, model, "model.pth.tar-{}".format(epochs))
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def one_and_two(cache, key, args_for, env=None):
+    """The run ``args_for(out_dir)`` with one process and with two, cached in
+    ``cache[key]`` (a dict with ``one``, ``two``, ``one_dir``, ``two_dir``)."""
+    if key not in cache:
+        root = cache["tmp"] / key
+        one_dir, two_dir = str(root / "one"), str(root / "two")
+        cache[key] = dict(one=h.run_train_py(args_for(one_dir), env=env),
+                          two=torchrun(args_for(two_dir), 2, env=env),
+                          one_dir=one_dir, two_dir=two_dir)
+    return cache[key]
+
+
+def assert_same_run(r, steps=None, atol=1e-5, model="prompt_learner", epochs=EPOCHS):
+    """Both runs succeeded and the 2-process run logged every loss term of
+    the 1-process run (to ``atol``), its evaluator block, and its last
+    checkpoint's weights (to ``atol``)."""
+    assert r["one"].returncode == 0, h.describe(r["one"])
+    assert r["two"].returncode == 0, h.describe(r["two"])
+    one_log = h.read_log(os.path.join(r["one_dir"], "log.txt"))
+    two_log = h.read_log(os.path.join(r["two_dir"], "log.txt"))
+    one_steps, two_steps = logged_terms(one_log), logged_terms(two_log)
+    if steps is not None:
+        assert len(one_steps) == steps
+    assert one_steps and len(two_steps) == len(one_steps)
+    for a, b in zip(one_steps, two_steps):
+        assert a.keys() == b.keys() and "loss" in a
+        for key in a:
+            assert abs(a[key] - b[key]) <= atol, (key, a, b)
+    assert h.evaluator_block(two_log) == h.evaluator_block(one_log) is not None
+    one_w = last_weights(r["one_dir"], model, epochs)
+    two_w = last_weights(r["two_dir"], model, epochs)
+    assert one_w.keys() == two_w.keys()
+    for key in one_w:
+        assert torch.allclose(one_w[key].float(), two_w[key].float(), atol=atol), key
+    return one_log, two_log
