@@ -470,3 +470,46 @@ def test_y_range(results):
     bottom, top = results.y_range([80.0, 90.0], 0.1)
     # the labels' tenth of the axis lies above the tallest bar
     assert (top - 90.0) == pytest.approx(0.1 * (top - bottom))
+
+
+def config_dump_log(backbone, accuracy):
+    """A log with train.py's config dump naming ``backbone``, then a Dassl run."""
+    from clipwb.engine import get_cfg_default
+
+    cfg = get_cfg_default()
+    cfg.MODEL.BACKBONE.NAME = backbone
+    return "\n".join(["************", "** Config **", "************", str(cfg),
+                      "Collecting env info ..."]) + "\n" + dassl_log(accuracy)
+
+
+def test_runs_on_another_backbone_are_not_compared_with_the_published_numbers(tmp_path,
+                                                                             results):
+    """The published numbers are ViT-B/16's: a PromptSRC group whose logs name
+    ViT-L/14 gets no gap table, its label says its backbone, and a block where
+    no group ran ViT-B/16 has no published rows; the ViT-B/16 group keeps them."""
+    root = tmp_path / "base2new"
+    groups = {"vit_l14_c2_ep20_batch4_4+4ctx": ("ViT-L/14", 90.0, 80.0),
+              CFG: ("ViT-B/16", 84.0, 76.0)}
+    for cfg, (backbone, base, novel) in groups.items():
+        for dataset in ("caltech101", "dtd"):
+            for phase, acc in (("train_base", base), ("test_new", novel)):
+                write(os.path.join(b2n_dir(root, phase, dataset, 1, TRAINER, cfg), "log.txt"),
+                      config_dump_log(backbone, acc))
+    runs = results.collect_results(str(root)).runs
+    tables = results.summarize_base2new(runs)
+    assert sorted(t.backbone for t in tables) == ["ViT-B/16", "ViT-L/14"]
+    large = "PromptSRC / vit_l14_c2_ep20_batch4_4+4ctx / 16 shots [ViT-L/14]"
+    gaps = results.published_gaps(tables)
+    assert [g.key[1] for g in gaps] == [CFG]
+    sections = text_sections(results.render_tables(tables, [], True, "table", compare=True))
+    _, rows, _ = sections["Base-to-novel: dtd"]
+    assert [r[0] for r in rows[:2]] == [SRC_LABEL, large]
+    assert rows[2:] == PUBLISHED_DTD
+    assert GAP_TITLE.format(SRC_LABEL, "PromptSRC") in sections
+    assert not any(large in title or "vit_l14" in title for title in sections
+                   if title.startswith("Gap"))
+    # the ViT-L/14 group alone: its blocks have no published rows
+    alone = [t for t in tables if t.backbone == "ViT-L/14"]
+    text = results.render_tables(alone, [], True, "table", compare=True)
+    assert "(published)" not in text and "Gap to the published" not in text
+    assert "ours: " not in text

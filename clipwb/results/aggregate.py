@@ -13,9 +13,10 @@ import math
 from collections import OrderedDict, defaultdict, namedtuple
 
 from clipwb.results import variants
-from clipwb.results.published import (PUBLISHED_BASE2NEW, PUBLISHED_BASE2NEW_PER_DATASET,
+from clipwb.results.published import (PUBLISHED_BACKBONE, PUBLISHED_BASE2NEW,
+                                      PUBLISHED_BASE2NEW_PER_DATASET,
                                       PUBLISHED_DG, PublishedResult, published_for_dataset)
-from clipwb.results.run_settings import describe_run
+from clipwb.results.run_settings import backbone_of, describe_run
 from clipwb.results.runs import BASE2NEW_DATASETS, IMAGENET_VARIANTS, XD_SOURCE
 
 def mean_std(values):
@@ -58,7 +59,9 @@ def group_label(key):
 # hm_std: the population std of each seed's own HM (the seeds with both splits)
 B2NRow = namedtuple("B2NRow", "dataset base base_std novel novel_std hm base_seeds novel_seeds "
                     "hm_std", defaults=(None,))
-B2NTable = namedtuple("B2NTable", "key rows average")
+# backbone: the MODEL.BACKBONE.NAME the group's logs name (several joined by
+# " + "), or None when no log has a config dump
+B2NTable = namedtuple("B2NTable", "key rows average backbone", defaults=(None,))
 AccRow = namedtuple("AccRow", "dataset values")  # values: key -> (mean, std, n)
 AccTable = namedtuple("AccTable", "setting keys rows averages")
 
@@ -73,6 +76,7 @@ def average_label(datasets):
 def summarize_base2new(runs):
     """One ``B2NTable`` per (trainer, cfg, shots) of the base-to-novel runs."""
     accs = defaultdict(lambda: defaultdict(lambda: {"base": {}, "new": {}}))
+    backbones = defaultdict(set)
     # test_base (an explicit evaluation on base classes) wins over the test at
     # the end of training, whatever the walk order.
     for run in sorted(runs, key=lambda r: r.phase != "train_base"):
@@ -80,6 +84,9 @@ def summarize_base2new(runs):
             continue
         split = "new" if run.phase == "test_new" else "base"
         accs[group_key(run)][run.dataset][split][run.seed] = run.accuracy
+        backbone = backbone_of(run.log)
+        if backbone:
+            backbones[group_key(run)].add(backbone)
     tables = []
     for key in sorted(accs):
         rows = []
@@ -98,7 +105,8 @@ def summarize_base2new(runs):
             n = sum(r.novel for r in complete) / len(complete)
             average = B2NRow(average_label([r.dataset for r in complete]), b, None, n,
                              None, harmonic_mean(b, n), None, None)
-        tables.append(B2NTable(key, rows, average))
+        tables.append(B2NTable(key, rows, average,
+                               " + ".join(sorted(backbones[key])) or None))
     return tables
 
 
@@ -110,6 +118,18 @@ def _mean(values):
     """The mean of a non-empty iterable."""
     values = list(values)
     return sum(values) / len(values)
+
+
+def table_label(table):
+    """A group's label, with its backbone where that is not the published one."""
+    label = group_label(table.key)
+    return label if on_published_backbone(table) else "{} [{}]".format(label, table.backbone)
+
+
+def on_published_backbone(table):
+    """Whether a group's runs are comparable with the published numbers: they
+    used the published backbone (ViT-B/16), or their logs do not say."""
+    return table.backbone is None or table.backbone == PUBLISHED_BACKBONE
 
 
 def published_averages(datasets):
@@ -145,11 +165,12 @@ def compare_average(tables):
     for table, rows_by_dataset in zip(tables, complete):
         base = _mean(rows_by_dataset[d].base for d in common)
         novel = _mean(rows_by_dataset[d].novel for d in common)
-        rows.append((group_label(table.key), B2NRow(label, base, None, novel, None,
+        rows.append((table_label(table), B2NRow(label, base, None, novel, None,
                                                     harmonic_mean(base, novel), None, None)))
     title = label if set(common) == set(BASE2NEW_DATASETS) else "{}: {})".format(
         label[:-1], ", ".join(common))
-    return B2NBlock(title, rows, published_averages(common))
+    published = published_averages(common) if any(map(on_published_backbone, tables)) else []
+    return B2NBlock(title, rows, published)
 
 
 def compare_base2new(tables):
@@ -158,8 +179,11 @@ def compare_base2new(tables):
     numbers), then the ``compare_average`` block."""
     blocks = []
     for dataset in dataset_order({r.dataset for t in tables for r in t.rows}):
-        rows = [(group_label(t.key), r) for t in tables for r in t.rows if r.dataset == dataset]
-        blocks.append(B2NBlock(dataset, rows, list(published_for_dataset(dataset).items())))
+        groups = [t for t in tables if any(r.dataset == dataset for r in t.rows)]
+        rows = [(table_label(t), r) for t in groups for r in t.rows if r.dataset == dataset]
+        published = (list(published_for_dataset(dataset).items())
+                     if any(map(on_published_backbone, groups)) else [])
+        blocks.append(B2NBlock(dataset, rows, published))
     average = compare_average(tables)
     return blocks + ([average] if average is not None else [])
 
@@ -289,11 +313,12 @@ def dataset_gap(row, published):
 
 def published_gaps(tables):
     """One ``GapTable`` per group of ``tables`` whose trainer has published
-    per-dataset numbers: a ``Gap`` per dataset it ran that has them."""
+    per-dataset numbers: a ``Gap`` per dataset it ran that has them (not for
+    a group on another backbone than the published one)."""
     out = []
     for table in tables:
         method = published_method(table.key[0])
-        if method is None:
+        if method is None or not on_published_backbone(table):
             continue
         per = PUBLISHED_BASE2NEW_PER_DATASET[method]
         rows = [dataset_gap(r, per[r.dataset]) for r in table.rows if r.dataset in per]

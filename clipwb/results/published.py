@@ -47,6 +47,10 @@ from clipwb.results.runs import BASE2NEW_DATASETS
 
 PublishedResult = namedtuple("PublishedResult", "base novel hm source")
 
+#: the backbone of every published base-to-novel number here: a run on
+#: another backbone (``vit_l14_*`` configs) is not compared with them
+PUBLISHED_BACKBONE = "ViT-B/16"
+
 PUBLISHED_BASE2NEW = OrderedDict([
     ("CLIP", PublishedResult(69.34, 74.22, 71.70, "Zhou et al., CoCoOp, CVPR 2022")),
     ("CoOp", PublishedResult(82.69, 63.22, 71.66, "Zhou et al., CoCoOp, CVPR 2022")),

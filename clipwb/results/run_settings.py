@@ -76,6 +76,15 @@ def averaging_of(config):
     return text
 
 
+def backbone_of(log_path):
+    """The run's ``MODEL.BACKBONE.NAME`` from its log's config dump (quotes
+    removed), or None for a log without one."""
+    if not log_path or not os.path.isfile(log_path):
+        return None
+    name = read_config(log_path)[1].get("MODEL.BACKBONE.NAME")
+    return name.strip("'\"") if name else None
+
+
 def describe_run(log_path):
     """``"preset P[, averaging]"`` of a run's log, or None without a config dump."""
     config_file, config = read_config(log_path)

@@ -17,7 +17,7 @@ import re
 from collections import OrderedDict
 
 from clipwb.results.aggregate import (average_label, compare_base2new, group_label,
-                                      published_gaps)
+                                      on_published_backbone, published_gaps)
 from clipwb.results.published import (PUBLISHED_BASE2NEW, PUBLISHED_BASE2NEW_PER_DATASET,
                                       PUBLISHED_DG)
 from clipwb.results.runs import BASE2NEW_DATASETS
@@ -85,7 +85,7 @@ def published_rows(tables):
     rows = [[name, fmt(p.base), fmt(p.novel), fmt(p.hm), p.source]
             for name, p in PUBLISHED_BASE2NEW.items()]
     for table in tables:
-        if table.average is not None:
+        if table.average is not None and on_published_backbone(table):
             a = table.average
             rows.append(["ours: " + group_label(table.key), fmt(a.base), fmt(a.novel),
                          fmt(a.hm), "our runs, " + a.dataset])
