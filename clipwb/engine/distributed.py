@@ -38,7 +38,8 @@ __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "ini
            "shutdown", "silence_other_ranks", "let_main_report", "describe",
            "shared_seed",
            "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
-           "average_gradients", "mean_summary", "any_rank", "gather_in_order"]
+           "average_gradients", "mean_summary", "any_rank", "gather_in_order",
+           "average_tensors", "gather_batch", "rank_share"]
 
 
 def world_size():
@@ -275,3 +276,54 @@ def gather_in_order(items):
     for i in range(max(len(p) for p in parts)):
         merged.extend(p[i] for p in parts if i < len(p))
     return merged
+
+def average_tensors(tensors):
+    """Average ``tensors`` (a list; None entries are skipped) over the ranks
+    in place, as one flat all-reduce (summed in float32, float64 for float64
+    tensors); returns the list. For values each rank computes from its slice
+    that must become the global batch's before a nonlinear use, e.g. two
+    gradients before one is projected against the other: with equal slices
+    the mean of the ranks' values is the global batch's. Every rank passes
+    tensors of the same shapes (None at the same places)."""
+    if not _active():
+        return tensors
+    present = [t for t in tensors if t is not None]
+    if not present:
+        return tensors
+    wide = torch.float64 if any(t.dtype == torch.float64 for t in present) else torch.float32
+    flat = torch.cat([t.detach().reshape(-1).to(wide) for t in present])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for t in present:
+        n = t.numel()
+        with torch.no_grad():
+            t.copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+    return tensors
+
+
+def gather_batch(tensor):
+    """The global batch's values of a per-sample ``tensor`` (this rank's
+    slice along the first dimension): every rank's slice concatenated in
+    rank order (the order :class:`RankSlices` cut them from the global
+    batch), on every rank, without gradient; ``tensor`` itself for one
+    process. A statistic over the batch (a normalisation, a softmax over the
+    samples) taken of the result is the single-process run's."""
+    if not _active():
+        return tensor
+    tensor = tensor.detach().contiguous()
+    parts = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(parts, tensor)
+    return torch.cat(parts)
+
+
+def rank_share(tensor, index=None, world=None):
+    """This rank's contiguous share of a global-batch ``tensor`` (first
+    dimension), the rows :class:`RankSlices` gave it: the inverse of
+    :func:`gather_batch`."""
+    index = rank() if index is None else index
+    world = world_size() if world is None else world
+    share = len(tensor) // world
+    return tensor[index * share:(index + 1) * share]
+
