@@ -121,9 +121,13 @@ def _mean(values):
 
 
 def table_label(table):
-    """A group's label, with its backbone where that is not the published one."""
+    """A group's label, with its backbone where that is not the published one
+    (a toy-CLIP config's label already says so)."""
     label = group_label(table.key)
-    return label if on_published_backbone(table) else "{} [{}]".format(label, table.backbone)
+    cfg = table.key[1]
+    if on_published_backbone(table) or variants.cfg_label(cfg) != cfg:
+        return label
+    return "{} [{}]".format(label, table.backbone)
 
 
 def on_published_backbone(table):
