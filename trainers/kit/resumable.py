@@ -44,6 +44,7 @@ import torch
 from clipwb import runlog
 from clipwb.engine import AverageMeter, MetricMeter, distributed
 from clipwb.engine.builtin.utils.atomic import TMP_SUFFIX, save_atomically
+from clipwb.engine.distributed_trainer import DistributedTrainer
 from clipwb.engine.progress import MovingEta, batches_left, report_batch
 from clipwb.errors import ClearResumeErrors, resume_errors
 
@@ -96,9 +97,12 @@ def load_scheduler_state(sched, state):
         sched.successor.load_state_dict(successor)
 
 
-class ResumableTrainer(ClearResumeErrors):
+class ResumableTrainer(DistributedTrainer, ClearResumeErrors):
     """Trainer mixin: exact resume from ``run_state.pth``, a moving-average
-    ETA, a line-buffered log and a one-line Ctrl-C (see the module docstring)."""
+    ETA, a line-buffered log and a one-line Ctrl-C (see the module docstring);
+    on both engines, torchrun runs through
+    :class:`~clipwb.engine.distributed_trainer.DistributedTrainer` (ahead of
+    real Dassl's ``TrainerX``; the built-in ``SimpleTrainer`` has it)."""
 
     run_state_file = RUN_STATE_FILE
     #: whether the method gives the single-process result on several processes

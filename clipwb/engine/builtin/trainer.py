@@ -5,6 +5,10 @@ Method names, call order, checkpoint files and printed lines follow Dassl so
 CoOp-family trainers run unchanged. Output under ``cfg.OUTPUT_DIR``:
 ``<model name>/model.pth.tar-<epoch>`` (+ ``model-best.pth.tar``,
 ``checkpoint``), ``tensorboard/``.
+
+``SimpleTrainer`` is Dassl's one-process trainer (:class:`OneProcessTrainer`)
+under the torchrun layer :class:`~clipwb.engine.distributed_trainer.DistributedTrainer`,
+the same layer the project's trainers put over real Dassl's ``TrainerX``.
 """
 import datetime
 import os.path as osp
@@ -18,7 +22,7 @@ from tqdm import tqdm
 
 from clipwb.errors import ConfigError, MissingFileError
 
-from .. import distributed
+from ..distributed_trainer import DistributedTrainer
 from ..progress import batches_left, report_batch
 
 from .data import DataManager
@@ -128,10 +132,7 @@ class TrainerBase:
     def save_model(self, epoch, directory, is_best=False, val_result=None,
                    model_name=""):
         """Save each registered model to ``directory/<name>/`` (epoch stored as
-        ``epoch + 1``); rank 0 alone writes, the other ranks wait for it."""
-        if not distributed.is_main():
-            distributed.barrier()
-            return
+        ``epoch + 1``)."""
         for name in self.get_model_names():
             optim, sched = self._optims[name], self._scheds[name]
             save_checkpoint(
@@ -146,7 +147,6 @@ class TrainerBase:
                 is_best=is_best,
                 model_name=model_name,
             )
-        distributed.barrier()
 
     def resume_model_if_exist(self, directory):
         """Resume every model from ``directory/<name>/checkpoint``; return the
@@ -206,7 +206,7 @@ class TrainerBase:
 
     # ---- tensorboard ----------------------------------------------------
     def init_writer(self, log_dir):
-        if self.__dict__.get("_writer") is None and distributed.is_main():
+        if self.__dict__.get("_writer") is None:
             print("Initialize tensorboard (log_dir={})".format(log_dir))
             self._writer = _make_summary_writer(log_dir)
 
@@ -268,14 +268,6 @@ class TrainerBase:
     def model_backward(self, loss):
         self.detect_anomaly(loss)
         loss.backward()
-        self.sync_gradients()
-
-    def sync_gradients(self, names=None):
-        """Average the registered models' gradients over the ranks of a
-        torchrun run (no-op for one process)."""
-        distributed.average_gradients(
-            [p for name in self.get_model_names(names)
-             for p in self._models[name].parameters() if p.requires_grad])
 
     def model_update(self, names=None):
         for name in self.get_model_names(names):
@@ -288,8 +280,9 @@ class TrainerBase:
         self.model_update(names)
 
 
-class SimpleTrainer(TrainerBase):
-    """Builds data (``DataManager``), model, evaluator; train / test pipeline."""
+class OneProcessTrainer(TrainerBase):
+    """Dassl's ``SimpleTrainer`` on one process: builds data (``DataManager``),
+    model, evaluator; train / test pipeline."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -313,14 +306,9 @@ class SimpleTrainer(TrainerBase):
     def build_data_loader(self):
         """Set ``train_loader_x/u``, ``val_loader``, ``test_loader``,
         ``num_classes``, ``num_source_domains``, ``lab2cname`` and ``dm``."""
-        with distributed.main_first():  # rank 0 writes the split caches
-            dm = DataManager(self.cfg)
+        dm = DataManager(self.cfg)
         self.train_loader_x = dm.train_loader_x
         self.train_loader_u = dm.train_loader_u
-        if distributed.is_distributed():
-            self.train_loader_x = distributed.RankSlices(dm.train_loader_x)
-            if dm.train_loader_u is not None:
-                self.train_loader_u = distributed.RankSlices(dm.train_loader_u)
         self.val_loader = dm.val_loader
         self.test_loader = dm.test_loader
         self.num_classes = dm.num_classes
@@ -340,8 +328,8 @@ class SimpleTrainer(TrainerBase):
         self.optim = build_optimizer(self.model, cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, cfg.OPTIM)
         self.register_model("model", self.model, self.optim, self.sched)
-        # Several GPUs: one process each (torchrun); the gradients are
-        # averaged over the ranks after backward (sync_gradients).
+        # Several GPUs: one process each (torchrun, DistributedTrainer), not
+        # Dassl's nn.DataParallel.
 
     def train(self):
         super().train(self.start_epoch, self.max_epoch)
@@ -395,31 +383,13 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
         print("Evaluate on the *{}* set".format(split))
-        if distributed.is_distributed():
-            self._evaluate_shared(data_loader)
-        else:
-            for batch in tqdm(data_loader):
-                input, label = self.parse_batch_test(batch)
-                self.evaluator.process(self.model_inference(input), label)
+        for batch in tqdm(data_loader):
+            input, label = self.parse_batch_test(batch)
+            self.evaluator.process(self.model_inference(input), label)
         results = self.evaluator.evaluate()
         for key, value in results.items():
             self.write_scalar("{}/{}".format(split, key), value, self.epoch)
         return list(results.values())[0]
-
-    def _evaluate_shared(self, data_loader):
-        """Rank r runs the batches r, r + W, ...; every rank then feeds the
-        gathered outputs to the evaluator in batch order."""
-        world, index = distributed.world_size(), distributed.rank()
-        batches = list(data_loader.batch_sampler)[index::world]
-        loader = torch.utils.data.DataLoader(
-            data_loader.dataset, batch_sampler=batches, collate_fn=data_loader.collate_fn,
-            num_workers=data_loader.num_workers, pin_memory=data_loader.pin_memory)
-        mine = []
-        for batch in loader:
-            input, label = self.parse_batch_test(batch)
-            mine.append((self.model_inference(input).cpu(), label.cpu()))
-        for output, label in distributed.gather_in_order(mine):
-            self.evaluator.process(output.to(self.device), label.to(self.device))
 
     def model_inference(self, input):
         return self.model(input)
@@ -437,6 +407,11 @@ class SimpleTrainer(TrainerBase):
         times the batches left), and the scalars."""
         report_batch(self, losses, batch_time, data_time,
                      batch_time.avg * batches_left(self))
+
+
+class SimpleTrainer(DistributedTrainer, OneProcessTrainer):
+    """Dassl's ``SimpleTrainer``; under torchrun the ranks together give the
+    one-process run (:class:`~clipwb.engine.distributed_trainer.DistributedTrainer`)."""
 
 
 class TrainerX(SimpleTrainer):
