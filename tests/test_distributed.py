@@ -249,8 +249,13 @@ def test_a_method_not_checked_on_several_processes_is_refused(monkeypatch):
                                           r"\(torchrun, WORLD_SIZE 2\): run it with one "
                                           r"process \(python train.py ...\).$"):
         distributed.check_launch(prograd, "builtin")
-    with pytest.raises(ConfigError, match="use the built-in engine: set DASSL_BACKEND=builtin"):
-        distributed.check_launch(coop, "dassl")
+    distributed.check_launch(coop, "dassl")  # real Dassl too, through the trainer kit
+    dassl_own = type("Vanilla", (), {"torchrun_ready": True})  # (as real Dassl's trainers)
+    with pytest.raises(ConfigError, match=r"^Vanilla is a trainer of the dassl engine without "
+                                          r"the project's torchrun layer, so it does not split "
+                                          r"the batches over processes \(torchrun, WORLD_SIZE "
+                                          r"2\): run it with one process"):
+        distributed.check_launch(dassl_own, "dassl", training=False)
 
 
 def test_the_grid_gives_each_unit_its_gpus_and_nproc():

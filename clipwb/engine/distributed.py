@@ -156,14 +156,20 @@ def main_first():
 
 def check_launch(trainer_class, backend, training=True):
     """One sentence when this torchrun run cannot give the single-process
-    result: real Dassl's trainers do not split the batches, and a method
-    trains on several processes once checked (``torchrun_ready``)."""
+    result: on either engine (``backend``) the trainer needs the torchrun
+    layer (:class:`~clipwb.engine.distributed_trainer.DistributedTrainer`:
+    the built-in engine's trainers and the project's, not real Dassl's own),
+    and a method trains on several processes once checked (``torchrun_ready``)."""
     if not is_distributed():
         return
-    if backend != "builtin":
+    from clipwb.engine.distributed_trainer import DistributedTrainer
+
+    if not issubclass(trainer_class, DistributedTrainer):
         raise ConfigError(
-            "Runs on several processes (torchrun, WORLD_SIZE {}) use the built-in engine: "
-            "set DASSL_BACKEND=builtin, or run with one process.".format(world_size()))
+            "{} is a trainer of the {} engine without the project's torchrun layer, so it "
+            "does not split the batches over processes (torchrun, WORLD_SIZE {}): run it with "
+            "one process (python train.py ...).".format(trainer_class.__name__, backend,
+                                                        world_size()))
     # (declared by the class itself: a subclass may add batch statistics)
     if training and not vars(trainer_class).get("torchrun_ready", False):
         raise ConfigError(
