@@ -88,6 +88,7 @@ def check_report(text, caps):
     assert [p["cap s"] for p in parts] == caps
 
 
+@pytest.mark.slow
 def test_cpu_run_writes_every_section(tmp_path):
     """The parts in this process (``--inline``: no caps), on the CPU."""
     out = tmp_path / "check" / "report.md"

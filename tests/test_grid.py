@@ -82,6 +82,7 @@ def test_unknown_method_or_dataset_is_one_sentence(script_env, capsys):
                           "config configs/datasets/nope.yaml not found") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_local_grid_runs_in_parallel_skips_reports_the_failure_and_prints_the_table(
         script_env, tmp_path):
     out = str(tmp_path / "output")

@@ -286,6 +286,7 @@ def test_plugin_adds_the_image_folder_keys_to_a_host_config():
     assert cfg.DATASET.IMAGE_FOLDER.CSV == ""
 
 
+@pytest.mark.slow
 def test_base2new_script_on_an_image_folder(tmp_path):
     """The issue's command, with the toy CLIP's config (1 epoch, 2 shots)."""
     folder = str(tmp_path / "my_photos")

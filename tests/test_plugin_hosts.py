@@ -269,9 +269,10 @@ def outcome(result):
         raise result
 
 
-# CoOp's checkout in the default set; MaPLe's and PromptSRC's and the
-# checkout's own reader in the slow set (pytest -m slow).
-@pytest.mark.parametrize("kind", params(sorted(METHOD_OF_KIND), slow=("maple", "promptsrc")))
+# The three checkouts and the checkout's own reader in the slow set (pytest -m
+# slow); the default set drops the baselines into a CoOp checkout below.
+@pytest.mark.parametrize("kind", params(sorted(METHOD_OF_KIND),
+                                        slow=("coop", "maple", "promptsrc")))
 def test_dropin_then_a_method_runs_with_the_checkouts_scripts(kind, host_runs):
     outcome(host_runs[kind])
 
