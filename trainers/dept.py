@@ -130,6 +130,13 @@ class DecoupledHeadMixin:
         super().build_model()
         self.register_model(self.head_name, self.model.dept_head, None, None)
 
+    def learnable_parameters(self):
+        """Every parameter of the model that trains (what the staged
+        optimizer holds): ``NAMES_TO_UPDATE`` may select parameters outside
+        the registered prompt learner and head, and under torchrun their
+        gradients are averaged too."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
     # -- training ------------------------------------------------------------
     def other_loss_terms(self, output, images, labels):
         """The base method's terms besides its cross-entropy: ``(R or None,
@@ -173,16 +180,25 @@ class DecoupledHeadMixin:
             return self.dept_logits(input).float()
 
 
+# torchrun (declared per class): both cross-entropies are means over the
+# images (the head's over [t_y ; v], 2 rows per image), R the base method's
+# (exact on its own), and every trainable parameter's gradient is averaged
 class ExtrasLinearProbeCoOp(DecoupledHeadMixin, CoOp):
     """CoOp with DePT."""
+
+    torchrun_ready = True
 
 
 class ExtrasLinearProbeCoCoOp(DecoupledHeadMixin, CoCoOp):
     """CoCoOp with DePT (each image's own text features train the probe)."""
 
+    torchrun_ready = True
+
 
 class ExtrasLinearProbeKgCoOp(DecoupledHeadMixin, KgCoOp):
     """KgCoOp with DePT: ``R = W * L_kg`` on the text features before normalising."""
+
+    torchrun_ready = True
 
     def other_loss_terms(self, output, images, labels):
         loss_kg = knowledge_guided_loss(output.text_raw, self.model.handcrafted_text_features)
@@ -192,10 +208,14 @@ class ExtrasLinearProbeKgCoOp(DecoupledHeadMixin, KgCoOp):
 class ExtrasLinearProbeMaPLe(DecoupledHeadMixin, MaPLe):
     """MaPLe with DePT."""
 
+    torchrun_ready = True
+
 
 class ExtrasLinearProbePromptSRC(DecoupledHeadMixin, PromptSRC):
     """PromptSRC with DePT (this project's pairing: the official code has none):
     ``R`` = PromptSRC's L_SCL; GPA averages the prompts, not the head."""
+
+    torchrun_ready = True
 
     def other_loss_terms(self, output, images, labels):
         scl = self.scl_terms(output, images)

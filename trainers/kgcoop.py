@@ -48,6 +48,9 @@ class KgCoOp(CoOp):
     """Knowledge-guided Context Optimization (KgCoOp)."""
 
     cfg_key = "COOP"
+    #: torchrun: per-image cross-entropy; L_kg is a mean over the classes,
+    #: equal on every rank
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -117,6 +117,11 @@ class MultiModalAdapter(ClipPromptTrainer):
 
     cfg_key = "MMADAPTER"
     model_name = "adapter_learner"
+    #: torchrun: per-image cross-entropy; the gradient scaling is linear (it
+    #: commutes with the ranks' mean). Under amp every rank's GradScaler
+    #: checks the same averaged gradients (same skip, same scale); that they
+    #: skip where one process does needs distributed.scaled_backward
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
@@ -149,3 +154,6 @@ class MultiModalAdapter(ClipPromptTrainer):
 class MMA(MultiModalAdapter):
     """The same trainer under the paper's name (keys and configs are
     ``MultiModalAdapter``'s)."""
+
+    #: torchrun: as MultiModalAdapter (declared per class)
+    torchrun_ready = True

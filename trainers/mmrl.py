@@ -196,6 +196,9 @@ class MMRL(ClipPromptTrainer):
 
     cfg_key = "MMRL"
     learnable_module = "representation_learner"
+    #: torchrun: both cross-entropies and the image term are means over the
+    #: images; the text term a mean over the classes, equal on every rank
+    torchrun_ready = True
     legacy_model_names = ("MultiModalRepresentationLearner",)
 
     def check_cfg(self, cfg):

@@ -155,6 +155,9 @@ class TCP(ClipPromptTrainer):
     """Textual-based Class-aware Prompt tuning (TCP)."""
 
     cfg_key = "COOP"
+    #: torchrun: per-image cross-entropy; L_kg (and the class-aware tokens)
+    #: depend on the classes only, equal on every rank
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

@@ -39,7 +39,7 @@ __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "ini
            "shared_seed",
            "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
            "average_gradients", "mean_summary", "any_rank", "gather_in_order",
-           "average_tensors", "gather_batch", "rank_share"]
+           "average_tensors", "gather_batch", "rank_share", "scaled_backward"]
 
 
 def world_size():
@@ -333,3 +333,28 @@ def rank_share(tensor, index=None, world=None):
     share = len(tensor) // world
     return tensor[index * share:(index + 1) * share]
 
+
+def scaled_backward(scaler, loss, parameters):
+    """``scaler.scale(loss).backward()`` for a ``GradScaler`` (PREC amp), then
+    the gradients of ``parameters`` made the global batch's over the ranks.
+
+    A rank's ``loss`` is the mean over its ``B/W`` images: each image weighs
+    ``W`` times its weight ``1/B`` in the single-process mean, so a plain
+    scaled backward runs every float16 gradient at ``W`` times the
+    single-process magnitude and overflows (the scaler skips the step and
+    backs off) at a scale ``W`` times smaller. Here each rank backpropagates
+    ``scale * loss / W`` (the one-process magnitudes, so the inf checks skip
+    where its do) and the gradients are summed over the ranks:
+    ``sum_r grad (scale/W) loss_r = scale * grad (1/B) sum_i l_i``. The
+    scaler's state does not depend on ``W`` (a run resumes on any number of
+    processes). For one process the plain scaled backward."""
+    if not _active():
+        scaler.scale(loss).backward()
+        return
+    world = world_size()
+    scaler.scale(loss / world).backward()
+    parameters = list(parameters)
+    average_gradients(parameters)  # the ranks' mean: the sum / W
+    for param in parameters:
+        if param.grad is not None:
+            param.grad.mul_(world)
