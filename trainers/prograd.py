@@ -77,6 +77,9 @@ class ProGrad(CoOp):
     """Prompt-aligned Gradient (ProGrad) on CoOp's context."""
 
     cfg_key = "COOP"
+    #: torchrun: both losses are means over the batch, and their gradients
+    #: are averaged over the ranks before the projection (aligned_gradients)
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         super().check_cfg(cfg)

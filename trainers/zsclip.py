@@ -20,6 +20,8 @@ class ZeroshotCLIP(ClipPromptTrainer):
     """Frozen CLIP with CoOp's hand-crafted template per dataset."""
 
     learnable_module = None
+    #: torchrun: nothing trains; the test batches are shared and gathered
+    torchrun_ready = True
 
     def check_cfg(self, cfg):
         pass
@@ -51,6 +53,8 @@ class ZeroshotCLIP(ClipPromptTrainer):
 
 class ZeroshotCLIP2(ZeroshotCLIP):
     """Prompt ensembling over CoOp's selected ImageNet templates."""
+
+    torchrun_ready = True  # (as ZeroshotCLIP: evaluation only)
 
     def templates(self, dataset_name):
         return ensemble_templates(dataset_name)

@@ -27,6 +27,7 @@ the module gates at zero (their initial value) ISP's logits equal IVLP's.
 import torch
 
 from clipwb.engine import compute_accuracy
+from clipwb.engine.distributed import gather_batch, rank_share
 from clipwb.errors import ConfigError, UserInputError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_ivlp_keys, check_min, uses_vision_prompts
@@ -104,6 +105,9 @@ class ISP(ClipPromptTrainer):
     """Integrated Structural Prompt learning (see the module docstring)."""
 
     cfg_key = "ISP"
+    #: torchrun: the probe weights are normalised over the global batch
+    #: (:meth:`probe`); every other loss is a mean over the batch's images
+    torchrun_ready = True
     #: the official MaPLe / IVLP runs' folders: their prompts load with the
     #: ISP-only modules off (docs/METHODS.md, ISP)
     legacy_model_names = ("MultiModalPromptLearner", "VLPromptLearner")
@@ -171,7 +175,12 @@ class ISP(ClipPromptTrainer):
         return self._difficulty
 
     def probe(self, labels, logits, frozen_logits):
-        """Per-sample CE coefficients (None when probing is off)."""
+        """Per-sample CE coefficients of the **global** batch (None when
+        probing is off): under torchrun every rank's difficulties are
+        gathered (in batch order) and normalised together, as one process
+        normalises the whole batch; a rank weights its own slice
+        (``rank_share``). The weights carry no gradient, so the gather needs
+        none."""
         node = self.method_cfg
         if not node.PROBE:
             return None
@@ -184,7 +193,7 @@ class ISP(ClipPromptTrainer):
             difficulty = self.difficulty_table()[self._batch_index.to(labels.device)]
         else:
             difficulty = sample_difficulty(labels, frozen_logits, logits, node.PROBE_SOURCE)
-        return probe_weights(difficulty, node.PROBE_WEIGHTING, node.PROBE_ALPHA,
+        return probe_weights(gather_batch(difficulty), node.PROBE_WEIGHTING, node.PROBE_ALPHA,
                              node.PROBE_TEMPERATURE)
 
     def compute_loss(self, images, labels):
@@ -194,7 +203,8 @@ class ISP(ClipPromptTrainer):
         if self.needs_frozen_forward():
             frozen_image, frozen_logits = self.model.zero_shot.forward_with_features(images)
         weights = self.probe(labels, output.logits, frozen_logits)
-        loss_ce = weighted_cross_entropy(output.logits, labels, weights)
+        loss_ce = weighted_cross_entropy(output.logits, labels,
+                                         None if weights is None else rank_share(weights))
         zero = output.logits.new_zeros(())
         loss_text = loss_image = loss_kl = zero
         if node.TEXT_LOSS_WEIGHT > 0:

@@ -18,8 +18,17 @@ unchanged there.
 :func:`project_conflicting` is the rule on one pair of tensors;
 :func:`aligned_gradients` computes both gradients of a set of parameters and
 writes the projected one to ``.grad``, ready for an optimizer step.
+
+Several processes (torchrun): the projection is nonlinear in ``g_gen``, so
+projecting each rank's half-batch gradients would not give the global
+batch's update. Both gradients are averaged over the ranks first
+(:func:`~clipwb.engine.distributed.average_tensors`): with equal slices they
+are then the global batch's ``g`` and ``g_gen``, and every rank projects
+them alike to the single-process ``G_prograd``.
 """
 import torch
+
+from clipwb.engine.distributed import average_tensors
 
 
 def project_conflicting(grad, general, lambda_=1.0):
@@ -39,10 +48,15 @@ def aligned_gradients(parameters, loss, general_loss, lambda_=1.0):
     :func:`project_conflicting`); parameters neither loss reaches keep
     ``grad`` None. Both losses may be scaled by the same positive factor (a
     ``GradScaler``): the projection is linear in ``grad`` and uses only the
-    direction of ``general``. Returns the number of tensors projected."""
+    direction of ``general``. Under torchrun both gradients are averaged
+    over the ranks before the projection (see the module docstring), so
+    ``.grad`` needs no further averaging. Returns the number of tensors
+    projected."""
     params = [p for p in parameters if p.requires_grad]
     general = torch.autograd.grad(general_loss, params, retain_graph=True, allow_unused=True)
     task = torch.autograd.grad(loss, params, allow_unused=True)
+    # under torchrun: the global batch's gradients, before the projection
+    general, task = average_tensors(list(general)), average_tensors(list(task))
     projected = 0
     for param, grad, reference in zip(params, task, general):
         if grad is None:
