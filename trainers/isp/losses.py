@@ -16,6 +16,9 @@ the project's default reconstruction, with the alternatives as arguments:
   (``"linear"``), or ``w = B * softmax(d / T)`` (``"softmax"``);
 - loss: ``L_CE = (1/B) sum_i w_i CE(z_i, y_i)``.
 
+Under torchrun the batch is the global one: the trainer gathers every rank's
+difficulties before :func:`probe_weights` and weights its own slice.
+
 The stability terms (item 5) reuse PromptSRC's L_SCL functions
 (``promptsrc_losses``, PromptSRC Eqs. 2-3) with a weight each.
 """
