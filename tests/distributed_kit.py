@@ -3,6 +3,7 @@
 last checkpoints, compared step for step."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -73,3 +74,23 @@ def assert_same_run(r, steps=None, atol=1e-5, model="prompt_learner", epochs=EPO
     for key in one_w:
         assert torch.allclose(one_w[key].float(), two_w[key].float(), atol=atol), key
     return one_log, two_log
+
+
+def torchrun_stopped_at(args, prefix, nproc=2, env=None):
+    """``torchrun --nproc_per_node nproc train.py args``, sent SIGTERM when it
+    prints a line that starts with ``prefix`` (torchrun passes it to every
+    rank); returns the printed lines (stdout and stderr) and whether the
+    signal was sent."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+         str(nproc), "train.py"] + [str(a) for a in args],
+        cwd=h.REPO, env=env or h.subprocess_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    printed, killed = [], False
+    for line in proc.stdout:
+        printed.append(line.rstrip("\n"))
+        if not killed and line.startswith(prefix):
+            proc.send_signal(signal.SIGTERM)
+            killed = True
+    proc.wait(timeout=300)
+    return printed, killed

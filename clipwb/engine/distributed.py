@@ -39,7 +39,8 @@ __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "ini
            "shared_seed",
            "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
            "average_gradients", "mean_summary", "any_rank", "gather_in_order",
-           "average_tensors", "gather_batch", "rank_share", "scaled_backward"]
+           "average_tensors", "gather_batch", "rank_share", "scaled_backward",
+           "mean_over_ranks"]
 
 
 def world_size():
@@ -358,3 +359,35 @@ def scaled_backward(scaler, loss, parameters):
     for param in parameters:
         if param.grad is not None:
             param.grad.mul_(world)
+
+
+class _MeanOverRanks(torch.autograd.Function):
+    """``y = (1/W) sum_r x_r`` on every rank; backward: the same mean of the
+    ranks' output gradients (each rank's loss depends on ``y`` through every
+    rank's ``x_r``)."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        out = tensor.detach().clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out.div_(world_size())
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad.div_(world_size())
+
+
+def mean_over_ranks(tensor):
+    """The mean over the ranks of ``tensor``, a statistic of this rank's
+    slice (e.g. its batch mean), differentiably: with equal slices the mean
+    of the slices' means is the global batch's mean, and the gradient
+    reaching each rank's ``tensor`` is the mean of the ranks' gradients of
+    the result, so that after :func:`average_gradients` the parameters get
+    the gradient of the mean over the ranks of their losses, the global
+    batch's. ``tensor`` itself for one process. Every rank calls it with a
+    tensor of the same shape."""
+    if not _active():
+        return tensor
+    return _MeanOverRanks.apply(tensor)

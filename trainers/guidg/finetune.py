@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from clipwb.engine import (DatasetWrapper, TrainerX, build_optimizer, build_transform,
-                           compute_accuracy)
+                           compute_accuracy, distributed)
 from clipwb.errors import ConfigError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
@@ -32,7 +32,8 @@ from clipwb.trainers.guidg.averaging import AveragedEncoder
 from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
 from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                            ueo_regularizer)
-from clipwb.trainers.guidg.sampler import DomainBalancedBatchSampler, with_replacement
+from clipwb.trainers.guidg.sampler import (DomainBalancedBatchSampler, DomainBatchSlices,
+                                           with_replacement)
 from clipwb.trainers.guidg.full_data import (full_data_test_loader, full_data_transforms,
                                              set_full_data_transforms)
 from clipwb.trainers.guidg.official import (FINETUNE_PRECISIONS, FP16_MASTER, TRAIN_TRANSFORMS,
@@ -104,12 +105,22 @@ class GuidedCLIP(nn.Module):
         return torch.stack([mms_logits(features, t, labels, self.scale, margin)
                             for t in self.classifiers], dim=1)
 
-    def weights(self, features):
-        """Classifier weights ([d] batch mean or [B, d] per sample)."""
+    def weights(self, features, across_ranks=False):
+        """Classifier weights ([d] batch mean or [B, d] per sample).
+
+        ``across_ranks`` (training: under torchrun each rank holds a slice of
+        the global batch): the batch mean is the global batch's, the mean over
+        the ranks of the slices' means (differentiable,
+        :func:`clipwb.engine.distributed.mean_over_ranks`). A test batch is
+        evaluated whole by one rank, so it is never reduced.
+        """
         if self.weighter is None:
             return torch.full((self.num_classifiers,), 1.0 / self.num_classifiers,
                               device=features.device)
-        return batch_weights(self.weighter(features, self.classifiers), self.weighting)
+        weights = batch_weights(self.weighter(features, self.classifiers), self.weighting)
+        if across_ranks and weights.dim() == 1:
+            weights = distributed.mean_over_ranks(weights)
+        return weights
 
     def forward(self, images, encoder=None):
         """Test-time logits: classifier logits mixed by the weights (no margin)."""
@@ -161,6 +172,16 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         if not cfg.DATASET.SOURCE_DOMAINS:
             raise ConfigError("{} trains on source domains: set DATASET.SOURCE_DOMAINS "
                               "(--source-domains).".format(type(self).__name__))
+        # torchrun: the global batch is BATCH_PER_DOMAIN images of every source domain
+        n_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        distributed.check_global_batch(node.BATCH_PER_DOMAIN * n_domains,
+                                       self.global_batch_key(node.BATCH_PER_DOMAIN, n_domains))
+
+    def global_batch_key(self, per_domain, n_domains):
+        """How a sentence names the global batch (``per_domain`` images of
+        each of ``n_domains`` source domains)."""
+        return "{} {} x {} source domains =".format(self.key("BATCH_PER_DOMAIN"), per_domain,
+                                                    n_domains)
 
     # -- data -----------------------------------------------------------------
     def build_data_loader(self):
@@ -179,6 +200,13 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
                            is_train=True),
             batch_sampler=sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             pin_memory=torch.cuda.is_available() and self.cfg.USE_CUDA)
+        if distributed.is_distributed():  # every rank draws the global batch, keeps its slice
+            self.train_loader_x = DomainBatchSlices(
+                self.train_loader_x, sampler.batch_size,
+                self.global_batch_key(sampler.per_domain, len(sampler.groups)))
+            print("Each of the {} processes takes {} of the {} images of a batch".format(
+                distributed.world_size(), sampler.batch_size // distributed.world_size(),
+                sampler.batch_size))
         if full_data is not None:
             set_full_data_transforms(self, full_data)
         self.test_loader = full_data_test_loader(self, node.FULL_DATA_TEST_BATCH,
@@ -263,17 +291,27 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def compute_loss(self, images, labels):
+        """The loss of a training batch and its summary.
+
+        Under torchrun ``images`` is this rank's slice of the global batch:
+        every per-image mean is the slice's (the mean over the ranks is the
+        global batch's), and the two batch statistics, CMAttn's batch-mean
+        weights and UEO's mean prediction, are reduced over the ranks
+        (:func:`~clipwb.engine.distributed.mean_over_ranks`), so that every
+        rank's loss uses the global batch's.
+        """
         node = self.method_cfg
         baseline = self.get_baseline()
         margin = node.MARGIN if baseline == "clipood" else 0.0
         features = self.model.features(images)
         logits = self.model.logits(features, labels, margin)
-        weights = self.model.weights(features)
+        weights = self.model.weights(features, across_ranks=True)
         loss = expert_weighted_loss(per_expert_cross_entropy(logits, labels), weights)
         summary = {}
         if baseline == "ueo":
             plain = logits if margin == 0 else self.model.logits(features)
-            ueo = sum(ueo_regularizer(plain[:, i]) for i in range(plain.shape[1]))
+            ueo = sum(ueo_regularizer(plain[:, i], distributed.mean_over_ranks)
+                      for i in range(plain.shape[1]))
             loss = loss + node.UEO_WEIGHT * ueo
             summary["ueo"] = ueo.detach().item()
         mixed = mix_expert_logits(self.model.logits(features.detach()), weights.detach())
@@ -290,14 +328,18 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             loss, summary = self.compute_loss(images, labels)
         self.model_zero_grad(["model"])
         self.detect_anomaly(loss)
+        # (torchrun: the gradients are averaged over the ranks before every step)
         if self.precision == FP16_MASTER:
             loss.backward()
+            self.sync_gradients(["model"])
             fp16_master_step(self.optim, self.model.visual)
         elif self.scaler is None:
             loss.backward()
+            self.sync_gradients(["model"])
             self.optim.step()
         else:
             self.scaler.scale(loss).backward()
+            self.sync_gradients(["model"])
             self.scaler.step(self.optim)
             self.scaler.update()
         if self.averaging == "bma":
@@ -338,6 +380,8 @@ class CLIPood(DGFinetuneTrainer):
 
     cfg_key = "CLIPOOD"
     baseline = "clipood"
+    #: torchrun: MMS cross-entropy per image; BMA of weights equal on every rank
+    torchrun_ready = True
 
 
 class ERMWiSEFT(DGFinetuneTrainer):
@@ -345,6 +389,8 @@ class ERMWiSEFT(DGFinetuneTrainer):
 
     cfg_key = "ERMWISEFT"
     baseline = "erm"
+    #: torchrun: cross-entropy per image; WiSE-FT of weights equal on every rank
+    torchrun_ready = True
 
 
 class UEOWiSEFT(DGFinetuneTrainer):
@@ -352,6 +398,8 @@ class UEOWiSEFT(DGFinetuneTrainer):
 
     cfg_key = "UEOWISEFT"
     baseline = "ueo"
+    #: torchrun: UEO's mean prediction is the global batch's (compute_loss)
+    torchrun_ready = True
 
 
 def check_baseline(value, key):

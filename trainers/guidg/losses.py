@@ -6,7 +6,8 @@
   image feature shifted by ``-lambda * t_y``. Up to the per-sample constant
   ``tau * lambda`` this is ``tau * [S(I, T_c) + lambda * (1 - S(T_y, T_c))]``.
 - :func:`ueo_regularizer`: the entropy term of UEO (Liang et al., 2024) as
-  GuiDG's code adds it: ``mean_b H(p_b) - H(mean_b p_b)``.
+  GuiDG's code adds it: ``mean_b H(p_b) - H(mean_b p_b)`` (under torchrun
+  ``mean_b p_b`` is the global batch's, reduced over the ranks).
 - :func:`expert_weighted_loss`: GuiDG's Eq. 20 as the code computes it:
   ``sum_i w_i * mean_b CE_i(x_b)`` with batch-mean weights ``w`` [d], or
   ``mean_b sum_i w_i(x_b) * CE_i(x_b)`` with per-sample weights [B, d].
@@ -30,11 +31,20 @@ def entropy(probs, dim=-1, eps=1e-12):
     return -(probs * torch.log(probs.clamp_min(eps))).sum(dim)
 
 
-def ueo_regularizer(logits):
+def ueo_regularizer(logits, batch_mean=None):
     """``mean_b H(softmax(z_b)) - H(mean_b softmax(z_b))`` of logits [B, C]
-    (low when each prediction is confident and the batch's are diverse)."""
+    (low when each prediction is confident and the batch's are diverse).
+
+    ``batch_mean`` maps the mean prediction of ``logits`` (a slice of the
+    global batch, under torchrun) to the global batch's (e.g.
+    :func:`clipwb.engine.distributed.mean_over_ranks`); the first term is a
+    per-image mean and needs nothing.
+    """
     probs = F.softmax(logits.float(), dim=-1)
-    return entropy(probs).mean() - entropy(probs.mean(0))
+    mean_probs = probs.mean(0)
+    if batch_mean is not None:
+        mean_probs = batch_mean(mean_probs)
+    return entropy(probs).mean() - entropy(mean_probs)
 
 
 def per_expert_cross_entropy(logits, labels):

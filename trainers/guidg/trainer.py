@@ -22,7 +22,7 @@ import re
 import numpy as np
 import torch
 
-from clipwb.engine import load_checkpoint
+from clipwb.engine import distributed, load_checkpoint
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.config import add_trainer_keys, check_choice, check_min
@@ -52,6 +52,10 @@ def extend_cfg(cfg):
 class GuiDGExpert(CoOp):
     """Step 1: a CoOp prompt trained on one source domain's pool A."""
 
+    #: torchrun: CoOp's per-image cross-entropy; the kept last batch
+    #: (DROP_LAST False) must split evenly too (build_data_loader)
+    torchrun_ready = True
+
     def check_cfg(self, cfg):
         super().check_cfg(cfg)
         if len(cfg.DATASET.SOURCE_DOMAINS) != 1:
@@ -72,9 +76,13 @@ class GuiDGExpert(CoOp):
     def build_data_loader(self):
         super().build_data_loader()
         if not self.cfg.TRAINER.GUIDGEXPERT.DROP_LAST:
-            self.train_loader_x = self.dm.train_loader_x = rebuilt_loader(self.train_loader_x)
+            self.train_loader_x = self.dm.train_loader_x = rebuilt_loader(self.dm.train_loader_x)
             print("Training batches: {} an epoch, the last incomplete one kept "
                   "(TRAINER.GUIDGEXPERT.DROP_LAST False)".format(len(self.train_loader_x)))
+            if distributed.is_distributed():  # each rank keeps its slice of every batch
+                check_last_batch(len(self.train_loader_x.dataset),
+                                 self.train_loader_x.batch_size)
+                self.train_loader_x = distributed.RankSlices(self.train_loader_x)
         transforms = full_data_transforms(self.cfg, self.dm.dataset)
         if transforms is not None:
             set_full_data_transforms(self, transforms)
@@ -95,6 +103,20 @@ class GuiDGExpert(CoOp):
         if split == "val" and self.__dict__.get("_skip_validation"):
             return -np.inf  # not a validation epoch: no result, so no new best
         return super().test(split)
+
+
+def check_last_batch(n_images, batch_size, world=None):
+    """One sentence when the last incomplete batch of ``n_images`` in batches
+    of ``batch_size`` does not split evenly over the ranks (unequal slices
+    would weigh its images unequally)."""
+    world = distributed.world_size() if world is None else world
+    last = n_images % batch_size
+    if last % world:
+        raise ConfigError(
+            "TRAINER.GUIDGEXPERT.DROP_LAST False keeps a last batch of {} images ({} training "
+            "images in batches of {}), which does not split evenly over the {} processes: set "
+            "TRAINER.GUIDGEXPERT.DROP_LAST True, or use a --nproc_per_node that divides "
+            "{}.".format(last, n_images, batch_size, world, last))
 
 
 def find_expert_checkpoint(run_dir):
@@ -138,6 +160,9 @@ class GuiDG(DGFinetuneTrainer):
     """Step 2: CMAttn-guided fine-tuning of the image encoder."""
 
     cfg_key = "GUIDG"
+    #: torchrun: per-image losses; CMAttn's batch-mean weights and UEO's mean
+    #: prediction are the global batch's (DGFinetuneTrainer.compute_loss)
+    torchrun_ready = True
 
     def get_baseline(self):
         return self.method_cfg.BASELINE
