@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipwb.engine import CfgNode, compute_accuracy
+from clipwb.engine import CfgNode, compute_accuracy, distributed
 from clipwb.errors import ConfigError
 
 from clipwb.trainers.coop import CoOp
@@ -146,10 +146,19 @@ class ProGrad(CoOp):
         self.model_zero_grad(names)
         self.detect_anomaly(general_loss)
         self.detect_anomaly(loss)
+        # torchrun under amp: each rank's float16 gradients at the one-process
+        # size (both losses / W, the averaged gradients * W; see
+        # distributed.scaled_backward); the projection is linear in them
+        share = distributed.world_size() if self.scaler is not None else 1
         if self.scaler is not None:
-            loss, general_loss = self.scaler.scale(loss), self.scaler.scale(general_loss)
+            loss = self.scaler.scale(loss) / share
+            general_loss = self.scaler.scale(general_loss) / share
         params = [p for name in names for p in self._models[name].parameters()]
         aligned_gradients(params, loss, general_loss, lambda_)
+        if share != 1:
+            for param in params:
+                if param.grad is not None:
+                    param.grad.mul_(share)
         for name in names:
             if self._optims[name] is None:
                 continue

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from clipwb.engine import (TrainerX, build_data_loader, build_optimizer, build_transform,
                            compute_accuracy, load_checkpoint, load_pretrained_weights)
-from clipwb.engine.distributed import average_gradients
+from clipwb.engine.distributed import average_gradients, scaled_backward
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
@@ -193,7 +193,9 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
 
     def backward_and_step(self, loss):
         """Backward and optimizer step (through the GradScaler for amp); under
-        torchrun the gradients are averaged over the ranks in between."""
+        torchrun the gradients are averaged over the ranks in between (amp:
+        :func:`~clipwb.engine.distributed.scaled_backward`, so that a step
+        overflows and is skipped where the one-process step is)."""
         self.model_zero_grad()
         self.detect_anomaly(loss)
         if self.scaler is None:
@@ -201,8 +203,8 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             average_gradients(self.learnable_parameters())
             self.model_update()
             return
-        self.scaler.scale(loss).backward()
-        average_gradients(self.learnable_parameters())
+        # (torchrun: each rank's float16 gradients at the one-process size)
+        scaled_backward(self.scaler, loss, self.learnable_parameters())
         for name in self.get_model_names():
             if self._optims[name] is not None:
                 self.scaler.step(self._optims[name])
