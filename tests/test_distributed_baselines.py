@@ -17,7 +17,6 @@ their own scaled mean overflow at half the one-process scale;
 process, and an overflow on one rank makes both skip.
 """
 import os
-import socket
 
 import pytest
 import torch
@@ -151,12 +150,6 @@ def test_dept_averages_every_parameter_its_optimizer_updates(tiny_clip_path, tmp
 
 
 # -- the GradScaler of amp on two processes (in process, gloo) -------------------------------
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _scaled_step(samples, backward, scale=2.0 ** 17):
     """One amp step of ``p`` (1.0) on the mean over ``samples`` of
     ``float((p * x).half())``: the float16 gradient of each term is
@@ -180,17 +173,12 @@ def _plain_backward(scaler, loss, params):
 SAMPLES = [1.0, 2.0, 3.0, 4.0]
 
 
-def _scaler_worker(index, world, port, results):
-    os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed.init(use_cuda=False)
+def _scaler_work(index):
     mine = distributed.rank_share(SAMPLES)
     overflowing = [float("inf")] * 2 if index == 1 else mine
-    results.put((index, dict(
-        plain=_scaled_step(mine, _plain_backward),
-        shared=_scaled_step(mine, distributed.scaled_backward),
-        one_rank_overflows=_scaled_step(overflowing, distributed.scaled_backward))))
-    distributed.shutdown()
+    return dict(plain=_scaled_step(mine, _plain_backward),
+                shared=_scaled_step(mine, distributed.scaled_backward),
+                one_rank_overflows=_scaled_step(overflowing, distributed.scaled_backward))
 
 
 def test_amp_steps_and_skips_as_one_process_on_both_ranks():
@@ -199,21 +187,10 @@ def test_amp_steps_and_skips_as_one_process_on_both_ranks():
     scaled mean (a plain scaled backward) overflow at half that scale: both
     skip and back off. :func:`scaled_backward` steps as one process; an
     overflow on one rank makes both skip."""
-    import torch.multiprocessing as mp
-
     one = _scaled_step(SAMPLES, distributed.scaled_backward)
     assert one == (0.75, 2.0 ** 17)
-    ctx = mp.get_context("fork")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_scaler_worker, args=(i, 2, port, results)) for i in range(2)]
-    for p in procs:
-        p.start()
-    got = sorted(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    for _, steps in got:
+    got = dk.on_gloo_ranks(_scaler_work)
+    for steps in got:
         assert steps["plain"] == (1.0, 2.0 ** 16)  # skipped where one process steps
         assert steps["shared"] == one
         assert steps["one_rank_overflows"] == (1.0, 2.0 ** 16)

@@ -12,8 +12,6 @@ term, the last checkpoint and the evaluator block of a 2-process run are the
 1-process run's; the zero-shot CLIPs evaluate to the 1-process block.
 """
 import os
-import re
-import socket
 import types
 
 import pytest
@@ -30,41 +28,17 @@ from tests.dataset_layouts import write_dataset
 
 
 # -- in process: two gloo ranks ------------------------------------------------------------
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rank_main(index, port, results):
-    # one thread: the forked child must not enter the parent's OpenMP pool (it hangs)
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(index), WORLD_SIZE="2", LOCAL_RANK=str(index),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed.init(use_cuda=False)
-    results.put((index, {"reductions": _reductions(index), "prograd": _prograd_rank(index),
-                         "linear": _isp_probe_rank(index, "linear"),
-                         "softmax": _isp_probe_rank(index, "softmax")}))
-    distributed.shutdown()
+def _rank_work(index):
+    return {"reductions": _reductions(index), "prograd": _prograd_rank(index),
+            "linear": _isp_probe_rank(index, "linear"),
+            "softmax": _isp_probe_rank(index, "softmax")}
 
 
 @pytest.fixture(scope="module")
 def ranks():
     """Every check below on 2 forked gloo ranks at once: each rank's results,
     by rank."""
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_rank_main, args=(i, port, results)) for i in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    return [got[0], got[1]]
+    return dk.on_gloo_ranks(_rank_work)
 
 
 def _reductions(index):
@@ -212,42 +186,16 @@ def one_and_two(world, name):
     return dk.one_and_two(world["runs"], name, lambda out: RUNS[name](world, out))
 
 
-def prograd_terms(text):
-    """Every progress line's loss terms, as dk.logged_terms reads them (whose
-    progress pattern needs a ``loss`` term ProGrad's lines lack)."""
-    return [{k: float(v) for k, v in re.findall(r"(\w+) (-?\d+\.\d+(?:e[-+]\d+)?) \(", line)
-             if k not in ("time", "data")}
-            for line in text.splitlines() if re.match(r"epoch \[\d+/\d+\] batch \[", line)]
-
-
-def assert_same_prograd_run(r):
-    """dk.assert_same_run for ProGrad, whose progress lines have no ``loss``
-    (the official ``xe_loss`` and ``kl_loss``)."""
-    for run in ("one", "two"):
-        assert r[run].returncode == 0, h.describe(r[run])
-    logs = [h.read_log(os.path.join(r[d], "log.txt")) for d in ("one_dir", "two_dir")]
-    steps = [prograd_terms(log) for log in logs]
-    assert len(steps[0]) == len(steps[1]) == dk.EPOCHS * 2
-    for a, b in zip(*steps):
-        assert a.keys() == b.keys() >= {"xe_loss", "kl_loss", "acc"}
-        assert all(abs(a[k] - b[k]) <= 1e-5 for k in a), (a, b)
-    assert h.evaluator_block(logs[1]) == h.evaluator_block(logs[0]) is not None
-    weights = [dk.last_weights(r[d]) for d in ("one_dir", "two_dir")]
-    assert weights[0].keys() == weights[1].keys()
-    for key in weights[0]:
-        assert torch.allclose(weights[0][key], weights[1][key], atol=1e-5), key
-    return logs
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ProGrad", "ISP", "ISP-once-softmax"])
 def test_two_processes_train_as_one(world, name):
     r = one_and_two(world, name)
-    if name == "ProGrad":
-        one_log, two_log = assert_same_prograd_run(r)
+    one_log, two_log = dk.assert_same_run(r, steps=dk.EPOCHS * 2)
+    terms = dk.logged_terms(one_log)[0]
+    if name == "ProGrad":  # the official terms
+        assert {"xe_loss", "kl_loss", "acc"} <= set(terms)
     else:
-        one_log, two_log = dk.assert_same_run(r, steps=dk.EPOCHS * 2)
-        assert "probe_w_max" in dk.logged_terms(one_log)[0]
+        assert "probe_w_max" in terms
     # 8 base images, global batch 4; 4 test images
     assert h.evaluator_block(one_log)[0] == 4
     assert "global batch 4, 2 images per process" in two_log
