@@ -337,9 +337,9 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             loss.backward()
             self.sync_gradients(["model"])
             self.optim.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.sync_gradients(["model"])
+        else:  # (torchrun: each rank's float16 gradients at the one-process magnitude)
+            distributed.scaled_backward(self.scaler, loss, [
+                p for p in self.model.parameters() if p.requires_grad])
             self.scaler.step(self.optim)
             self.scaler.update()
         if self.averaging == "bma":
