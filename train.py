@@ -8,7 +8,6 @@ Same flags as CoOp / MaPLe / PromptSRC's ``train.py``::
         --output-dir output/... DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
 """
 import argparse
-import os
 import sys
 
 import torch
@@ -125,9 +124,11 @@ def main(args):
     check_names(cfg)
     # torchrun: one process per device; rank 0 alone prints and writes the log
     training = not args.eval_only and not args.no_train
-    distributed.check_launch(TRAINER_REGISTRY.get(cfg.TRAINER.NAME), BACKEND, training)
+    trainer_class = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    distributed.check_launch(trainer_class, BACKEND, training)
+    batch, batch_key = distributed.global_batch(trainer_class, cfg)
     if training:
-        distributed.check_global_batch(cfg.DATALOADER.TRAIN_X.BATCH_SIZE)
+        distributed.check_global_batch(batch, batch_key)
     distributed.silence_other_ranks()
     distributed.init(cfg.USE_CUDA)
     seed = distributed.shared_seed(cfg.SEED)  # (every rank draws the same batches)
@@ -154,7 +155,7 @@ def main(args):
                                     [args.config_file, args.dataset_config_file],
                                     log.name if log is not None else None, args.eval_only):
         print(line)
-    spread = distributed.describe(cfg.DATALOADER.TRAIN_X.BATCH_SIZE if training else None)
+    spread = distributed.describe(batch if training else None)
     if spread:
         print(spread)
 

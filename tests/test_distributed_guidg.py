@@ -29,7 +29,6 @@ from tests import distributed_kit as dk
 from tests import e2e_helpers as h
 from tests.dg_kit import make_dg_cfg, write_expert
 from tests.dg_layouts import write_domainbed
-from tests.test_distributed import _free_port
 
 SOURCES = ["plain", "textured", "noisy"]
 EPOCHS = dk.EPOCHS
@@ -190,36 +189,18 @@ def step2_loss_and_gradients(baseline, share=slice(None)):
     return distributed.mean_summary(summary), [p.grad.tolist() for p in params]
 
 
-def _gloo_worker(index, world, port, results):
-    # (a forked child hangs in a parallel operation once the parent used its
-    # thread pool, e.g. after the slow tests compared checkpoints)
-    torch.set_num_threads(1)
-    os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed.init(use_cuda=False)
+def _gloo_work(index):
     x = torch.tensor([[1.0, 2.0], [3.0, 6.0]][index], requires_grad=True)
     y = distributed.mean_over_ranks(x)
     (y * torch.tensor([[1.0, 1.0], [3.0, 5.0]][index])).sum().backward()
     out = dict(mean=y.tolist(), grad=x.grad.tolist())
     for baseline in ("clipood", "ueo"):  # each rank: 2 images of the 4
         out[baseline] = step2_loss_and_gradients(baseline, slice(2 * index, 2 * index + 2))
-    results.put((index, out))
-    distributed.shutdown()
+    return out
 
 
 def test_two_gloo_ranks_give_the_step2_loss_and_gradients_of_one():
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_gloo_worker, args=(i, 2, port, results)) for i in range(2)]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    got = dk.on_gloo_ranks(_gloo_work)
     for index in (0, 1):
         # y = mean of [1, 2] and [3, 6]; each rank's loss y . c_r: the gradient
         # of y's inputs is the mean of c_0 = [1, 1] and c_1 = [3, 5]
@@ -291,3 +272,19 @@ def test_a_kept_last_batch_that_does_not_split_is_one_sentence():
                                           r"processes: set TRAINER.GUIDGEXPERT.DROP_LAST True, "
                                           r"or use a --nproc_per_node that divides 1.$"):
         check_last_batch(9, 4, world=2)
+
+
+def test_train_py_splits_the_batch_step_2_draws(pacs, tiny_clip_path, tmp_path):
+    """train.py checks and reports the batch the trainer splits: for step 2
+    BATCH_PER_DOMAIN x source domains, not DATALOADER.TRAIN_X.BATCH_SIZE
+    (which it does not use); the other trainers' is TRAIN_X's."""
+    from clipwb.engine import TRAINER_REGISTRY
+
+    cfg = step2_cfg(pacs, tiny_clip_path, tmp_path, 3)
+    cfg.defrost()
+    cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 5  # splits over no number of processes
+    assert distributed.global_batch(TRAINER_REGISTRY.get("GuiDG"), cfg) == (
+        6, "TRAINER.GUIDG.BATCH_PER_DOMAIN 3 x 2 source domains =")
+    assert distributed.global_batch(TRAINER_REGISTRY.get("CoOp"), cfg) == (
+        5, "DATALOADER.TRAIN_X.BATCH_SIZE")
+    assert distributed.global_batch(TRAINER_REGISTRY.get("GuiDGExpert"), cfg)[0] == 5

@@ -37,7 +37,8 @@ from clipwb.errors import ConfigError
 __all__ = ["world_size", "rank", "local_rank", "is_distributed", "is_main", "init",
            "shutdown", "silence_other_ranks", "let_main_report", "describe",
            "shared_seed",
-           "barrier", "main_first", "check_launch", "check_global_batch", "RankSlices", "slice_batch",
+           "barrier", "main_first", "check_launch", "global_batch", "check_global_batch",
+           "RankSlices", "slice_batch",
            "average_gradients", "mean_summary", "any_rank", "gather_in_order",
            "average_tensors", "gather_batch", "rank_share", "scaled_backward",
            "mean_over_ranks"]
@@ -179,6 +180,17 @@ def check_launch(trainer_class, backend, training=True):
                                                              world_size()))
 
 
+def global_batch(trainer_class, cfg):
+    """``(size, key)`` of the global batch a run of ``trainer_class`` splits
+    over the ranks: the class's own ``torchrun_batch(cfg)`` where it has one
+    (GuiDG's step 2: images per domain x source domains), else
+    ``DATALOADER.TRAIN_X.BATCH_SIZE``."""
+    own = getattr(trainer_class, "torchrun_batch", None)
+    if own is not None:
+        return own(cfg)
+    return cfg.DATALOADER.TRAIN_X.BATCH_SIZE, "DATALOADER.TRAIN_X.BATCH_SIZE"
+
+
 def check_global_batch(batch_size, key="DATALOADER.TRAIN_X.BATCH_SIZE", world=None):
     """Raise one sentence unless the global batch splits evenly over the ranks."""
     world = world_size() if world is None else world
@@ -214,13 +226,21 @@ class RankSlices:
     """A training loader whose batches are this rank's slice of the global
     batches (every other attribute is the wrapped loader's)."""
 
-    def __init__(self, loader, index=None, world=None):
+    def __init__(self, loader, index=None, world=None, batch_size=None,
+                 key="DATALOADER.TRAIN_X.BATCH_SIZE"):
         self.loader = loader
         self.index = rank() if index is None else index
         self.world = world_size() if world is None else world
-        check_global_batch(loader.batch_size, world=self.world)
+        # the global batch and its name in a sentence (default: the loader's
+        # own; give it for a loader driven by a batch sampler)
+        self.batch_size, self.key = batch_size, key
+        if batch_size is not None:
+            check_global_batch(batch_size, key, world=self.world)
 
     def __iter__(self):
+        if self.batch_size is None:
+            # (checked when used: a trainer may replace the loader it was given)
+            check_global_batch(self.loader.batch_size, self.key, world=self.world)
         for batch in self.loader:
             yield slice_batch(batch, self.index, self.world)
 
@@ -283,6 +303,7 @@ def gather_in_order(items):
     for i in range(max(len(p) for p in parts)):
         merged.extend(p[i] for p in parts if i < len(p))
     return merged
+
 
 def average_tensors(tensors):
     """Average ``tensors`` (a list; None entries are skipped) over the ranks

@@ -32,7 +32,7 @@ from clipwb.trainers.guidg.averaging import AveragedEncoder
 from clipwb.trainers.guidg.cmattn import batch_weights, mix_expert_logits
 from clipwb.trainers.guidg.losses import (expert_weighted_loss, mms_logits, per_expert_cross_entropy,
                            ueo_regularizer)
-from clipwb.trainers.guidg.sampler import (DomainBalancedBatchSampler, DomainBatchSlices,
+from clipwb.trainers.guidg.sampler import (DomainBalancedBatchSampler,
                                            with_replacement)
 from clipwb.trainers.guidg.full_data import (full_data_test_loader, full_data_transforms,
                                              set_full_data_transforms)
@@ -173,15 +173,23 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             raise ConfigError("{} trains on source domains: set DATASET.SOURCE_DOMAINS "
                               "(--source-domains).".format(type(self).__name__))
         # torchrun: the global batch is BATCH_PER_DOMAIN images of every source domain
-        n_domains = len(cfg.DATASET.SOURCE_DOMAINS)
-        distributed.check_global_batch(node.BATCH_PER_DOMAIN * n_domains,
-                                       self.global_batch_key(node.BATCH_PER_DOMAIN, n_domains))
+        distributed.check_global_batch(*self.torchrun_batch(cfg))
 
-    def global_batch_key(self, per_domain, n_domains):
+    @classmethod
+    def torchrun_batch(cls, cfg):
+        """``(size, how a sentence names it)`` of the global batch torchrun
+        splits: ``BATCH_PER_DOMAIN`` images of each source domain (not
+        ``DATALOADER.TRAIN_X.BATCH_SIZE``, which step 2 does not use)."""
+        per_domain = cfg.TRAINER[cls.cfg_key].BATCH_PER_DOMAIN
+        n_domains = len(cfg.DATASET.SOURCE_DOMAINS)
+        return per_domain * n_domains, cls.global_batch_key(per_domain, n_domains)
+
+    @classmethod
+    def global_batch_key(cls, per_domain, n_domains):
         """How a sentence names the global batch (``per_domain`` images of
         each of ``n_domains`` source domains)."""
-        return "{} {} x {} source domains =".format(self.key("BATCH_PER_DOMAIN"), per_domain,
-                                                    n_domains)
+        return "TRAINER.{}.BATCH_PER_DOMAIN {} x {} source domains =".format(
+            cls.cfg_key, per_domain, n_domains)
 
     # -- data -----------------------------------------------------------------
     def build_data_loader(self):
@@ -201,9 +209,9 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             batch_sampler=sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             pin_memory=torch.cuda.is_available() and self.cfg.USE_CUDA)
         if distributed.is_distributed():  # every rank draws the global batch, keeps its slice
-            self.train_loader_x = DomainBatchSlices(
-                self.train_loader_x, sampler.batch_size,
-                self.global_batch_key(sampler.per_domain, len(sampler.groups)))
+            self.train_loader_x = distributed.RankSlices(
+                self.train_loader_x, batch_size=sampler.batch_size,
+                key=self.global_batch_key(sampler.per_domain, len(sampler.groups)))
             print("Each of the {} processes takes {} of the {} images of a batch".format(
                 distributed.world_size(), sampler.batch_size // distributed.world_size(),
                 sampler.batch_size))

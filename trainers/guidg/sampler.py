@@ -18,15 +18,14 @@ next batches depend on (the queues; the private generator's state), so a
 resumed run draws the batches an uninterrupted one draws.
 
 Under torchrun every rank draws the same global batches (same seed) and keeps
-its contiguous slice (:class:`DomainBatchSlices`), as the engine's
-:class:`~clipwb.engine.distributed.RankSlices` does for Dassl's loaders.
+its contiguous slice (the trainer wraps the loader in
+:class:`~clipwb.engine.distributed.RankSlices`, as the engine does Dassl's).
 """
 import random
 from collections import OrderedDict
 
 from torch.utils.data import Sampler
 
-from clipwb.engine import distributed
 from clipwb.errors import ConfigError
 from clipwb.trainers.kit.config import check_choice
 
@@ -107,16 +106,3 @@ class DomainBalancedBatchSampler(Sampler):
         self._queues = {d: list(queues[d]) for d in self._queues}
         if self.replacement:
             self._rng.setstate(state["rng"])
-
-
-class DomainBatchSlices(distributed.RankSlices):
-    """This rank's slices of the global batches of a loader driven by a
-    batch sampler (whose ``batch_size`` attribute is None): the global batch
-    ``batch_size``, named ``key`` in the sentence when it does not split
-    evenly over the ranks."""
-
-    def __init__(self, loader, batch_size, key, index=None, world=None):
-        self.loader = loader
-        self.index = distributed.rank() if index is None else index
-        self.world = distributed.world_size() if world is None else world
-        distributed.check_global_batch(batch_size, key, world=self.world)
