@@ -11,7 +11,6 @@ tests on 2 processes to the results of ``NPROC=1``. The helpers of :mod:`clipwb.
 process; a bad launch is one sentence.
 """
 import os
-import signal
 import subprocess
 import sys
 
@@ -89,18 +88,7 @@ def test_a_killed_two_process_run_resumes_exactly(world, resume_nproc):
         world["runs"]["ref4"] = h.run_train_py(args(ref_dir))
     reference = world["runs"]["ref4"]
     assert reference.returncode == 0, h.describe(reference)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         "2", "train.py"] + [str(a) for a in args(run_dir)],
-        cwd=h.REPO, env=h.subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    printed, killed = [], False
-    for line in proc.stdout:
-        printed.append(line.rstrip("\n"))
-        if not killed and line.startswith(KILL_AT):
-            proc.send_signal(signal.SIGTERM)
-            killed = True
-    proc.wait(timeout=300)
+    printed, killed = dk.torchrun_stopped_at(args(run_dir), KILL_AT)
     assert killed, printed[-5:]
     assert any(line.startswith("Interrupted in epoch 2 of {}".format(RESUME_EPOCHS))
                for line in printed), printed[-5:]
@@ -213,6 +201,16 @@ def test_gloo_ranks_average_gradients_and_losses_and_gather_in_order():
         assert other == [[0.5, 0.5], [0.5, 0.5]]
         assert summary == {"loss": 1.5, "acc": 25.0}
         assert gathered == [0, 1, 2, 3, 4]
+
+
+def test_every_registered_trainer_runs_on_several_processes():
+    """Each trainer class of the registry declares itself checked on several
+    processes (its own tests compare 2 processes with 1: tests/test_distributed*.py)."""
+    from clipwb.engine import TRAINER_REGISTRY
+
+    names = sorted(TRAINER_REGISTRY.registered_names())
+    assert {"CoOp", "DiSa", "ISP", "GuiDG", "GuiDGExpert", "ProGrad", "MMRL"} <= set(names)
+    assert [n for n in names if not vars(TRAINER_REGISTRY.get(n)).get("torchrun_ready")] == []
 
 
 def test_a_method_not_checked_on_several_processes_is_refused(monkeypatch):
