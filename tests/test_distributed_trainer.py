@@ -8,6 +8,7 @@ evaluator gives every rank the evaluator result of one process fed all the
 batches, only rank 0 saves the confusion matrix, and after
 :func:`share_random_states` both ranks draw rank 0's next numbers.
 """
+import functools
 import glob
 import os
 import random
@@ -16,10 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from clipwb.engine import distributed
 from clipwb.engine.distributed_trainer import (DistributedTrainer, GatheredEvaluator,
                                                share_random_states)
-from tests.test_distributed import _free_port
+from tests import distributed_kit as dk
 
 
 def engine_trainer_base(engine):
@@ -80,15 +80,12 @@ def _evaluator(output_dir):
     return Classification(cfg)
 
 
-def _gloo_worker(index, world, port, tmp, results):
-    os.environ.update(RANK=str(index), WORLD_SIZE=str(world), LOCAL_RANK=str(index),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    distributed.init(use_cuda=False)
+def _rank_work(tmp, index):
     out = os.path.join(tmp, "rank{}".format(index))
     os.makedirs(out)
     evaluator = GatheredEvaluator(_evaluator(out))
     evaluator.reset()
-    for batch in range(index, len(OUTPUTS), world):  # this rank's test batches
+    for batch in range(index, len(OUTPUTS), 2):  # this rank's test batches
         evaluator.process(OUTPUTS[batch], LABELS[batch])
     result = dict(evaluator.evaluate())
     # rank 0 alone drew the few-shot split (say)
@@ -97,30 +94,17 @@ def _gloo_worker(index, world, port, tmp, results):
         random.random(), np.random.rand(), torch.rand(2)
     share_random_states()
     draws = (random.random(), float(np.random.rand()), torch.rand(2).tolist())
-    results.put((index, result, sorted(os.listdir(out)), draws))
-    distributed.shutdown()
+    return result, sorted(os.listdir(out)), draws
 
 
 def test_two_ranks_gather_the_evaluation_and_share_rank_zeros_random_states(tmp_path):
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_gloo_worker, args=(i, 2, port, str(tmp_path), results))
-             for i in range(2)]
-    for p in procs:
-        p.start()
-    got = sorted(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    got = dk.on_gloo_ranks(functools.partial(_rank_work, str(tmp_path)))
     one = _evaluator(str(tmp_path))  # one process, every batch in order
     for output, label in zip(OUTPUTS, LABELS):
         one.process(output, label)
     expected = dict(one.evaluate())
     assert expected["accuracy"] == pytest.approx(70.0)
-    (_, result0, files0, draws0), (_, result1, files1, draws1) = got
+    (result0, files0, draws0), (result1, files1, draws1) = got
     assert result0 == result1 == expected
     assert files0 == ["cmat.pt"] and files1 == []
     random.seed(3), np.random.seed(3), torch.manual_seed(3)
