@@ -3,7 +3,6 @@
 last checkpoints, compared step for step."""
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import sys
 import torch
 
 from tests import e2e_helpers as h
+from tests.dataset_layouts import write_dataset
 
 EPOCHS = 2
 
@@ -86,19 +86,19 @@ def torchrun_stopped_at(args, prefix, nproc=2, env=None):
     prints a line that starts with ``prefix`` (torchrun passes it to every
     rank); returns the printed lines (stdout and stderr) and whether the
     signal was sent."""
-    proc = subprocess.Popen(
+    _, printed, killed = h.run_stopped_at(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-         str(nproc), "train.py"] + [str(a) for a in args],
-        cwd=h.REPO, env=env or h.subprocess_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    printed, killed = [], False
-    for line in proc.stdout:
-        printed.append(line.rstrip("\n"))
-        if not killed and line.startswith(prefix):
-            proc.send_signal(signal.SIGTERM)
-            killed = True
-    proc.wait(timeout=300)
+         str(nproc), "train.py"] + [str(a) for a in args], prefix, env=env, merge_stderr=True)
     return printed, killed
+
+
+def toy_world(tmp_path_factory, clip, name):
+    """A tiny Caltech101 of 4 classes in a fresh folder, the CLIP file, and a
+    cache of runs (for :func:`one_and_two`)."""
+    tmp = tmp_path_factory.mktemp(name)
+    data = str(tmp / "data")
+    write_dataset(data, "Caltech101", n_classes=4)
+    return dict(tmp=tmp, data=data, clip=clip, runs={"tmp": tmp})
 
 
 def free_port():

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -246,3 +247,22 @@ def snapshot(folder):
             with open(path, "rb") as f:
                 out[os.path.relpath(path, folder)] = f.read()
     return out
+
+
+def run_stopped_at(command, prefix, env=None, merge_stderr=False):
+    """Run ``command`` in the repository, send it SIGTERM when it prints a line
+    starting with ``prefix`` (as a shell's or a scheduler's kill), and wait
+    for it. Returns ``(process, printed lines, whether it was signalled)``;
+    the process's stderr is unread unless ``merge_stderr``."""
+    proc = subprocess.Popen(command, cwd=REPO, env=env or subprocess_env(),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                            text=True)
+    printed, killed = [], False
+    for line in proc.stdout:
+        printed.append(line.rstrip("\n"))
+        if not killed and line.startswith(prefix):
+            proc.send_signal(signal.SIGTERM)
+            killed = True
+    proc.wait(timeout=300)
+    return proc, printed, killed

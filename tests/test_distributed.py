@@ -23,14 +23,10 @@ from clipwb.trainers.kit.resumable import RUN_STATE_FILE
 from tests import distributed_kit as dk
 from tests import e2e_helpers as h
 from tests.distributed_kit import EPOCHS, logged_terms, torchrun
-from tests.dataset_layouts import write_dataset
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_clip_path):
-    tmp = tmp_path_factory.mktemp("ddp")
-    data = str(tmp / "data")
-    write_dataset(data, "Caltech101", n_classes=4)
-    return dict(tmp=tmp, data=data, clip=tiny_clip_path, runs={"tmp": tmp})
+    return dk.toy_world(tmp_path_factory, tiny_clip_path, "ddp")
 
 
 # The official fp32 arithmetic rounds deep and vision prompts to float16 in

@@ -24,7 +24,6 @@ import torch
 from clipwb.engine import distributed
 from tests import distributed_kit as dk
 from tests import e2e_helpers as h
-from tests.dataset_layouts import write_dataset
 from tests.distributed_kit import EPOCHS
 from tests.tiny_clip import TINY_CLIP_KWARGS, write_tiny_clip
 
@@ -72,12 +71,10 @@ BATCH = 4
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_clip_path):
-    tmp = tmp_path_factory.mktemp("ddp_baselines")
-    data = str(tmp / "data")
-    write_dataset(data, "Caltech101", n_classes=4)
-    deep = write_tiny_clip(tmp / "tiny_clip_9_text_layers.pt",
-                           kwargs=dict(TINY_CLIP_KWARGS, transformer_layers=9))
-    return dict(tmp=tmp, data=data, clip=tiny_clip_path, deep_clip=deep, runs={"tmp": tmp})
+    world = dk.toy_world(tmp_path_factory, tiny_clip_path, "ddp_baselines")
+    world["deep_clip"] = write_tiny_clip(world["tmp"] / "tiny_clip_9_text_layers.pt",
+                                         kwargs=dict(TINY_CLIP_KWARGS, transformer_layers=9))
+    return world
 
 
 def run_args(world, trainer, out):

@@ -24,7 +24,6 @@ from clipwb.trainers.isp.trainer import ISP
 from clipwb.trainers.kit.gradient_projection import aligned_gradients
 from tests import distributed_kit as dk
 from tests import e2e_helpers as h
-from tests.dataset_layouts import write_dataset
 
 
 # -- in process: two gloo ranks ------------------------------------------------------------
@@ -145,10 +144,7 @@ def test_isp_probe_weights_are_the_global_batchs_on_two_ranks(ranks, weighting):
 # -- end to end: python train.py vs torchrun --nproc_per_node 2 (slow) ---------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_clip_path):
-    tmp = tmp_path_factory.mktemp("ddp_prograd_isp")
-    data = str(tmp / "data")
-    write_dataset(data, "Caltech101", n_classes=4)
-    return dict(tmp=tmp, data=data, clip=tiny_clip_path, runs={"tmp": tmp})
+    return dk.toy_world(tmp_path_factory, tiny_clip_path, "ddp_prograd_isp")
 
 
 # ProGrad is not in the e2e tables: its toy config (32 px) with CoOp's small

@@ -12,7 +12,6 @@ import errno
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -64,17 +63,8 @@ def killed_and_resumed(tmp_path_factory, tiny_clip_path):
     thread.start()
 
     # A real process, killed as a user's shell or a cluster's scheduler kills it.
-    proc = subprocess.Popen([sys.executable, "train.py"] + [str(a) for a in args(run_dir)],
-                            cwd=h.REPO, env=h.subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    printed = []
-    killed = False
-    for line in proc.stdout:
-        printed.append(line.rstrip("\n"))
-        if not killed and line.startswith(KILL_AT):
-            proc.send_signal(signal.SIGTERM)
-            killed = True
-    proc.wait(timeout=300)
+    proc, printed, killed = h.run_stopped_at([sys.executable, "train.py"]
+                                             + [str(a) for a in args(run_dir)], KILL_AT)
     first_log = h.read_log(os.path.join(run_dir, "log.txt"))
     had_state = os.path.isfile(os.path.join(run_dir, RUN_STATE_FILE))
     again = h.run_train_py(args(run_dir), timeout=600)
