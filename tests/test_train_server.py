@@ -15,8 +15,8 @@ print("parent", os.getppid())
 print("env", os.environ.get("PROBE_VALUE"))
 sys.stderr.write("to stderr\n")
 if sys.argv[1:] == ["sleep"]:
-    print("ready", flush=True)
-    try:
+    try:  # (a signal right after the line is printed lands in the try)
+        print("ready", flush=True)
         time.sleep(60)
     except KeyboardInterrupt:
         print("interrupted", flush=True)

@@ -142,6 +142,18 @@ real = {python!r}
 args = sys.argv[1:]
 path = os.environ.get({socket_env!r})
 if path and args and not args[0].startswith("-"):
+    # the run may print (and be signalled) before its pid reaches us: a
+    # signal before then is passed on once the pid is known
+    job_pid, pending = [None], []
+    def forward(signum, frame):
+        if job_pid[0] is None:
+            pending.append(signum)
+            return
+        try:
+            os.killpg(job_pid[0], signum)
+        except ProcessLookupError:
+            pass
+    previous = {{s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -152,19 +164,18 @@ if path and args and not args[0].startswith("-"):
     except OSError:
         first = {{"refused": True}}
     if not first.get("refused"):
-        pid = first["pid"]
-        def forward(signum, frame):
-            try:
-                os.killpg(pid, signum)
-            except ProcessLookupError:
-                pass
-        signal.signal(signal.SIGINT, forward)
-        signal.signal(signal.SIGTERM, forward)
+        job_pid[0] = first["pid"]
+        for signum in pending:
+            forward(signum, None)
         code = json.loads(answers.readline() or '{{"returncode": 1}}')["returncode"]
         if code < 0:
             signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)
         sys.exit(code)
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+    for signum in pending:
+        os.kill(os.getpid(), signum)
 os.execv(real, [real] + args)
 """
 
