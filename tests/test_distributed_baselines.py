@@ -119,7 +119,8 @@ def test_every_baseline_class_declares_torchrun_ready(monkeypatch):
         distributed.check_launch(cls, "builtin")
 
 
-def test_dept_averages_every_parameter_its_optimizer_updates(tiny_clip_path, tmp_path):
+def test_dept_averages_every_parameter_its_optimizer_updates(tiny_clip_path, tmp_path,
+                                                            monkeypatch):
     """``TRAINER.NAMES_TO_UPDATE`` may train parameters outside the registered
     prompt learner and head (here the text encoder's ``ln_final``): the
     gradients averaged over the ranks are exactly the optimizer's parameters.
@@ -144,6 +145,12 @@ def test_dept_averages_every_parameter_its_optimizer_updates(tiny_clip_path, tmp
     assert id(text_norm.weight) in updated and id(trainer.model.prompt_learner.ctx) in updated
     assert averaged == updated
     assert len(trainer.learnable_parameters()) == len(averaged)  # each once
+    # what the engine's backward hands to the all-reduce
+    seen = []
+    monkeypatch.setattr(distributed, "average_gradients",
+                        lambda params: seen.append({id(p) for p in params}))
+    trainer.sync_gradients()
+    assert seen == [updated]
 
 
 # -- the GradScaler of amp on two processes (in process, gloo) -------------------------------

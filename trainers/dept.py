@@ -130,7 +130,7 @@ class DecoupledHeadMixin:
         super().build_model()
         self.register_model(self.head_name, self.model.dept_head, None, None)
 
-    def learnable_parameters(self):
+    def learnable_parameters(self, names=None):
         """Every parameter of the model that trains (what the staged
         optimizer holds): ``NAMES_TO_UPDATE`` may select parameters outside
         the registered prompt learner and head, and under torchrun their

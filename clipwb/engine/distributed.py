@@ -216,8 +216,7 @@ def slice_batch(batch, index, world):
             n = len(value)
             if n % world:
                 check_global_batch(n, "the batch of {} images".format(n), world)
-            share = n // world
-            value = value[index * share:(index + 1) * share]
+            value = rank_share(value, index, world)
         out[key] = value
     return out
 
@@ -253,21 +252,10 @@ class RankSlices:
 
 def average_gradients(parameters):
     """Average the gradients of ``parameters`` over the ranks in place (one
-    flat all-reduce). Every rank must hold a gradient for the same
-    parameters (they run the same code on equal slices)."""
-    if not _active():
-        return
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size()
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
+    flat all-reduce, :func:`average_tensors`). Every rank must hold a
+    gradient for the same parameters (they run the same code on equal
+    slices)."""
+    average_tensors([p.grad for p in parameters])
 
 
 def mean_summary(summary):

@@ -135,12 +135,17 @@ class DistributedTrainer:
             if getattr(self, "train_loader_u", None) is not None:
                 self.train_loader_u = distributed.RankSlices(self.train_loader_u)
 
+    def learnable_parameters(self, names=None):
+        """The parameters the optimizers update: the registered models' (or
+        those of ``names``) that require a gradient. A trainer whose
+        optimizer holds others (DePT's ``NAMES_TO_UPDATE``) says so here."""
+        return [p for name in self.get_model_names(names)
+                for p in self._models[name].parameters() if p.requires_grad]
+
     def sync_gradients(self, names=None):
-        """Average the registered models' gradients over the ranks of a
-        torchrun run (no-op for one process)."""
-        distributed.average_gradients(
-            [p for name in self.get_model_names(names)
-             for p in self._models[name].parameters() if p.requires_grad])
+        """Average the gradients of :meth:`learnable_parameters` over the
+        ranks of a torchrun run (no-op for one process)."""
+        distributed.average_gradients(self.learnable_parameters(names))
 
     def model_backward(self, loss):
         super().model_backward(loss)

@@ -346,8 +346,7 @@ class DGFinetuneTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
             self.sync_gradients(["model"])
             self.optim.step()
         else:  # (torchrun: each rank's float16 gradients at the one-process magnitude)
-            distributed.scaled_backward(self.scaler, loss, [
-                p for p in self.model.parameters() if p.requires_grad])
+            distributed.scaled_backward(self.scaler, loss, self.learnable_parameters(["model"]))
             self.scaler.step(self.optim)
             self.scaler.update()
         if self.averaging == "bma":

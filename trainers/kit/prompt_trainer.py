@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from clipwb.engine import (TrainerX, build_data_loader, build_optimizer, build_transform,
                            compute_accuracy, load_checkpoint, load_pretrained_weights)
-from clipwb.engine.distributed import average_gradients, scaled_backward
+from clipwb.engine.distributed import scaled_backward
 from clipwb.errors import ConfigError, MissingFileError, UserInputError
 
 from clipwb.trainers.kit.clip_loader import check_input_size, load_clip
@@ -196,25 +196,17 @@ class ClipPromptTrainer(BatchSteppedSchedule, ResumableTrainer, TrainerX):
         torchrun the gradients are averaged over the ranks in between (amp:
         :func:`~clipwb.engine.distributed.scaled_backward`, so that a step
         overflows and is skipped where the one-process step is)."""
+        if self.scaler is None:
+            self.model_backward_and_update(loss)  # (its model_backward syncs)
+            return
         self.model_zero_grad()
         self.detect_anomaly(loss)
-        if self.scaler is None:
-            loss.backward()
-            average_gradients(self.learnable_parameters())
-            self.model_update()
-            return
         # (torchrun: each rank's float16 gradients at the one-process size)
         scaled_backward(self.scaler, loss, self.learnable_parameters())
         for name in self.get_model_names():
             if self._optims[name] is not None:
                 self.scaler.step(self._optims[name])
         self.scaler.update()
-
-    def learnable_parameters(self):
-        """The parameters the optimizers update (every registered model's
-        parameters that require a gradient)."""
-        return [p for name in self.get_model_names()
-                for p in self._models[name].parameters() if p.requires_grad]
 
     # -- evaluation -----------------------------------------------------------
     def model_inference(self, input):
