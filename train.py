@@ -18,9 +18,8 @@ try:
 except ImportError as _err:  # a clone run before its one install command
     sys.exit("Error: {} -- install the project first: pip install -e .".format(_err))
 from clipwb import registration, runlog
-from clipwb.engine import distributed
 from clipwb.engine import (BACKEND, DATASET_REGISTRY, TRAINER_REGISTRY, build_trainer,
-                           collect_env_info, get_cfg_default, set_random_seed,
+                           collect_env_info, distributed, get_cfg_default, set_random_seed,
                            setup_logger)
 from clipwb.error_exit import fail, user_error_message
 from clipwb.errors import (ConfigError, UserInputError, check_config_file,
@@ -126,8 +125,9 @@ def main(args):
     training = not args.eval_only and not args.no_train
     trainer_class = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     distributed.check_launch(trainer_class, BACKEND, training)
-    batch, batch_key = distributed.global_batch(trainer_class, cfg)
-    if training:
+    batch = None  # (the global batch the ranks split)
+    if training and distributed.is_distributed():
+        batch, batch_key = distributed.global_batch(trainer_class, cfg)
         distributed.check_global_batch(batch, batch_key)
     distributed.silence_other_ranks()
     distributed.init(cfg.USE_CUDA)
@@ -155,13 +155,14 @@ def main(args):
                                     [args.config_file, args.dataset_config_file],
                                     log.name if log is not None else None, args.eval_only):
         print(line)
-    spread = distributed.describe(batch if training else None)
+    spread = distributed.describe(batch)
     if spread:
         print(spread)
 
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
+        distributed.shutdown()
         return
 
     if not args.no_train:
